@@ -1,0 +1,42 @@
+"""The thread count of the kernels: one helper resolves every ``n_threads`` argument."""
+
+from __future__ import annotations
+
+import numbers
+
+from . import _kernels
+
+_default_threads: int | None = None
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenMP threads the kernels use when ``n_threads`` is None.
+
+    Args:
+        n: a positive integer. Results do not depend on it (bitwise), only the speed.
+    """
+    global _default_threads
+    _default_threads = _check_positive(n, "n")
+
+
+def get_num_threads() -> int:
+    """The thread count used when ``n_threads`` is None: the value of
+    :func:`set_num_threads`, else OpenMP's default (``OMP_NUM_THREADS`` or all cores)."""
+    if _default_threads is not None:
+        return _default_threads
+    return max(1, _kernels.openmp_max_threads())
+
+
+def resolve_n_threads(n_threads: int | None) -> int:
+    """None -> :func:`get_num_threads`; a positive int as is; anything else rejected."""
+    if n_threads is None:
+        return get_num_threads()
+    return _check_positive(n_threads, "n_threads")
+
+
+def _check_positive(n: object, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer or None, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer (1, 2, ...) or None, got {n}")
+    return int(n)
