@@ -19,21 +19,45 @@ from typing import Iterator
 
 _lock = threading.Lock()
 _depth = 0
-_saved: list[tuple[object, int]] = []
-_blas_controllers: list[object] | None = None
+_saved: list[tuple["_ThreadKnob", int]] = []
+_knobs: list["_ThreadKnob"] | None = None
 
 
-def _controllers() -> list[object]:
-    global _blas_controllers
-    if _blas_controllers is None:
+class _ThreadKnob:
+    """get/set of one BLAS library's thread count.
+
+    threadpoolctl lets only its first "controlling" thread limit a pthreads OpenBLAS and
+    silently ignores the others; our kernels are called from any Python thread, so for
+    OpenBLAS the library's own (process-wide) setter is called directly.
+    """
+
+    def __init__(self, controller: object) -> None:
+        self.get = controller.get_num_threads
+        self.set = controller.set_num_threads
+        if (getattr(controller, "internal_api", "") == "openblas"
+                and getattr(controller, "threading_layer", "") != "openmp"):
+            lib = controller.dynlib
+            for prefix in ("", "scipy_"):
+                for suffix in ("", "64_", "_64"):
+                    name = f"{prefix}openblas_set_num_threads{suffix}"
+                    getter = f"{prefix}openblas_get_num_threads{suffix}"
+                    if hasattr(lib, name) and hasattr(lib, getter):
+                        self.set = getattr(lib, name)
+                        self.get = getattr(lib, getter)
+                        return
+
+
+def _controllers() -> list[_ThreadKnob]:
+    global _knobs
+    if _knobs is None:
         try:
             from threadpoolctl import ThreadpoolController
 
             ctl = ThreadpoolController()
-            _blas_controllers = [lc for lc in ctl.lib_controllers if lc.user_api == "blas"]
+            _knobs = [_ThreadKnob(lc) for lc in ctl.lib_controllers if lc.user_api == "blas"]
         except Exception:  # noqa: BLE001 - no threadpoolctl view: nothing to limit
-            _blas_controllers = []
-    return _blas_controllers
+            _knobs = []
+    return _knobs
 
 
 @contextmanager
@@ -43,11 +67,11 @@ def single_threaded_blas() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             _saved.clear()
-            for lc in _controllers():
-                n = lc.get_num_threads()
+            for knob in _controllers():
+                n = knob.get()
                 if n is not None and n != 1:
-                    _saved.append((lc, n))
-                    lc.set_num_threads(1)
+                    _saved.append((knob, n))
+                    knob.set(1)
         _depth += 1
     try:
         yield
@@ -55,6 +79,6 @@ def single_threaded_blas() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                for lc, n in _saved:
-                    lc.set_num_threads(n)
+                for knob, n in _saved:
+                    knob.set(n)
                 _saved.clear()
