@@ -1,0 +1,59 @@
+"""Shapes, baselines and data shared by the benchmark suites and bench/ratios.py."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+from scipy.linalg import blas
+
+# (batch, width): a layer of width -> width. A representative subset of the issue's grid.
+SHAPES = [(64, 256), (256, 1024), (1024, 1024), (64, 4096)]
+ACTIVATIONS = ["relu", "tanh", "gelu"]
+DTYPES = [np.float32, np.float64]
+
+_SQRT_HALF = np.sqrt(0.5)
+
+# Plain numpy, as a user would write act(x @ w + b).
+NUMPY_ACTIVATIONS = {
+    "relu": lambda z: np.maximum(z, 0),
+    "tanh": np.tanh,
+    "gelu": lambda z: 0.5 * z * (1 + special.erf(z * _SQRT_HALF)),
+}
+NUMPY_DERIVATIVES = {
+    "relu": lambda z: (z > 0).astype(z.dtype),
+    "tanh": lambda z: 1 - np.tanh(z) ** 2,
+    "gelu": lambda z: 0.5 * (1 + special.erf(z * _SQRT_HALF))
+    + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi),
+}
+
+
+def layer_data(batch: int, width: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, width)).astype(dtype)
+    w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype)
+    b = (0.1 * rng.standard_normal(width)).astype(dtype)
+    return x, w, b
+
+
+def bare_gemm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w through scipy's BLAS with no copies: row-major z is column-major w^T x^T."""
+    gemm = blas.sgemm if x.dtype == np.float32 else blas.dgemm
+    return gemm(1.0, w.T, x.T).T
+
+
+def numpy_forward(x, w, b, activation):
+    return NUMPY_ACTIVATIONS[activation](x @ w + b)
+
+
+def numpy_forward_backward(x, w, b, activation, grad_a):
+    z = x @ w + b
+    a = NUMPY_ACTIVATIONS[activation](z)
+    dz = grad_a * NUMPY_DERIVATIVES[activation](z)
+    return a, dz @ w.T, x.T @ dz, dz.sum(axis=0)
+
+
+def case_id(batch, width, dtype, activation=None):
+    parts = [f"{batch}x{width}x{width}", np.dtype(dtype).name]
+    if activation:
+        parts.append(activation)
+    return "-".join(parts)

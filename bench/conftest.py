@@ -1,0 +1,6 @@
+"""Benchmarks run as tests too (with --benchmark-disable): each asserts its result."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
