@@ -1,0 +1,142 @@
+"""The per-layer record type shared by the analytic and the empirical analyzer.
+
+Both halves return a :class:`Profile`: one :class:`LayerRecord` per dense layer, in
+forward order, so the two compare field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "PROFILE_SCHEMA_VERSION"]
+
+#: Version of the JSON layout of :meth:`Profile.to_dict`.
+PROFILE_SCHEMA_VERSION = 1
+
+#: The statistics every record carries (analytic and empirical alike).
+STAT_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
+
+
+@dataclass
+class LayerRecord:
+    """Statistics of one dense layer.
+
+    Attributes:
+        index: position among the network's dense layers (0-based).
+        n_in, n_out: the layer's fans.
+        z_mean, z_var: mean and variance of a pre-activation unit.
+        a_mean, a_var: the same after the activation that follows (= z if none).
+        grad_var: variance of dL/dz when the network's output gradient is standard normal.
+        weight_grad_var: variance of an entry of dL/dW per sample (a batch of B summed
+            samples multiplies it by B).
+        z_corr: correlation of two inputs' pre-activations (NaN unless asked for).
+        symmetric: the layer's initializer makes every unit identical (zeros, constant).
+        *_ci: 95% confidence half-widths across seeds (empirical profiles; NaN otherwise).
+        channel_sq_mean, channel_var: signal-propagation-plot statistics (Brock et al.
+            2021): the average over units of the squared batch mean and of the batch
+            variance of z (empirical profiles).
+    """
+
+    index: int
+    n_in: int
+    n_out: int
+    z_mean: float = math.nan
+    z_var: float = math.nan
+    a_mean: float = math.nan
+    a_var: float = math.nan
+    grad_var: float = math.nan
+    weight_grad_var: float = math.nan
+    z_corr: float = math.nan
+    symmetric: bool = False
+    z_mean_ci: float = math.nan
+    z_var_ci: float = math.nan
+    a_mean_ci: float = math.nan
+    a_var_ci: float = math.nan
+    grad_var_ci: float = math.nan
+    weight_grad_var_ci: float = math.nan
+    z_corr_ci: float = math.nan
+    channel_sq_mean: float = math.nan
+    channel_var: float = math.nan
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(LayerRecord))
+
+
+@dataclass
+class Profile:
+    """Per-layer statistics of a network: ``kind`` is "analytic" or "empirical"."""
+
+    kind: str
+    records: list[LayerRecord]
+    network: str = ""
+    input_var: float = 1.0
+    input_mean: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[LayerRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> LayerRecord:
+        return self.records[i]
+
+    def column(self, name: str) -> np.ndarray:
+        """One field over the layers as a numpy array (float, or bool for ``symmetric``)."""
+        if name not in _RECORD_FIELDS:
+            raise ValueError(f"column: unknown field {name!r}; fields are {', '.join(_RECORD_FIELDS)}")
+        values = [getattr(r, name) for r in self.records]
+        return np.array(values, dtype=bool if name == "symmetric" else float)
+
+    @property
+    def symmetric(self) -> bool:
+        """True when some layer's initializer makes its units identical."""
+        return any(r.symmetric for r in self.records)
+
+    def forward_ratio(self) -> float:
+        """Variance of the last layer's activation over the input variance."""
+        return self.records[-1].a_var / self.input_var if self.records else math.nan
+
+    def gradient_ratio(self) -> float:
+        """Variance of dL/dz at the first layer over that at the last."""
+        if not self.records:
+            return math.nan
+        return self.records[0].grad_var / self.records[-1].grad_var
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": PROFILE_SCHEMA_VERSION,
+            "kind": self.kind,
+            "network": self.network,
+            "input_mean": self.input_mean,
+            "input_var": self.input_var,
+            "meta": self.meta,
+            "records": [{k: _json_number(v) for k, v in asdict(r).items()} for r in self.records],
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """JSON text; NaN and inf become null (JSON has neither)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        records = [LayerRecord(**{k: (math.nan if v is None else v) for k, v in r.items()})
+                   for r in data["records"]]
+        return cls(data["kind"], records, data.get("network", ""), data.get("input_var", 1.0),
+                   data.get("input_mean", 0.0), data.get("meta", {}))
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
