@@ -112,6 +112,32 @@ cdef inline void _backward_epilogue(int kind, double p0, double p1, const floati
 
 
 # ------------------------------------------------------------------------- forward
+cdef void _forward_tile(const floating *x, const floating *w, const floating *bias,
+                        floating *z, floating *a, double *moments, ptrdiff_t plane,
+                        int n_in, int n_out, int r0, int rows, int c0, int cols,
+                        ptrdiff_t moment_offset, int kind, double p0,
+                        double p1) noexcept nogil:
+    """One output tile: GEMM, then bias + activation (+ moments) while it is in cache.
+    A function of its own so every per-tile variable is private to the calling thread."""
+    cdef vp_moments zm, am
+    cdef ptrdiff_t out = <ptrdiff_t>r0 * n_out + c0
+    # row-major z[r0:, c0:] = x[r0:] @ w[:, c0:] is column-major z^T = w^T x^T
+    _gemm(c'N', c'N', cols, rows, n_in, w + c0, n_out, x + <ptrdiff_t>r0 * n_in, n_in,
+          z + out, n_out)
+    if moments == NULL:
+        _forward_epilogue(kind, p0, p1, z + out, a + out, n_out, rows, cols,
+                          (bias + c0) if bias != NULL else NULL, NULL, NULL)
+        return
+    zm.shift = moments + moment_offset
+    zm.s1 = moments + plane + moment_offset
+    zm.s2 = moments + 2 * plane + moment_offset
+    am.shift = moments + 3 * plane + moment_offset
+    am.s1 = moments + 4 * plane + moment_offset
+    am.s2 = moments + 5 * plane + moment_offset
+    _forward_epilogue(kind, p0, p1, z + out, a + out, n_out, rows, cols,
+                      (bias + c0) if bias != NULL else NULL, &zm, &am)
+
+
 def forward(const floating[:, ::1] x,      # IN  (batch, n_in)
             const floating[:, ::1] w,      # IN  (n_in, n_out)
             const floating[::1] bias,      # IN  (n_out,), or length 0 for no bias
@@ -131,44 +157,23 @@ def forward(const floating[:, ::1] x,      # IN  (batch, n_in)
     cdef int n_row_tiles = (batch + tile_rows - 1) // tile_rows
     cdef int n_col_tiles = (n_out + tile_cols - 1) // tile_cols
     cdef int n_tiles = n_row_tiles * n_col_tiles
-    cdef bint with_bias = bias.shape[0] > 0
-    cdef bint with_moments = moments.shape[0] > 0
     cdef const floating *xp = &x[0, 0]
     cdef const floating *wp = &w[0, 0]
-    cdef const floating *bp = &bias[0] if with_bias else NULL
+    cdef const floating *bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef floating *zp = &z[0, 0]
     cdef floating *ap = &a[0, 0]
-    cdef double *mp = &moments[0, 0, 0] if with_moments else NULL
+    cdef double *mp = &moments[0, 0, 0] if moments.shape[0] > 0 else NULL
     cdef ptrdiff_t plane = <ptrdiff_t>n_row_tiles * n_out
-    cdef int t, rt, r0, c0, rows, cols
-    cdef ptrdiff_t off
-    cdef vp_moments zm, am
+    cdef int t, rt, ct
 
     with nogil:
         for t in prange(n_tiles, num_threads=n_threads, schedule="static"):
             rt = t // n_col_tiles
-            r0 = rt * tile_rows
-            c0 = (t % n_col_tiles) * tile_cols
-            rows = min(tile_rows, batch - r0)
-            cols = min(tile_cols, n_out - c0)
-            # row-major z[r0:, c0:] = x[r0:] @ w[:, c0:] is column-major z^T = w^T x^T
-            _gemm(c'N', c'N', cols, rows, n_in, wp + c0, n_out,
-                  xp + <ptrdiff_t>r0 * n_in, n_in, zp + <ptrdiff_t>r0 * n_out + c0, n_out)
-            if with_moments:
-                off = <ptrdiff_t>rt * n_out + c0
-                zm.shift = mp + off
-                zm.s1 = mp + plane + off
-                zm.s2 = mp + 2 * plane + off
-                am.shift = mp + 3 * plane + off
-                am.s1 = mp + 4 * plane + off
-                am.s2 = mp + 5 * plane + off
-                _forward_epilogue(kind, p0, p1, zp + <ptrdiff_t>r0 * n_out + c0,
-                                  ap + <ptrdiff_t>r0 * n_out + c0, n_out, rows, cols,
-                                  (bp + c0) if with_bias else NULL, &zm, &am)
-            else:
-                _forward_epilogue(kind, p0, p1, zp + <ptrdiff_t>r0 * n_out + c0,
-                                  ap + <ptrdiff_t>r0 * n_out + c0, n_out, rows, cols,
-                                  (bp + c0) if with_bias else NULL, NULL, NULL)
+            ct = t % n_col_tiles
+            _forward_tile(xp, wp, bp, zp, ap, mp, plane, n_in, n_out,
+                          rt * tile_rows, min(tile_rows, batch - rt * tile_rows),
+                          ct * tile_cols, min(tile_cols, n_out - ct * tile_cols),
+                          <ptrdiff_t>rt * n_out + ct * tile_cols, kind, p0, p1)
 
 
 # ------------------------------------------------------------------------ backward
