@@ -1,0 +1,35 @@
+"""The small trainer behind the seed experiments (public face: :mod:`varprop.train`).
+
+MLPs whose forward and backward passes run on the fused kernels, the stable softmax
+cross-entropy, SGD / momentum / Adam with Keras's defaults, a seeded mini-batch loop
+with validation and a per-epoch history of loss, accuracy and per-layer gradient
+variance. See :mod:`varprop.training.model`, :mod:`varprop.training.optimizers` and
+:mod:`varprop.training.fit`.
+"""
+
+from .fit import (Evaluation, GradientVariances, History, evaluate, fit, gradient_variances,
+                  predict, predict_proba)
+from .model import MLP, ForwardCache, log_softmax, mlp, softmax_cross_entropy
+from .optimizers import OPTIMIZER_NAMES, SGD, Adam, Momentum, Optimizer, get_optimizer
+
+__all__ = [
+    "MLP",
+    "mlp",
+    "ForwardCache",
+    "softmax_cross_entropy",
+    "log_softmax",
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "get_optimizer",
+    "OPTIMIZER_NAMES",
+    "History",
+    "fit",
+    "evaluate",
+    "predict",
+    "predict_proba",
+    "Evaluation",
+    "GradientVariances",
+    "gradient_variances",
+]

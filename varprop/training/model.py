@@ -1,0 +1,360 @@
+"""The multilayer perceptron of the trainer and its softmax cross-entropy loss.
+
+An :class:`MLP` is a list of dense layers ``z = x @ W + b``, ``a = phi(z)`` whose last
+layer is linear and gives the logits. Its forward and backward passes run only through
+the fused kernels :func:`varprop.kernels.dense_forward` and
+:func:`varprop.kernels.dense_backward`; nothing here multiplies matrices in numpy.
+
+Build one with :func:`mlp`::
+
+    model = mlp([4, 32, 16, 3], "relu", kernel_initializer="he_normal", seed=0)
+    logits = model.logits(x)                    # (batch, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from .._blas import single_threaded_blas
+from ..activations import Activation, get_activation
+from ..kernels import activation_apply, dense_backward, dense_forward
+from ._checks import check_dtype, check_features, check_positive_int
+
+__all__ = [
+    "MLP",
+    "mlp",
+    "ForwardCache",
+    "softmax_cross_entropy",
+    "log_softmax",
+    "auto_threads",
+]
+
+ActivationLike = Union[str, Activation, Mapping[str, Any]]
+InitializerLike = Any  # a name, a config dict or an Initializer (varprop.initializers.get)
+
+#: Layers with fewer than this many multiply-adds (batch * n_in * n_out) run their
+#: kernels on one thread: below it the OpenMP fork/join costs more than it saves (on a
+#: busy 2-core machine 2 threads were 2-10x slower at 64 x 256 x 256). The results are
+#: bitwise identical for any thread count, so this only changes the speed.
+SERIAL_WORK = 1 << 24
+
+
+def auto_threads(batch: int, n_in: int, n_out: int, n_threads: int | None) -> int | None:
+    """The thread count for one kernel call: ``n_threads`` if given, else 1 for small
+    layers (see :data:`SERIAL_WORK`) and the package default (None) for large ones."""
+    if n_threads is not None:
+        return n_threads
+    return 1 if batch * n_in * n_out < SERIAL_WORK else None
+
+
+@dataclass
+class ForwardCache:
+    """What one forward pass keeps for the backward pass.
+
+    Attributes:
+        inputs: the input of each layer (``inputs[0]`` is x, ``inputs[l]`` layer l-1's a).
+        z: the pre-activation of each layer; ``z[-1]`` are the logits.
+        stats: per-layer :class:`~varprop.LayerStats` when asked for, else None.
+    """
+
+    inputs: list[np.ndarray]
+    z: list[np.ndarray]
+    stats: list | None = None
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.z[-1]
+
+
+class MLP:
+    """A dense network whose last layer is linear (it outputs logits).
+
+    Args:
+        weights: one ``(W, b)`` pair per layer, ``W`` of shape ``(n_in, n_out)`` and
+            ``b`` of shape ``(n_out,)``, all float32 or all float64; consecutive layers
+            must chain (``W[l].shape[1] == W[l+1].shape[0]``). The arrays are used as
+            they are (not copied): training updates them in place.
+        activations: one activation per layer (names, configs or
+            :class:`~varprop.activations.Activation`); the last must be ``"linear"``.
+
+    Attributes:
+        weights: the list of ``(W, b)`` pairs.
+        activations: the resolved :class:`Activation` of each layer.
+    """
+
+    def __init__(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
+                 activations: Sequence[ActivationLike]) -> None:
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
+            raise TypeError("weights must be a non-empty list of (W, b) pairs")
+        pairs = []
+        dtype = None
+        for l, pair in enumerate(weights):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"weights[{l}] must be a (W, b) pair, got {type(pair).__name__}")
+            w, b = pair
+            for name, arr, ndim in ((f"weights[{l}][0] (W)", w, 2), (f"weights[{l}][1] (b)", b, 1)):
+                if not isinstance(arr, np.ndarray):
+                    raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+                if arr.dtype not in (np.float32, np.float64):
+                    raise TypeError(f"{name} must be float32 or float64, got {arr.dtype}")
+                if arr.ndim != ndim:
+                    raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+                dtype = arr.dtype if dtype is None else dtype
+                if arr.dtype != dtype:
+                    raise TypeError(f"{name} has dtype {arr.dtype} but the model is {dtype}: "
+                                    "all weights must share one dtype")
+            if b.shape[0] != w.shape[1]:
+                raise ValueError(f"weights[{l}]: b has shape {b.shape} but W {w.shape} "
+                                 f"has {w.shape[1]} outputs")
+            if l and w.shape[0] != pairs[-1][0].shape[1]:
+                raise ValueError(
+                    f"weights[{l}] takes {w.shape[0]} inputs but layer {l - 1} gives "
+                    f"{pairs[-1][0].shape[1]} outputs"
+                )
+            pairs.append((w, b))
+        if isinstance(activations, (str, Activation, Mapping)):
+            raise TypeError("activations must be a list with one activation per layer")
+        acts = [get_activation(a) for a in activations]
+        if len(acts) != len(pairs):
+            raise ValueError(f"activations must have one entry per layer ({len(pairs)}), "
+                             f"got {len(acts)}")
+        if acts[-1].name != "linear":
+            raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
+        self.weights: list[tuple[np.ndarray, np.ndarray]] = pairs
+        self.activations: list[Activation] = acts
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64: the dtype of every parameter and of the computation."""
+        return self.weights[0][0].dtype
+
+    @property
+    def widths(self) -> list[int]:
+        """``[n_in, n_1, ..., n_classes]``."""
+        return [self.weights[0][0].shape[0]] + [w.shape[1] for w, _ in self.weights]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def n_features(self) -> int:
+        return self.weights[0][0].shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.weights[-1][0].shape[1]
+
+    @property
+    def n_params(self) -> int:
+        return sum(w.size + b.size for w, b in self.weights)
+
+    def params(self) -> list[np.ndarray]:
+        """``[W_0, b_0, W_1, b_1, ...]``: the arrays themselves (an optimizer updates them)."""
+        return [p for pair in self.weights for p in pair]
+
+    def copy(self) -> "MLP":
+        """A deep copy (new arrays, same activations)."""
+        return MLP([(w.copy(), b.copy()) for w, b in self.weights], list(self.activations))
+
+    def __repr__(self) -> str:
+        acts = ", ".join(a.name for a in self.activations)
+        return f"MLP(widths={self.widths}, activations=[{acts}], dtype={self.dtype})"
+
+    # ----------------------------------------------------------------- passes
+    def forward(self, x: np.ndarray, *, stats: bool = False,
+                n_threads: int | None = None) -> ForwardCache:
+        """Run the network on ``x`` (already a C-contiguous array of the model's dtype;
+        use :meth:`logits` for arbitrary input) and keep what backward needs."""
+        inputs, zs, layer_stats = [x], [], [] if stats else None
+        h = x
+        with single_threaded_blas():
+            for (w, b), act in zip(self.weights, self.activations):
+                nt = auto_threads(h.shape[0], w.shape[0], w.shape[1], n_threads)
+                out = dense_forward(h, w, b, act, stats=stats, n_threads=nt)
+                zs.append(out.z)
+                if stats:
+                    layer_stats.append(out.stats)
+                h = out.a
+                inputs.append(h)
+        inputs.pop()  # the last layer's a is its z (linear): not an input of anything
+        return ForwardCache(inputs, zs, layer_stats)
+
+    def backward(self, cache: ForwardCache, grad_logits: np.ndarray, *,
+                 n_threads: int | None = None, grad_z: bool = False
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray] | None]:
+        """Back-propagate ``grad_logits`` (dL/dlogits) through the layers.
+
+        Returns:
+            ``(grads, grad_zs)``: ``grads[l] = (dL/dW_l, dL/db_l)``; with ``grad_z=True``
+            also ``grad_zs[l] = dL/dz_l`` (else None).
+        """
+        n = self.n_layers
+        grads: list = [None] * n
+        gzs: list | None = [None] * n if grad_z else None
+        grad_a = grad_logits
+        with single_threaded_blas():
+            for l in range(n - 1, -1, -1):
+                (w, _), act = self.weights[l], self.activations[l]
+                x, z = cache.inputs[l], cache.z[l]
+                nt = auto_threads(x.shape[0], w.shape[0], w.shape[1], n_threads)
+                g = dense_backward(x, w, z, grad_a, act, n_threads=nt)
+                grads[l] = (g.grad_w, g.grad_b)
+                if gzs is not None:
+                    gzs[l] = grad_a if act.name == "linear" else (
+                        grad_a * activation_apply(z, act, derivative=True))
+                grad_a = g.grad_x
+        return grads, gzs
+
+    def logits(self, x: Any, *, batch_size: int | None = None,
+               n_threads: int | None = None) -> np.ndarray:
+        """The network's outputs before the softmax, ``(n_samples, n_classes)``.
+
+        Args:
+            x: ``(n_samples, n_features)`` real array (converted to the model's dtype).
+            batch_size: evaluate in chunks of this many rows (None: all at once).
+        """
+        xa = check_features(x, "x", self.n_features, self.dtype)
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
+        if batch_size is None or xa.shape[0] <= batch_size:
+            return self.forward(xa, n_threads=n_threads).logits
+        parts = [self.forward(xa[i:i + batch_size], n_threads=n_threads).logits
+                 for i in range(0, xa.shape[0], batch_size)]
+        return np.concatenate(parts, axis=0)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise ``log softmax`` computed stably (max subtracted, then log-sum-exp)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, *, grad: bool = True
+                          ) -> tuple[float, np.ndarray | None, int]:
+    """Mean softmax cross-entropy of integer labels, its gradient and the hit count.
+
+    ``L = -(1/B) sum_i log softmax(logits_i)[y_i]`` via log-sum-exp with the row maximum
+    subtracted, so logits of any size give a finite loss (no overflow in exp).
+
+    Args:
+        logits: ``(B, K)`` float array.
+        y: ``(B,)`` int labels in ``0..K-1`` (not checked here: the callers check).
+        grad: also return ``dL/dlogits = (softmax - onehot) / B`` (logits' dtype).
+
+    Returns:
+        ``(loss, grad_logits or None, n_correct)``; the loss is a float64 mean
+        (NaN if the logits hold NaN); ``n_correct`` counts ``argmax(logits) == y``.
+    """
+    batch = logits.shape[0]
+    logp = log_softmax(logits)
+    rows = np.arange(batch)
+    loss = -float(np.sum(logp[rows, y], dtype=np.float64)) / batch if batch else math.nan
+    n_correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+    if not grad:
+        return loss, None, n_correct
+    g = np.exp(logp)
+    g[rows, y] -= 1
+    g /= batch
+    return loss, g, n_correct
+
+
+def _resolve_initializer(spec: InitializerLike, argname: str):
+    from ..initializers import get  # imported here: the subpackage is built separately
+
+    try:
+        return get(spec)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{argname}: {exc}") from exc
+
+
+def _per_layer(value: Any, n: int, argname: str, scalar_types: tuple) -> list:
+    """Broadcast one spec to ``n`` layers, or check a list has ``n`` entries."""
+    if isinstance(value, scalar_types) or not isinstance(value, (list, tuple)):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(f"{argname} must be one value or a list of {n} (one per layer), "
+                         f"got {len(value)}")
+    return list(value)
+
+
+def mlp(
+    widths: Sequence[int],
+    activation: Union[ActivationLike, Sequence[ActivationLike]] = "relu",
+    *,
+    kernel_initializer: Union[InitializerLike, Sequence[InitializerLike]] = "glorot_uniform",
+    bias_initializer: Union[InitializerLike, Sequence[InitializerLike]] = "zeros",
+    seed: Any = None,
+    dtype: Any = np.float32,
+) -> MLP:
+    """Build an :class:`MLP` ``widths[0] -> widths[1] -> ... -> widths[-1]``.
+
+    Args:
+        widths: input features, hidden widths, classes (at least two entries, all >= 1).
+        activation: the hidden layers' activation, or a list with one per hidden layer
+            (``len(widths) - 2`` entries) or one per layer (the last ``"linear"``). The
+            output layer is always linear: it gives the logits.
+        kernel_initializer: a name, a config dict or an Initializer (see
+            :func:`varprop.initializers.get`), or a list with one per layer. The default
+            ``glorot_uniform`` is Keras's ``Dense`` default.
+        bias_initializer: the same for the biases, drawn with shape ``(n_out,)``
+            (default zeros, as in Keras).
+        seed: None, int, SeedSequence or Generator, normalized with
+            :func:`numpy.random.default_rng`; one Generator draws every layer in order
+            (W_0, b_0, W_1, b_1, ...), so the same seed gives the same network.
+        dtype: float32 (default) or float64.
+
+    Example:
+        >>> model = mlp([4, 32, 16, 3], kernel_initializer="he_normal", seed=0)
+        >>> model.widths
+        [4, 32, 16, 3]
+    """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise TypeError(f"widths must be a list of layer widths, got {type(widths).__name__}")
+    widths = [check_positive_int(n, f"widths[{i}]") for i, n in enumerate(widths)]
+    if len(widths) < 2:
+        raise ValueError(f"widths must have at least 2 entries (inputs, outputs), got {widths}")
+    dt = check_dtype(dtype)
+    n_layers = len(widths) - 1
+    n_hidden = n_layers - 1
+    if isinstance(activation, (str, Activation, Mapping)):
+        acts = [activation] * n_hidden + ["linear"]
+    elif isinstance(activation, (list, tuple)):
+        if len(activation) == n_hidden:
+            acts = list(activation) + ["linear"]
+        elif len(activation) == n_layers:
+            acts = list(activation)
+        else:
+            raise ValueError(f"activation must be one activation or a list of {n_hidden} "
+                             f"(hidden layers) or {n_layers} (all layers), got {len(activation)}")
+    else:
+        raise TypeError(f"activation must be a name, a config dict, an Activation or a list, "
+                        f"got {type(activation).__name__}")
+    acts = [get_activation(a) for a in acts]
+    scalars = (str, Mapping) + _initializer_types()
+    kinits = [_resolve_initializer(k, "kernel_initializer")
+              for k in _per_layer(kernel_initializer, n_layers, "kernel_initializer", scalars)]
+    binits = [_resolve_initializer(k, "bias_initializer")
+              for k in _per_layer(bias_initializer, n_layers, "bias_initializer", scalars)]
+    rng = np.random.default_rng(seed)
+    weights = []
+    for l in range(n_layers):
+        shape = (widths[l], widths[l + 1])
+        w = kinits[l](shape, seed=rng, dtype=dt)
+        try:
+            b = binits[l]((widths[l + 1],), seed=rng, dtype=dt)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"bias_initializer (layer {l}, shape ({widths[l + 1]},)): {exc}") from exc
+        weights.append((np.ascontiguousarray(w, dt), np.ascontiguousarray(b, dt)))
+    return MLP(weights, acts)
+
+
+def _initializer_types() -> tuple:
+    from ..initializers import Initializer
+
+    return (Initializer,)
