@@ -212,12 +212,12 @@ def _softsign(x, **_):
 
 
 def _softsign_d(x, **_):
-    return (1.0 / (1.0 + np.abs(x)) ** 2).astype(x.dtype)
+    return ((1.0 / (1.0 + np.abs(x))) ** 2).astype(x.dtype)  # (1+|x|)^2 would overflow
 
 
 def _softsign_d2(x, **_):
     finite = np.where(np.isinf(x), 0.0, x)
-    d2 = -2.0 * np.sign(finite) / (1.0 + np.abs(finite)) ** 3
+    d2 = -2.0 * np.sign(finite) * (1.0 / (1.0 + np.abs(finite))) ** 3
     return np.where(np.isnan(x), x, d2).astype(x.dtype)
 
 

@@ -1,0 +1,46 @@
+"""Mean-field theory of signal propagation: Gaussian expectations and the maps they feed.
+
+:mod:`.gaussian` integrates an activation against Gaussians (closed forms where they
+exist, composite Gauss-Legendre otherwise); :mod:`.meanfield` builds the length and
+correlation maps, fixed points, depth scales and the edge of chaos on top of it.
+"""
+
+from .gaussian import (
+    KINDS,
+    CrossMoments,
+    GaussianMoments,
+    gaussian_cross_moments,
+    gaussian_expectation,
+    gaussian_moments,
+)
+from .meanfield import (
+    DepthScales,
+    NoEdgeOfChaosError,
+    c_map,
+    chi1,
+    correlation_fixed_point,
+    depth_scales,
+    edge_of_chaos,
+    fixed_point,
+    jacobian_msv,
+    q_map,
+)
+
+__all__ = [
+    "CrossMoments",
+    "DepthScales",
+    "GaussianMoments",
+    "KINDS",
+    "NoEdgeOfChaosError",
+    "c_map",
+    "chi1",
+    "correlation_fixed_point",
+    "depth_scales",
+    "edge_of_chaos",
+    "fixed_point",
+    "gaussian_cross_moments",
+    "gaussian_expectation",
+    "gaussian_moments",
+    "jacobian_msv",
+    "q_map",
+]
