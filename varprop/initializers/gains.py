@@ -1,0 +1,161 @@
+"""Gains: the factor an initializer multiplies its standard deviation by for a nonlinearity.
+
+PyTorch's :func:`torch.nn.init.calculate_gain` table, kept as data, plus values
+for the other varprop activations. A gain ``g`` enters a variance-scaling scheme as
+``Var[W] = g^2 / fan``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Optional
+
+from scipy import special
+
+from ._core import check_real
+
+__all__ = ["TORCH_GAINS", "PARAMETRIC_GAINS", "VARPROP_GAINS", "GAIN_ALIASES", "calculate_gain", "gain_names"]
+
+TORCH_GAINS: Mapping[str, float] = MappingProxyType(
+    {
+        "linear": 1.0,
+        "conv1d": 1.0,
+        "conv2d": 1.0,
+        "conv3d": 1.0,
+        "conv_transpose1d": 1.0,
+        "conv_transpose2d": 1.0,
+        "conv_transpose3d": 1.0,
+        "sigmoid": 1.0,
+        "tanh": 5.0 / 3.0,
+        "relu": math.sqrt(2.0),
+        # Found empirically (pytorch/pytorch#50664); for self-normalizing networks
+        # (Klambauer et al. 2017, arXiv 1706.02515) PyTorch's docs advise "linear" (gain 1).
+        "selu": 3.0 / 4.0,
+    }
+)
+"""PyTorch's fixed gains, exactly as ``torch.nn.init.calculate_gain`` returns them."""
+
+
+class ParametricGain(NamedTuple):
+    """A gain that depends on one activation parameter."""
+
+    param: str
+    """Name of the activation parameter (as varprop's activations call it)."""
+    default: float
+    """Its value when ``param=None``."""
+    formula: Callable[[float], float]
+    """The gain as a function of the parameter."""
+
+
+def _leaky_relu_gain(slope: float) -> float:
+    # E[leaky_relu_s(z)^2] = (1 + s^2) / 2 for z ~ N(0, 1) (He et al. 2015, eq. 15).
+    return math.sqrt(2.0 / (1.0 + slope * slope))
+
+
+def _elu_gain(alpha: float) -> float:
+    # 1 / sqrt(E[elu_alpha(z)^2]), z ~ N(0, 1), closed form (THEORY.md section 5 at q = 1);
+    # e^{t^2/2} Phi(-t) = erfcx(t / sqrt 2) / 2.
+    second = 0.5 + alpha * alpha * (
+        0.5 * special.erfcx(math.sqrt(2.0)) - special.erfcx(math.sqrt(0.5)) + 0.5
+    )
+    return 1.0 / math.sqrt(second)
+
+
+PARAMETRIC_GAINS: Mapping[str, ParametricGain] = MappingProxyType(
+    {
+        # PyTorch: sqrt(2 / (1 + negative_slope^2)), negative_slope 0.01 by default.
+        "leaky_relu": ParametricGain("negative_slope", 0.01, _leaky_relu_gain),
+        # varprop (not in PyTorch): the unit-variance fixed-point gain, see VARPROP_GAINS.
+        "elu": ParametricGain("alpha", 1.0, _elu_gain),
+    }
+)
+"""Gains with a parameter (``param`` of :func:`calculate_gain`)."""
+
+VARPROP_GAINS: Mapping[str, float] = MappingProxyType(
+    {
+        "gelu": 1.5335304411955352,
+        "gelu_tanh": 1.5335805216661469,
+        "silu": 1.6765324703310912,
+        "softplus": 1.0418668355353017,
+        "softsign": 2.3375333631085397,
+    }
+)
+"""varprop's gains for activations PyTorch has no entry for.
+
+Each is ``1 / sqrt(E[phi(z)^2])`` for z ~ N(0, 1): the gain for which a layer fed
+by unit-second-moment pre-activations passes unit second moment on
+(``q = g^2 E[phi(sqrt(q) z)^2] = 1`` at ``q = 1``, THEORY.md section 2). This is
+exactly PyTorch's rule for relu (sqrt 2), leaky_relu and linear (1); PyTorch's
+tanh (5/3), sigmoid (1) and selu (3/4) are kept as PyTorch has them, although the
+same rule gives 1.5925, 1.8462 and 1. The values were computed with mpmath
+quadrature at 40 digits (gelu also has a closed form:
+``E[gelu(z)^2] = 1/4 + 1/(2 pi sqrt 3) + 1/12``); the tests recompute them.
+"""
+
+GAIN_ALIASES: Mapping[str, str] = MappingProxyType({"swish": "silu"})
+"""Other names accepted by :func:`calculate_gain`."""
+
+
+def gain_names() -> tuple[str, ...]:
+    """Every name :func:`calculate_gain` accepts, sorted (aliases included)."""
+    return tuple(sorted({*TORCH_GAINS, *PARAMETRIC_GAINS, *VARPROP_GAINS, *GAIN_ALIASES}))
+
+
+def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
+    """Recommended gain for a nonlinearity (PyTorch's ``calculate_gain`` and more).
+
+    ======================  ==========================================
+    nonlinearity            gain
+    ======================  ==========================================
+    linear, conv*, sigmoid  1
+    tanh                    5/3
+    relu                    sqrt(2)
+    leaky_relu              sqrt(2 / (1 + negative_slope^2)), slope 0.01
+    selu                    3/4
+    elu (varprop)           1 / sqrt(E[elu_alpha(z)^2]), alpha 1: 1.2452
+    gelu, gelu_tanh,        1 / sqrt(E[phi(z)^2]) (see :data:`VARPROP_GAINS`)
+    silu (swish), softplus,
+    softsign (varprop)
+    ======================  ==========================================
+
+    The PyTorch rows are :data:`TORCH_GAINS` and :data:`PARAMETRIC_GAINS` verbatim
+    (reference: He et al. 2015, arXiv 1502.01852, for relu and leaky_relu). As in
+    PyTorch, ``param`` is used only by parametric nonlinearities (leaky_relu's
+    negative slope, elu's alpha) and ignored by the others, so
+    ``kaiming_normal(a=..., nonlinearity="relu")`` behaves as in PyTorch.
+
+    Args:
+        nonlinearity: a name above (case-insensitive).
+        param: the parameter of leaky_relu or elu; None takes the default.
+
+    Returns:
+        The gain, a positive float.
+
+    Raises:
+        ValueError: unknown nonlinearity (lists close matches and every valid
+            name) or a non-finite ``param``.
+        TypeError: ``param`` not a real number.
+
+    Example:
+        >>> calculate_gain("leaky_relu", 0.2)
+        1.3867504905630728
+    """
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"nonlinearity must be a string such as 'relu'; got {nonlinearity!r}")
+    key = nonlinearity.strip().lower()
+    key = GAIN_ALIASES.get(key, key)
+    if key in TORCH_GAINS:
+        return TORCH_GAINS[key]
+    if key in VARPROP_GAINS:
+        return VARPROP_GAINS[key]
+    if key in PARAMETRIC_GAINS:
+        entry = PARAMETRIC_GAINS[key]
+        value = entry.default if param is None else check_real("param", param, owner=f"calculate_gain({key!r})")
+        return entry.formula(value)
+    names = gain_names()
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"unknown nonlinearity {nonlinearity!r}{hint}; valid names: {', '.join(names)}")
