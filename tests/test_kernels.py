@@ -104,7 +104,9 @@ def test_backward_matches_numpy_twin(name, shape, dtype):
     tol_x = 2 * (_gamma(n_out, dtype) + 2 * eps) * (dz @ np.abs(w.T).astype(np.float64))
     tol_w = 2 * (_gamma(batch, dtype) + 2 * eps) * (np.abs(x.T).astype(np.float64) @ dz)
     tol_b = 2 * (_gamma(batch, dtype) + 2 * eps) * dz.sum(axis=0)
-    for field, tol in (("grad_x", tol_x), ("grad_w", tol_w), ("grad_b", tol_b)):
+    tol_z = 2 * eps * dz  # one rounding of phi' and of the product on each side
+    for field, tol in (("grad_x", tol_x), ("grad_w", tol_w), ("grad_b", tol_b),
+                       ("grad_z", tol_z)):
         diff = np.abs(getattr(got, field).astype(np.float64) - getattr(want, field))
         assert getattr(got, field).dtype == dtype
         assert np.all(diff <= tol + 1e-300), (field, diff.max())

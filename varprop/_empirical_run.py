@@ -301,13 +301,10 @@ class SeedRun:
         """dL/d(op input) from dL/d(op output), recording dense layers' gradient stats."""
         if isinstance(op, DenseOp):
             x, w, z = cache
-            if op.act is not None and op.act.name != "linear":
-                grad_z = grad * activation_apply(z, op.act, derivative=True)
-            else:
-                grad_z = grad
-            g = dense_backward(x, w, z, grad_z, _LINEAR, n_threads=self.n_threads)
+            act = op.act if op.act is not None else _LINEAR
+            g = dense_backward(x, w, z, grad, act, n_threads=self.n_threads)
             col = self.values[:, op.index]
-            col[_ROW["grad_var"]] = pooled_var(grad_z)
+            col[_ROW["grad_var"]] = pooled_var(g.grad_z)
             col[_ROW["weight_grad_var"]] = pooled_var(g.grad_w) / x.shape[0]
             if self.tick is not None:
                 self.tick()

@@ -53,4 +53,4 @@ def dense_backward(x, w, z, grad_a, activation="relu", *, n_threads=None,
     """Gradients of ``sum(grad_a * phi(z))`` in numpy."""
     grad_z = grad_a * activation_apply(z, activation, derivative=True, **activation_params)
     grad_b = grad_z.sum(axis=0, dtype=np.float64).astype(x.dtype)
-    return DenseGradients(grad_z @ w.T, x.T @ grad_z, grad_b)
+    return DenseGradients(grad_z @ w.T, x.T @ grad_z, grad_b, grad_z)

@@ -45,11 +45,13 @@ class DenseForward:
 
 @dataclass(frozen=True)
 class DenseGradients:
-    """Gradients of ``sum(grad_a * phi(x @ w + b))`` with respect to x, w and b."""
+    """Gradients of ``sum(grad_a * phi(x @ w + b))`` with respect to x, w, b and z
+    (``grad_z = grad_a * phi'(z)``, which the kernel forms anyway)."""
 
     grad_x: np.ndarray
     grad_w: np.ndarray
     grad_b: np.ndarray
+    grad_z: np.ndarray
 
 
 def pooled(mean: np.ndarray, var: np.ndarray) -> tuple[float, float]:

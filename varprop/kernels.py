@@ -212,7 +212,7 @@ def dense_backward(
         activation, n_threads, **activation_params: as in :func:`dense_forward`.
 
     Returns:
-        :class:`DenseGradients` with ``grad_x``, ``grad_w``, ``grad_b``.
+        :class:`DenseGradients` with ``grad_x``, ``grad_w``, ``grad_b`` and ``grad_z``.
     """
     dtype = _same_dtype({"x": x, "w": w, "z": z, "grad_a": grad_a})
     _check_ndim("x", x, 2, "(batch, n_in)")
@@ -235,10 +235,11 @@ def dense_backward(
     grad_x = np.zeros((batch, n_in), dtype)
     grad_w = np.zeros((n_in, n_out), dtype)
     if batch == 0 or n_out == 0:
-        return DenseGradients(grad_x, grad_w, np.zeros(n_out, dtype))
+        return DenseGradients(grad_x, grad_w, np.zeros(n_out, dtype), np.zeros((batch, n_out), dtype))
     if n_in == 0:  # nothing to multiply: only grad_z's column sums remain
         grad_z = grad_a * activation_apply(_c(z), act, derivative=True)
-        return DenseGradients(grad_x, grad_w, grad_z.sum(axis=0, dtype=np.float64).astype(dtype))
+        return DenseGradients(grad_x, grad_w,
+                              grad_z.sum(axis=0, dtype=np.float64).astype(dtype), grad_z)
 
     block_rows = max(1, min(batch, _BACKWARD_BLOCK // n_out))
     n_blocks = _ceil_div(batch, block_rows)
@@ -252,7 +253,7 @@ def dense_backward(
                           partials, act.kernel_id, p0, p1, block_rows,
                           dx_rows, dx_cols, dw_rows, dw_cols, threads)
     grad_b = np.sum(partials, axis=0).astype(dtype)
-    return DenseGradients(grad_x, grad_w, grad_b)
+    return DenseGradients(grad_x, grad_w, grad_b, grad_z)
 
 
 def activation_apply(x: np.ndarray, activation: "str | Activation" = "relu", *,
