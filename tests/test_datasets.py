@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from varprop import datasets as ds
 from varprop.datasets import (
     Dataset,
+    _shipped,
     load_digits,
     load_idx,
     load_iris,
@@ -106,7 +107,7 @@ def test_shipped_files_checksums_and_provenance(name):
     data = _data_file(name).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     assert len(data) < 300_000
-    assert ds._SHIPPED_SHA256[name] == digest
+    assert _shipped._SHIPPED_SHA256[name] == digest
     provenance = _data_file("PROVENANCE.md").read_text(encoding="utf-8")
     row = next(line for line in provenance.splitlines() if line.startswith(f"| `{name}`"))
     assert digest in row
@@ -116,7 +117,7 @@ def test_shipped_files_checksums_and_provenance(name):
 
 
 def test_corrupt_shipped_file_detected(monkeypatch):
-    monkeypatch.setitem(ds._SHIPPED_SHA256, "iris.csv", "0" * 64)
+    monkeypatch.setitem(_shipped._SHIPPED_SHA256, "iris.csv", "0" * 64)
     with pytest.raises(RuntimeError, match=r"iris\.csv.*corrupt"):
         load_iris()
 
