@@ -22,11 +22,20 @@ from .analytic import analyze
 from .compare import Comparison, Verdict, compare, verdict
 from .empirical import measure
 from .initializers import (
+    TRUNCATED_NORMAL_STD_FACTOR,
     Initializer,
     WeightMoments,
+    available_initializers,
     calculate_gain,
     compute_fans,
     constant,
+    delta_orthogonal,
+    dirac,
+    eye,
+    sparse,
+    torch_default,
+    torch_default_bias,
+    trunc_normal,
     glorot_normal,
     glorot_uniform,
     he_normal,
@@ -66,6 +75,8 @@ from .theory import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRUNCATED_NORMAL_STD_FACTOR", "available_initializers", "delta_orthogonal", "dirac",
+    "eye", "sparse", "torch_default", "torch_default_bias", "trunc_normal",
     "ACTIVATION_NAMES", "Act", "Activation", "BatchNorm", "Comparison", "Dense",
     "DenseForward", "DenseGradients", "Initializer", "LayerNorm", "LayerRecord",
     "LayerStats", "Network", "Profile", "Residual", "Verdict", "WeightMoments",

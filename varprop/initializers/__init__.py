@@ -131,6 +131,19 @@ sparse = Sparse
 torch_default = TorchDefault
 torch_default_bias = TorchDefaultBias
 
+_LAZY = {"lsuv": "lsuv", "fixup_scaling": "lsuv", "apply_fixup": "lsuv"}
+
+
+def __getattr__(name: str) -> object:
+    """Data-driven schemes of :mod:`varprop.lsuv` (LSUV, Fixup), imported on first use:
+    they run the compiled kernels, which the initializers themselves do not need."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"varprop.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     # core API
     "Initializer",

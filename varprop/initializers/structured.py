@@ -8,7 +8,6 @@ have an exact count of zeros per unit (sparse); :meth:`moments` says which throu
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -16,10 +15,7 @@ import scipy.linalg
 
 from ._core import WeightMoments, _draw_dtype, check_real
 
-try:  # a runtime dependency of varprop; optional here
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover
-    ThreadpoolController = None
+from .._blas import single_threaded_blas
 from .base import Initializer
 from .fans import FanOptions
 
@@ -33,22 +29,17 @@ spinning threads can make a 1 ms QR take a second. Below, BLAS stays serial by
 itself and switching its thread count would cost more than the QR."""
 
 
-@lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    return ThreadpoolController() if ThreadpoolController is not None else None
-
-
 def _qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Economic QR of the Fortran-ordered ``a`` (overwritten), single-threaded when small.
 
-    The BLAS thread limit is process-wide while it lasts (threadpoolctl): a large
-    BLAS call made by another Python thread at that moment also runs on one thread.
+    The limit is varprop's process-wide :func:`varprop._blas.single_threaded_blas`
+    (shared with the kernels): a large BLAS call made by another Python thread at
+    that moment also runs on one thread.
     """
     m, n = a.shape
-    ctl = _blas_controller() if _TINY_QR <= m * n * n < _SMALL_QR else None
-    if ctl is None:
+    if not _TINY_QR <= m * n * n < _SMALL_QR:
         return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)
-    with ctl.limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)
 
 
