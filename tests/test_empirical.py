@@ -391,6 +391,11 @@ def test_progress_line_on_a_terminal(monkeypatch):
 
 @pytest.mark.parametrize("kwargs, exc, word", [
     (dict(batch=0), ValueError, "batch"),
+    (dict(batch=1), ValueError, "batch"),
+    (dict(inputs=np.zeros((1, 8))), ValueError, "batch"),
+    (dict(inputs=np.zeros((1, 8)), batch=1), ValueError, "batch"),
+    (dict(inputs=np.full((4, 8), np.nan)), ValueError, "inputs must be finite"),
+    (dict(inputs=np.full((4, 8), np.inf, dtype=np.float32)), ValueError, "inputs must be finite"),
     (dict(batch=2.5), TypeError, "batch"),
     (dict(seeds=0), ValueError, "seeds"),
     (dict(seeds=[]), ValueError, "seeds"),
@@ -426,7 +431,16 @@ def test_bad_network_and_batchnorm_batch():
     bn = Network(4, (Dense(4, 4, get_init("he_normal")), BatchNorm()))
     with pytest.raises(ValueError, match="batch"):
         measure(bn, batch=1)
-    assert len(measure(mlp([8, 8], "relu"), batch=1, seeds=1)) == 1  # pooled over units
+    # every field is a variance estimate over the batch: one sample is an error too
+    with pytest.raises(ValueError, match="batch must be >= 2"):
+        measure(mlp([8, 8], "relu"), batch=1, seeds=1)
+    assert len(measure(mlp([8, 8], "relu"), batch=2, seeds=1)) == 1
+    with pytest.raises(ValueError, match="Residual: alpha must be a finite"):
+        measure(Network(4, (Residual((Dense(4, 4, get_init("he_normal")),), math.nan),)),
+                batch=4, seeds=1)
+    with pytest.raises(ValueError, match="LayerNorm: eps must be a finite number >= 0"):
+        measure(Network(4, (Dense(4, 4, get_init("he_normal")), LayerNorm(eps=-1e-5))),
+                batch=4, seeds=1)
 
 
 def test_float64_and_given_inputs():

@@ -49,7 +49,8 @@ from .activations import Activation, get_activation
 from .kernels import activation_apply, dense_backward, dense_forward
 from .network import Act, BatchNorm, Dense, LayerNorm, Residual
 
-__all__ = ["FIELDS", "compile_layers", "SeedRun", "stream", "default_checkpoint_every"]
+__all__ = ["FIELDS", "compile_layers", "SeedRun", "stream", "default_checkpoint_every",
+           "check_eps", "check_alpha"]
 
 #: Per-layer statistics one seed produces, rows of :attr:`SeedRun.values`.
 FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr",
@@ -107,15 +108,34 @@ def compile_layers(layers: Sequence[Any], counter: list[int] | None = None) -> t
         if isinstance(layer, Act):
             ops.append(ActOp(layer.activation))
         elif isinstance(layer, BatchNorm):
-            ops.append(NormOp(0, float(layer.eps)))
+            ops.append(NormOp(0, check_eps(layer)))
         elif isinstance(layer, LayerNorm):
-            ops.append(NormOp(1, float(layer.eps)))
+            ops.append(NormOp(1, check_eps(layer)))
         elif isinstance(layer, Residual):
-            ops.append(ResidualOp(compile_layers(layer.branch, counter), float(layer.alpha)))
+            ops.append(ResidualOp(compile_layers(layer.branch, counter), check_alpha(layer)))
         else:  # Network validated its layers already; keep the message anyway
             raise TypeError(f"measure: unknown layer type {type(layer).__name__}")
         i += 1
     return tuple(ops)
+
+
+def check_eps(layer: Any) -> float:
+    """A normalization layer's ``eps``: finite and >= 0, else a ValueError naming it."""
+    eps = layer.eps
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)) \
+            or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{type(layer).__name__}: eps must be a finite number >= 0, "
+                         f"got {eps!r}")
+    return float(eps)
+
+
+def check_alpha(layer: Any) -> float:
+    """A Residual's ``alpha``: a finite real number, else a ValueError naming it."""
+    alpha = layer.alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
+            or not math.isfinite(alpha):
+        raise ValueError(f"Residual: alpha must be a finite real number, got {alpha!r}")
+    return float(alpha)
 
 
 #: Keep every op's cache (no recomputation) when that needs at most this many bytes.

@@ -26,47 +26,109 @@ layer sees E[a^2] = Var[a] + E[a]^2.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._empirical_run import check_alpha, check_eps
+from .activations import Activation
 from .network import Act, BatchNorm, Dense, Layer, LayerNorm, Network, Residual
 from .profile import LayerRecord, Profile
 from .theory import gaussian_cross_moments, gaussian_moments
+from .theory.fast import scalar_moments
 
 __all__ = ["analyze"]
 
+#: (e_phi, e_phi2, e_dphi2, var_phi) of phi(x), x ~ N(mean, var), as Python floats.
+Moments = Callable[[float, float], tuple[float, float, float, float]]
 
-@dataclass(frozen=True)
+
 class _Signal:
     """Moments of one unit of a layer's output (alike across units)."""
 
-    mean: float
-    var: float
-    identical: bool = False  # every unit equals every other (symmetric init upstream)
-    cross: float = math.nan  # E[x1 x2] for two inputs of the given correlation
+    __slots__ = ("mean", "var", "second", "identical", "cross")
 
-    @property
-    def second(self) -> float:
-        return self.var + self.mean * self.mean
+    def __init__(self, mean: float, var: float, identical: bool = False,
+                 cross: float = math.nan, second: float | None = None) -> None:
+        self.mean = mean
+        self.var = var
+        # E[x^2]: an activation's own E[phi^2], else Var + E^2
+        self.second = var + mean * mean if second is None else second
+        self.identical = identical  # every unit equals every other (symmetric init upstream)
+        self.cross = cross  # E[x1 x2] for two inputs of the given correlation
 
 
-@dataclass(frozen=True)
 class _Gradient:
-    var: float
-    identical: bool = False
+    __slots__ = ("var", "identical")
+
+    def __init__(self, var: float, identical: bool = False) -> None:
+        self.var = var
+        self.identical = identical
 
 
-def _dense_forward(layer: Dense, x: _Signal) -> tuple[_Signal, dict[str, Any]]:
-    w = layer.init.moments((layer.n_in, layer.n_out))
-    if layer.bias_init is None:
-        b_mean = b_var = 0.0
-        b_symmetric = True
-    else:
-        b = layer.bias_init.moments((layer.n_out,))
-        b_mean, b_var = b.mean, b.var
-        b_symmetric = b_var == 0.0
+class _Context:
+    """What one ``analyze`` call looks up repeatedly: the moments of each initializer for
+    each shape (a deep MLP asks for the same ``(init, shape)`` at every layer) and the
+    Gaussian-moment evaluator of each activation.
+
+    Keys are object ids (the network holds its initializers and activations for the whole
+    call, so an id cannot be reused while the cache lives); on a miss, an object equal to
+    the last one seen (same class, same attributes: initializers and activations are
+    plain configurations) shares its entry. ``mlp(..., "he_normal")`` builds one
+    initializer object per layer, all equal.
+    """
+
+    def __init__(self, fast: bool = True) -> None:
+        self.fast = fast
+        self._init: dict[tuple[int, tuple[int, ...]], Any] = {}
+        self._last_init: dict[tuple[type, tuple[int, ...]], tuple[Any, Any]] = {}
+        self._act: dict[int, Moments] = {}
+        self._last_act: tuple[Any, Moments] | None = None
+
+    def init_moments(self, init: Any, shape: tuple[int, ...]) -> Any:
+        key = (id(init), shape)
+        m = self._init.get(key)
+        if m is None:
+            last = self._last_init.get((type(init), shape))
+            if last is not None and vars(last[0]) == vars(init):
+                m = last[1]
+            else:
+                m = init.moments(shape)
+                self._last_init[(type(init), shape)] = (init, m)
+            self._init[key] = m
+        return m
+
+    def bias(self, layer: Dense) -> tuple[float, float, bool]:
+        """(mean, var, symmetric) of the layer's bias (no bias: zeros)."""
+        if layer.bias_init is None:
+            return 0.0, 0.0, True
+        b = self.init_moments(layer.bias_init, (layer.n_out,))
+        return b.mean, b.var, b.var == 0.0
+
+    def moments(self, act: Activation) -> Moments:
+        fn = self._act.get(id(act))
+        if fn is None:
+            last = self._last_act
+            if last is not None and last[0] == act:
+                fn = last[1]
+            else:
+                fn = scalar_moments(act) if self.fast else _reference(act)
+                self._last_act = (act, fn)
+            self._act[id(act)] = fn
+        return fn
+
+
+def _reference(act: Activation) -> Moments:
+    """The vectorized public path, one call per point (the oracle of the fast path)."""
+    def moments(mean: float, var: float) -> tuple[float, float, float, float]:
+        g = gaussian_moments(act, var, mean=mean)
+        return float(g.e_phi), float(g.e_phi2), float(g.e_dphi2), float(g.var_phi)
+    return moments
+
+
+def _dense_forward(layer: Dense, x: _Signal, ctx: _Context) -> tuple[_Signal, dict[str, Any]]:
+    w = ctx.init_moments(layer.init, (layer.n_in, layer.n_out))
+    b_mean, b_var, b_symmetric = ctx.bias(layer)
     n = layer.n_in
     if w.structure == "identity":
         return _identity_forward(layer, x, w, b_mean, b_var)
@@ -105,8 +167,8 @@ def _identity_forward(layer: Dense, x: _Signal, w: Any, b_mean: float,
     return out, {"moments": w, "x_second": x.second, "symmetric": False, "gain": gain}
 
 
-def _act_forward(layer: Act, z: _Signal) -> tuple[_Signal, float]:
-    g = gaussian_moments(layer.activation, z.var, mean=z.mean)
+def _act_forward(layer: Act, z: _Signal, ctx: _Context) -> tuple[_Signal, float]:
+    e_phi, e_phi2, e_dphi2, var_phi = ctx.moments(layer.activation)(z.mean, z.var)
     cross = math.nan
     if not math.isnan(z.cross):
         if z.var > 0:
@@ -114,8 +176,8 @@ def _act_forward(layer: Act, z: _Signal) -> tuple[_Signal, float]:
             cross = float(gaussian_cross_moments(layer.activation, z.var, z.var, c,
                                                  mean=z.mean).e_phi_phi)
         else:
-            cross = float(g.e_phi) ** 2
-    return _Signal(float(g.e_phi), float(g.var_phi), z.identical, cross), float(g.e_dphi2)
+            cross = e_phi ** 2
+    return _Signal(e_phi, var_phi, z.identical, cross, e_phi2), e_dphi2
 
 
 def _norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
@@ -127,7 +189,8 @@ def _norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
 
 
 class _Analyzer:
-    def __init__(self) -> None:
+    def __init__(self, ctx: _Context) -> None:
+        self.ctx = ctx
         self.records: list[LayerRecord] = []
 
     def forward(self, layers: Sequence[Layer], x: _Signal) -> tuple[_Signal, list]:
@@ -136,7 +199,7 @@ class _Analyzer:
         pending: LayerRecord | None = None
         for layer in layers:
             if isinstance(layer, Dense):
-                z, info = _dense_forward(layer, x)
+                z, info = _dense_forward(layer, x, self.ctx)
                 rec = LayerRecord(len(self.records), layer.n_in, layer.n_out,
                                   z_mean=z.mean, z_var=z.var, a_mean=z.mean, a_var=z.var,
                                   symmetric=info["symmetric"])
@@ -146,23 +209,24 @@ class _Analyzer:
                 ops.append(("dense", layer, rec, info, x.identical))
                 pending, x = rec, z
             elif isinstance(layer, Act):
-                a, e_dphi2 = _act_forward(layer, x)
+                a, e_dphi2 = _act_forward(layer, x, self.ctx)
                 if pending is not None:
                     pending.a_mean, pending.a_var = a.mean, a.var
                 ops.append(("act", e_dphi2, x.identical))
                 pending, x = None, a
             elif isinstance(layer, (BatchNorm, LayerNorm)):
-                x, scale = _norm_forward(x, layer.eps)
+                x, scale = _norm_forward(x, check_eps(layer))
                 ops.append(("norm", scale))
                 pending = None
             elif isinstance(layer, Residual):
+                alpha = check_alpha(layer)
                 f, branch_ops = self.forward(layer.branch, x)
-                a2 = layer.alpha**2
+                a2 = alpha**2
                 cross = x.cross + a2 * f.cross if not math.isnan(x.cross) else math.nan
                 # the branch ends in zero-mean weights: its output is uncorrelated with x
-                x = _Signal(x.mean + layer.alpha * f.mean, x.var + a2 * f.var,
+                x = _Signal(x.mean + alpha * f.mean, x.var + a2 * f.var,
                             x.identical and f.identical, cross)
-                ops.append(("residual", layer.alpha, branch_ops))
+                ops.append(("residual", alpha, branch_ops))
                 pending = None
         return x, ops
 
@@ -194,6 +258,105 @@ class _Analyzer:
         return g
 
 
+# ----------------------------------------------------------------------------- plain chains
+def _chain_plan(layers: Sequence[Layer], ctx: _Context) -> list[tuple] | None:
+    """One entry per dense layer when ``layers`` is a plain chain ``(Dense [Act])*`` of
+    random (Var[W] > 0), non-identity weights, which is every ``mlp`` but the symmetric
+    and identity ones; else None.
+
+    On such a chain no unit is ever identical to another, so the general recursion
+    reduces to a few float operations per layer: :func:`_analyze_chain` runs them in the
+    same order as :class:`_Analyzer` (the results are bitwise equal, tested), without
+    its per-layer objects. A layer configured like the one before it (same fans, equal
+    initializers and activation) shares its entry.
+    """
+    plan: list[tuple] = []
+    entry: tuple | None = None
+    prev: Dense | None = None
+    prev_act: Activation | None = None
+    i, n_layers = 0, len(layers)
+    while i < n_layers:
+        layer = layers[i]
+        if type(layer) is not Dense:
+            return None
+        act = None
+        if i + 1 < n_layers and type(layers[i + 1]) is Act:
+            act = layers[i + 1].activation
+            i += 1
+        i += 1
+        if prev is None or not (_same_config(layer, prev) and _same(act, prev_act)):
+            entry = _chain_entry(layer, act, ctx)
+            if entry is None:
+                return None
+        prev, prev_act = layer, act
+        plan.append(entry)
+    return plan
+
+
+def _same_config(a: Dense, b: Dense) -> bool:
+    """Same fans and equal initializers (plain configuration objects: equal class and
+    attributes means equal moments)."""
+    return (a.n_in == b.n_in and a.n_out == b.n_out and _same(a.init, b.init)
+            and _same(a.bias_init, b.bias_init))
+
+
+def _same(x: Any, y: Any) -> bool:
+    if x is y:
+        return True
+    if x is None or y is None or type(x) is not type(y):
+        return False
+    if isinstance(x, Activation):
+        return x == y
+    return vars(x) == vars(y)
+
+
+def _chain_entry(layer: Dense, act: Activation | None, ctx: _Context) -> tuple | None:
+    w = ctx.init_moments(layer.init, (layer.n_in, layer.n_out))
+    if w.structure == "identity" or not w.var > 0.0:
+        return None
+    b_mean, b_var, _ = ctx.bias(layer)
+    fn = None if act is None else ctx.moments(act)
+    n, m = layer.n_in, layer.n_out
+    # the products the general path forms first (n * w.var * x = (n * w.var) * x)
+    return (n, m, n * w.var, n * w.mean, n * w.mean**2, b_mean, b_var, fn,
+            m * w.var, m * w.mean**2, bool(w.symmetric))
+
+
+def _analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecord]:
+    """The recursion of :class:`_Analyzer` on a plain chain (see :func:`_chain_plan`)."""
+    second = var + mean * mean
+    # flat lists of floats: no per-layer container for the garbage collector to track
+    zm, zv, am, av, xs, ed = [], [], [], [], [], []
+    for entry in plan:
+        _, _, fv, fm, fm2, b_mean, b_var, fn, _, _, _ = entry
+        z_mean = fm * mean + b_mean
+        z_var = fv * second + fm2 * var + b_var
+        xs.append(second)
+        if fn is None:
+            mean, var = z_mean, z_var
+            second = var + mean * mean
+            e_dphi2 = None
+        else:
+            mean, second, e_dphi2, var = fn(z_mean, z_var)
+        zm.append(z_mean)
+        zv.append(z_var)
+        am.append(mean)
+        av.append(var)
+        ed.append(e_dphi2)
+    records: list = [None] * len(plan)
+    g = 1.0
+    for i in range(len(plan) - 1, -1, -1):
+        n_in, n_out, _, _, _, _, _, _, bv, bm2, symmetric = plan[i]
+        e_dphi2 = ed[i]
+        if e_dphi2 is not None:
+            g = g * e_dphi2
+        records[i] = LayerRecord(i, n_in, n_out, z_mean=zm[i], z_var=zv[i], a_mean=am[i],
+                                 a_var=av[i], grad_var=g, weight_grad_var=xs[i] * g,
+                                 symmetric=symmetric)
+        g = bv * g + bm2 * g
+    return records
+
+
 def analyze(
     net: Network,
     *,
@@ -215,11 +378,32 @@ def analyze(
         normal output gradient), ``weight_grad_var`` (per sample), ``z_corr`` and the
         ``symmetric`` flag for zeros/constant initializers.
 
+    Cost: a few microseconds per layer (1000 layers of any registry activation take a
+    few milliseconds, bench/bench_analyzer.py): the Gaussian moments of each layer come
+    from :class:`varprop.theory.fast.ScalarMoments` (closed forms, small- and
+    large-variance series, or the quadrature rule of
+    :func:`~varprop.theory.gaussian_moments` without its per-call overhead; within 1e-12
+    of it), the initializers' moments are computed once per distinct (initializer,
+    shape), and plain ``Dense``/``Act`` chains skip the per-layer bookkeeping. A
+    non-zero pre-activation mean outside the closed forms (constant biases,
+    non-centred weights) takes the general path of ``gaussian_moments``, ~0.3 ms a
+    layer.
+
     Example:
         >>> p = analyze(mlp([512] * 31, "relu", "he_normal"))
         >>> round(p[-1].z_var, 6)   # He keeps q = 2 E[x^2] layer after layer
         2.0
     """
+    return _analyze(net, input_mean=input_mean, input_var=input_var,
+                    input_correlation=input_correlation)
+
+
+def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
+             input_correlation: float | None = None, fast: bool = True,
+             chain: bool = True) -> Profile:
+    """:func:`analyze`; ``fast=False`` evaluates every activation's moments with
+    :func:`~varprop.theory.gaussian_moments` itself and ``chain=False`` always takes the
+    general path (both for tests: the slow twins of the fast paths)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a varprop Network (varprop.mlp(...)), got {type(net).__name__}")
     input_mean = _finite("input_mean", input_mean)
@@ -232,12 +416,18 @@ def analyze(
         if not -1.0 <= c <= 1.0:
             raise ValueError(f"input_correlation must be in [-1, 1], got {c}")
         cross = c * input_var + input_mean**2
-    analyzer = _Analyzer()
-    out, ops = analyzer.forward(net.layers, _Signal(input_mean, input_var, False, cross))
-    analyzer.backward(ops, _Gradient(1.0, False))
+    ctx = _Context(fast)
+    plan = _chain_plan(net.layers, ctx) if chain and input_correlation is None else None
+    if plan is not None:
+        records = _analyze_chain(plan, input_mean, input_var)
+    else:
+        analyzer = _Analyzer(ctx)
+        out, ops = analyzer.forward(net.layers, _Signal(input_mean, input_var, False, cross))
+        analyzer.backward(ops, _Gradient(1.0, False))
+        records = analyzer.records
     meta = {"assumptions": "mean field: infinite width, Gaussian pre-activations, "
                            "gradient independence"}
-    return Profile("analytic", analyzer.records, net.describe(), input_var, input_mean, meta)
+    return Profile("analytic", records, net.describe(), input_var, input_mean, meta)
 
 
 def _finite(name: str, value: Any) -> float:

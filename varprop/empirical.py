@@ -46,12 +46,14 @@ from scipy import stats as _stats
 from ._empirical_run import (FIELDS, INPUT_KEY, PAIR_KEY, SeedRun, compile_layers,
                              default_checkpoint_every, stream)
 from ._threads import resolve_n_threads
-from .network import BatchNorm, Network, Residual
+from .network import Network
 from .profile import LayerRecord, Profile
 
 __all__ = ["measure"]
 
 _DEFAULT_BATCH = 1024
+#: Every field is a variance (or mean) estimate over the batch: one sample is not enough.
+_MIN_BATCH = 2
 _CI_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
 
 
@@ -74,15 +76,17 @@ def measure(
 
     Args:
         net: a :class:`~varprop.network.Network` (``varprop.mlp(...)``).
-        batch: rows of the input batch, >= 1 (>= 2 with BatchNorm); default 1024, or the
-            rows of ``inputs``.
+        batch: rows of the input batch, >= 2 (every statistic is a variance estimate,
+            and batch normalization needs two samples too); default 1024, or the rows of
+            ``inputs``.
         seeds: the number of independent draws S (seeds ``0 .. S-1``) or a sequence of
             non-negative int seeds. Each seed draws all weights, biases, the input batch
             and the output gradient from streams spawned off ``SeedSequence(seed)``, one
             per layer, so results depend on neither the thread count nor the depth.
-        inputs: a fixed ``(batch, input_width)`` input batch (cast to ``dtype``), used for
-            every seed instead of the drawn one; ``input_mean``/``input_var`` are then
-            ignored and the profile reports the inputs' own mean and variance.
+        inputs: a fixed ``(batch, input_width)`` input batch, ``batch >= 2`` finite rows
+            (cast to ``dtype``), used for every seed instead of the drawn one;
+            ``input_mean``/``input_var`` are then ignored and the profile reports the
+            inputs' own mean and variance.
         input_mean, input_var: the drawn inputs are ``input_mean + sqrt(input_var) N(0,1)``.
         input_correlation: c in [-1, 1]: also measure ``z_corr`` on a second batch with
             row-wise correlation c to the first (forward only).
@@ -111,9 +115,11 @@ def measure(
     Raises:
         TypeError: ``net`` not a Network, non-integer batch/seeds/checkpoint_every,
             ``inputs`` not a real array, an unsupported dtype, bad ``progress``.
-        ValueError: batch < 1, seeds < 1, negative or repeated seeds, ``inputs`` of
-            the wrong shape, ``input_var <= 0``, non-finite input moments,
-            ``|input_correlation| > 1``, checkpoint_every < 1.
+        ValueError: batch < 2 (also ``inputs`` with one row), seeds < 1, negative or
+            repeated seeds, ``inputs`` of the wrong shape or with non-finite entries,
+            ``input_var <= 0``, non-finite input moments, ``|input_correlation| > 1``,
+            checkpoint_every < 1, a non-finite Residual ``alpha`` or a negative or
+            non-finite normalization ``eps``.
     """
     t0 = time.perf_counter()
     if not isinstance(net, Network):
@@ -137,10 +143,7 @@ def measure(
     elif batch is None:
         batch = _DEFAULT_BATCH
     else:
-        batch = _check_int("batch", batch, 1)
-    if batch < 2 and _has_batchnorm(net.layers):
-        raise ValueError(f"measure: batch must be >= 2 for a network with BatchNorm "
-                         f"(batch statistics of one sample are undefined), got {batch}")
+        batch = _check_int("batch", batch, _MIN_BATCH)
     if not isinstance(backward, (bool, np.bool_)):
         raise TypeError(f"measure: backward must be True or False, got {backward!r}")
     threads = resolve_n_threads(n_threads)
@@ -231,12 +234,6 @@ def _inputs(base: int, batch: int, width: int, given: np.ndarray | None, mean: f
     return x, np.ascontiguousarray(x2.astype(dt))
 
 
-def _has_batchnorm(layers: Sequence[Any]) -> bool:
-    return any(isinstance(layer, BatchNorm)
-               or (isinstance(layer, Residual) and _has_batchnorm(layer.branch))
-               for layer in layers)
-
-
 def _check_dtype(dtype: Any) -> np.dtype:
     try:
         dt = np.dtype(dtype)
@@ -298,11 +295,17 @@ def _check_inputs(inputs: Any, width: int, batch: Any, dt: np.dtype) -> np.ndarr
     if inputs.dtype.kind not in "fiu":
         raise TypeError(f"measure: inputs must be a real float or integer array, "
                         f"got dtype {inputs.dtype}")
-    if inputs.ndim != 2 or inputs.shape[1] != width or inputs.shape[0] < 1:
-        raise ValueError(f"measure: inputs must have shape (batch, {width}) with batch >= 1 "
+    if inputs.ndim != 2 or inputs.shape[1] != width:
+        raise ValueError(f"measure: inputs must have shape (batch, {width}) "
                          f"(the network's input width is {width}), got {inputs.shape}")
+    if inputs.shape[0] < _MIN_BATCH:
+        raise ValueError(f"measure: batch must be >= {_MIN_BATCH} (a variance needs two "
+                         f"samples), but inputs has {inputs.shape[0]} row(s)")
+    if inputs.dtype.kind == "f" and not np.all(np.isfinite(inputs)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(inputs))[0])
+        raise ValueError(f"measure: inputs must be finite, got {inputs[bad]!r} at index {bad}")
     if batch is not None:
-        batch = _check_int("batch", batch, 1)
+        batch = _check_int("batch", batch, _MIN_BATCH)
         if batch != inputs.shape[0]:
             raise ValueError(f"measure: batch={batch} disagrees with inputs, which have "
                              f"{inputs.shape[0]} rows; leave batch out with inputs")

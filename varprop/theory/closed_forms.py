@@ -204,18 +204,23 @@ def _gelu(act: Activation, m, s, q, kinds) -> Dict:
         out["dphi"] = _ndtr(b) + m * _pdf(b) / (r * v)
     centred = not np.any(m)
     if centred and {"phi2", "dphi2", "var"} & set(kinds):
+        # written with ratios q / (1 + q) < 1 and q / (1 + 2q) < 1/2 so that nothing
+        # overflows for any finite q (q^2 and (1 + 2q)^(3/2) would beyond 1e154), and
+        # arcsin(q / (1 + q)) as arctan(q / sqrt(1 + 2q)): the same angle, but arcsin is
+        # ill-conditioned next to 1 (an ulp of q / (1 + q) cost ~1e-8 relative at q = 1e15)
         root = np.sqrt(1.0 + 2.0 * q)
-        asin = np.arcsin(q / v)
-        cross = q / (math.pi * v * root)
+        ratio = q / v
+        asin = np.arctan2(q, root)
+        cross = ratio / (math.pi * root)
         if "phi2" in kinds or "var" in kinds:
             phi2 = 0.25 * q + q * cross + q * asin / (2.0 * math.pi)
             if "phi2" in kinds:
                 out["phi2"] = phi2
             if "var" in kinds:  # E[phi]^2 = q^2 / (2 pi (1+q)) <= E[phi^2] / pi
-                out["var"] = phi2 - q * q / (2.0 * math.pi * v)
+                out["var"] = phi2 - q * ratio / (2.0 * math.pi)
         if "dphi2" in kinds:
             out["dphi2"] = (0.25 + asin / (2.0 * math.pi) + cross
-                            + q / (2.0 * math.pi * root ** 3))
+                            + (q / (1.0 + 2.0 * q)) / (2.0 * math.pi * root))
     return out
 
 

@@ -177,6 +177,18 @@ def _folded_rule(levels: int) -> tuple[np.ndarray, np.ndarray]:
     return t, w
 
 
+@functools.lru_cache(maxsize=None)
+def folded_panels(levels: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """:func:`_folded_rule` ``(t, w)`` and the lower edge of each of its panels (nodes
+    ``NODES * p`` to ``NODES * (p + 1) - 1`` lie in panel p), for cutting the rule."""
+    t, w = _folded_rule(levels)
+    d_min = np.full(1, GAUSS_WIDTH * 2.0**-levels)
+    edges = _breakpoints(0.0, T_MAX, [(np.zeros(1), d_min)], 1)[0]
+    lower = tuple(float(e) for e, h in zip(edges[:-1], np.diff(edges)) if h > 0.0)
+    assert len(lower) * NODES == t.size
+    return t, w, lower
+
+
 def _row_levels(d_min: np.ndarray) -> np.ndarray:
     """Per-row halvings of GAUSS_WIDTH needed to reach d_min (see :func:`_levels`);
     ``d_min`` is positive, possibly inf (no refinement)."""

@@ -1,0 +1,522 @@
+"""A lean scalar path to the Gaussian moments that the analytic recursion asks for per layer.
+
+:func:`~varprop.theory.gaussian_moments` is vectorized and general: each call validates,
+broadcasts, groups rows by refinement depth and builds dictionaries, 100-400 us whatever
+the size. :func:`varprop.analyze` needs one ``(mean, var)`` point per layer, in sequence
+(layer l + 1 depends on layer l), so that overhead is paid per layer: about 1 s for a
+1000-layer MLP. :class:`ScalarMoments` computes the same four numbers
+``(e_phi, e_phi2, e_dphi2, var_phi)`` for one point in a few microseconds:
+
+* closed forms (THEORY.md section 5) evaluated on Python floats in the order of
+  operations of :mod:`.closed_forms`: linear at any mean; relu, leaky_relu, gelu at
+  mean 0; elu and selu at mean 0 where :mod:`.closed_forms` uses them (``q >= 0.04``);
+* everything else at mean 0 (tanh, sigmoid, softplus, silu, softsign, gelu_tanh, elu and
+  selu below ``q = 0.04``), by the variance ``q = s^2``:
+
+  - small (tanh ``q <= 1.6e-2``, softsign ``s <= 3.5e-2``): the power series of
+    :class:`_SmallSeries` (a deep tanh or softsign net at Glorot's scale spends most
+    layers there, ``q ~ 1/l``);
+  - moderate: the same folded composite Gauss-Legendre rule as :mod:`.quadrature` (the
+    nodes and weights of its refinement depth), the activation evaluated by the C math
+    of the kernels (:func:`varprop.activation_apply`, a few ulp), except that the panels
+    on which ``phi`` equals its linear asymptote to below ``1e-20`` relative
+    (``|x| >= X``, :data:`ASYMPTOTES`) are replaced by the exact integral of the
+    asymptote against the Gaussian: those panels number ``log2(s)``, so the cost no
+    longer grows with the variance (at most 8 panels instead of up to 250);
+  - large (``s >= 1000``): the expansion of :class:`_Expansion`, exact to double
+    precision there (an exploding silu or gelu_tanh net reaches ``q = 1e147``);
+
+* any other point (non-zero mean outside the closed forms, ``var = 0``) falls back to
+  :func:`~varprop.theory.gaussian_moments` itself;
+* the last result is memoized on the exact ``(mean, var)``: a recursion at its fixed
+  point (He-ReLU, SELU, LeCun-softplus after 50 layers) asks for the same point again.
+
+Accuracy: within ``1e-12`` relative of :func:`~varprop.theory.gaussian_moments` for every
+registry activation (tests/test_properties.py sweeps q from 1e-6 to 1e300 at mean 0; the
+measured worst case is 1e-15 for the series and the expansion, a few 1e-16 elsewhere
+where the reference is itself accurate), itself within 1e-12 of mpmath.
+
+The tail integrals, for ``x = s t``, ``t`` in ``[t0, T_MAX]`` and ``phi(x) ~ a+ x + b+``
+(``x -> +inf``), ``phi(x) ~ a- x + b-`` (``x -> -inf``): the folded integrand
+``f(s t) + f(-s t)`` of ``f = phi, phi^2, phi'^2`` is a polynomial in ``s t`` of degree
+at most 2, and ``int t^k phi(t) dt`` over ``[t0, T]`` is ``Q(t0) - Q(T)`` (k = 0),
+``pdf(t0) - pdf(T)`` (k = 1), ``t0 pdf(t0) - T pdf(T) + M_0`` (k = 2), ``Q`` the upper tail.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _kernels
+from ..activations import SELU_ALPHA, SELU_SCALE, Activation, get_activation
+from . import quadrature
+
+__all__ = ["ScalarMoments", "scalar_moments", "ASYMPTOTES"]
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT2 = math.sqrt(2.0)
+# E[phi] at mean 0 fixed by a symmetry (as in .gaussian: exact, not integrated)
+_ODD = frozenset({"linear", "tanh", "softsign"})
+_CENTRED_MEAN = {"sigmoid": 0.5}
+# closed forms of .closed_forms used at mean 0 (elu/selu above this second moment)
+_ELU_CLOSED_MIN_M2 = 0.04
+
+#: Linear asymptotes ``(a+, b+, a-, b-, X)``: ``phi(x) = a+ x + b+`` for ``x >= X`` and
+#: ``a- x + b-`` for ``x <= -X`` to within ``1e-20`` relative (the gap decays like
+#: ``e^-|x|`` or faster: ``48 e^-48 = 7e-20``; tanh ``2 e^-52``; gelu_tanh's gate is
+#: ``1 - e^-142`` at 12). Activations with only algebraic convergence (softsign) have
+#: none and use the full rule above the series. (elu, selu: ``lambda (x, -alpha)``.)
+ASYMPTOTES: dict[str, tuple[float, float, float, float, float]] = {
+    "tanh": (0.0, 1.0, 0.0, -1.0, 26.0),
+    "sigmoid": (0.0, 1.0, 0.0, 0.0, 48.0),
+    "softplus": (1.0, 0.0, 0.0, 0.0, 48.0),
+    "silu": (1.0, 0.0, 0.0, 0.0, 48.0),
+    "gelu": (1.0, 0.0, 0.0, 0.0, 12.0),
+    "gelu_tanh": (1.0, 0.0, 0.0, 0.0, 12.0),
+}
+
+
+def _asymptote(act: Activation) -> tuple[float, float, float, float, float] | None:
+    if act.name == "elu":
+        return (1.0, 0.0, 0.0, -act.params["alpha"], 48.0)
+    if act.name == "selu":
+        return (SELU_SCALE, 0.0, 0.0, -SELU_SCALE * SELU_ALPHA, 48.0)
+    return ASYMPTOTES.get(act.name)
+
+
+def _level(s: float) -> int:
+    """quadrature._row_levels for one standard deviation (folded rule's depth)."""
+    d_min = quadrature.X_WIDTH / s
+    d_min = min(max(d_min, 1e-320), quadrature.GAUSS_WIDTH)
+    return min(int(math.ceil(math.log2(quadrature.GAUSS_WIDTH / d_min))),
+               quadrature._MAX_LEVELS)
+
+
+def _upper_tail(t: float) -> float:
+    return 0.5 * math.erfc(t / _SQRT2)
+
+
+def _pdf(t: float) -> float:
+    return _INV_SQRT_2PI * math.exp(-0.5 * t * t)
+
+
+def _lower_edge(level: int, p: int) -> float:
+    """Lower edge of panel p of the folded rule of depth ``level`` (quadrature's
+    breakpoints: 0, then ``GAUSS_WIDTH 2^-k`` for k = level .. 0, then the grid point
+    ``2 GAUSS_WIDTH``)."""
+    if p == 0:
+        return 0.0
+    if p <= level + 1:
+        return math.ldexp(quadrature.GAUSS_WIDTH, p - 1 - level)
+    return 2.0 * quadrature.GAUSS_WIDTH
+
+
+def _cut(level: int, tx: float) -> int | None:
+    """The first panel whose lower edge is >= tx (None if there is none)."""
+    n_panels = level + 3
+    if tx > _lower_edge(level, n_panels - 1):
+        return None
+    if tx > quadrature.GAUSS_WIDTH:
+        return n_panels - 1
+    p = max(1, 1 + level + math.ceil(math.log2(tx / quadrature.GAUSS_WIDTH)))
+    while p > 1 and _lower_edge(level, p - 1) >= tx:  # guard against log2 rounding
+        p -= 1
+    while _lower_edge(level, p) < tx:
+        p += 1
+    return p
+
+
+def _level_interval(level: int) -> tuple[float, float]:
+    """The standard deviations s with ``_level(s) == level``: (lo, hi]."""
+    unit = quadrature.X_WIDTH / quadrature.GAUSS_WIDTH
+    lo = 0.0 if level == 0 else math.ldexp(unit, level - 1)
+    return lo, math.ldexp(unit, level)
+
+
+class _Rule:
+    """The folded rule of one depth, cut after ``cut`` panels, unfolded to +-t, for the
+    standard deviations ``lo < s <= hi`` (where ``_level`` and ``_cut`` give it)."""
+
+    __slots__ = ("t2", "w2", "tail", "lo", "hi", "rows", "coef")
+
+    def __init__(self, level: int, cut: int | None, lo: float, hi: float, rows: int,
+                 coefs: tuple | None) -> None:
+        if cut is None:
+            t, w, _ = quadrature.folded_panels(level)
+        else:  # the first panels only: the same nodes as the full rule's, built alone
+            edges = np.array([[_lower_edge(level, p) for p in range(cut + 1)]])
+            t, w = quadrature._nodes(edges)
+            t, w = t[0], w[0]
+        self.t2 = np.concatenate([t, -t])
+        self.w2 = np.concatenate([w, w])
+        self.lo, self.hi, self.rows = lo, hi, rows
+        self.tail = cut is not None
+        self.coef: tuple = ()
+        if self.tail:
+            t0, big = _lower_edge(level, cut), quadrature.T_MAX
+            m0 = _upper_tail(t0) - _upper_tail(big)
+            m1 = _pdf(t0) - _pdf(big)
+            m2 = t0 * _pdf(t0) - big * _pdf(big) + m0
+            # tail of kind k = a_k q + b_k s + c_k (folded asymptote polynomials)
+            self.coef = tuple((c2 * m2, c1 * m1, c0 * m0) for c2, c1, c0 in coefs)
+
+
+class _SmallSeries:
+    """Small-variance series of ``E[phi^2]`` and ``E[phi'^2]`` at mean 0 for the odd
+    activations whose Taylor series is known in closed form (``E[phi] = 0``,
+    ``Var[phi] = E[phi^2]``):
+
+    * tanh, from ``y' = 1 - y^2``: ``E[tanh(x)^2] = sum_k t_k (2k - 1)!! q^k`` with
+      ``tanh^2 = sum_k t_k x^2k``, likewise ``tanh'^2 = (1 - tanh^2)^2``;
+    * softsign, ``x / (1 + |x|)``: ``phi^2 = sum_k (-1)^k (k + 1) |x|^(k+2)`` and
+      ``phi'^2 = (1 + |x|)^-4 = sum_k (-1)^k C(k + 3, 3) |x|^k``, with
+      ``E|x|^m = s^m E|Z|^m``, ``E|Z|^m = (m - 1) E|Z|^(m-2)``.
+
+    Both are asymptotic series (the Gaussian moments grow factorially); ``TERMS`` terms
+    are used up to the variable ``limit`` where the last term is below 2^-60 of the sum
+    and still decreasing, found once by scanning (q <= 1.6e-2 for tanh, s <= 3.5e-2 for
+    softsign).
+    """
+
+    TERMS = 24
+
+    def __init__(self, name: str) -> None:
+        from fractions import Fraction
+
+        K = self.TERMS
+        if name == "tanh":  # in q
+            n = 2 * K + 2
+            y = [Fraction(0)] * (n + 1)
+            y[1] = Fraction(1)
+            for m in range(1, n):
+                y[m + 1] = -sum(y[i] * y[m - i] for i in range(m + 1)) / (m + 1)
+            y2 = [sum(y[i] * y[m - i] for i in range(m + 1)) for m in range(n + 1)]
+            d = [(1 if m == 0 else 0) - y2[m] for m in range(n + 1)]
+            d2 = [sum(d[i] * d[m - i] for i in range(m + 1)) for m in range(n + 1)]
+            dfact = [1]  # (2k - 1)!!
+            for k in range(1, K + 1):
+                dfact.append(dfact[-1] * (2 * k - 1))
+            self.phi2 = [float(y2[2 * k] * dfact[k]) for k in range(K + 1)]
+            self.dphi2 = [float(d2[2 * k] * dfact[k]) for k in range(K + 1)]
+            self.in_q = True
+        else:  # softsign, in s
+            mu = [1.0, math.sqrt(2.0 / math.pi)]  # E|Z|^m = (m - 1) E|Z|^(m-2)
+            for m in range(2, K + 3):
+                mu.append((m - 1) * mu[m - 2])
+            self.phi2 = [0.0, 0.0] + [(-1) ** k * (k + 1) * mu[k + 2] for k in range(K - 1)]
+            self.dphi2 = [(-1) ** k * math.comb(k + 3, 3) * mu[k] for k in range(K + 1)]
+            self.in_q = False
+        self.limit = 0.0
+        for v in np.logspace(-8, 0, 161):
+            if not self._converged(float(v)):
+                break
+            self.limit = float(v)
+
+    def _converged(self, v: float) -> bool:
+        for coef in (self.phi2, self.dphi2):
+            terms = [c * v**k for k, c in enumerate(coef)]
+            total = abs(sum(terms))
+            if not (abs(terms[-1]) <= 2.0**-60 * total and abs(terms[-1]) <= abs(terms[-2])):
+                return False
+        return True
+
+    @staticmethod
+    def _horner(coef: list[float], v: float) -> float:
+        acc = 0.0
+        for c in reversed(coef):
+            acc = acc * v + c
+        return acc
+
+    def __call__(self, q: float, s: float) -> tuple[float, float, float, float] | None:
+        v = q if self.in_q else s
+        if v > self.limit:
+            return None
+        e_phi2 = self._horner(self.phi2, v)
+        return 0.0, e_phi2, self._horner(self.dphi2, v), e_phi2
+
+
+#: Standard deviation beyond which :class:`_Expansion` replaces the quadrature: its
+#: first neglected term is ``G_6 / (48 s^6)`` relative to the decaying part, below 1e-16
+#: of the moment for every registry activation at s = 1000 (tests/test_properties.py).
+S_EXPAND = 1000.0
+
+
+class _Expansion:
+    """Large-variance expansion of the Gaussian moments of an activation with linear
+    asymptotes: for ``x = s Z`` and a kind ``f`` (phi, phi^2, phi'^2, phi - c,
+    (phi - c)^2) write ``f = P + g``, ``P`` the polynomial of the asymptotes on each
+    half-line and ``g`` the remainder, which decays exponentially. Then
+
+        E[P(s Z)] = (P2+ + P2-) s^2 / 2 + (P1+ - P1-) s / sqrt(2 pi) + (P0+ + P0-) / 2,
+        E[g(s Z)] = (1 / (s sqrt(2 pi))) sum_j (-1)^j G_2j / (2^j j! s^2j),
+        G_m = int g(x) x^m dx,
+
+    the second from expanding the density ``exp(-x^2 / 2 s^2)`` where g lives (|x| < X).
+    The G are integrated once per activation (composite Gauss-Legendre, panels of 1/2 on
+    ``[-X, X]``, an edge at the kink 0); three terms are exact to double precision for
+    ``s >= S_EXPAND``.
+    """
+
+    def __init__(self, act: Activation, asym: tuple, centre: float) -> None:
+        ap, bp, am, bm, x_asym = asym
+        c = centre
+        # (x^2, x, 1) coefficients on x > 0 and on x < 0 of each kind's asymptote
+        kinds = [((0.0, ap, bp), (0.0, am, bm)),  # phi
+                 ((ap * ap, 2 * ap * bp, bp * bp), (am * am, 2 * am * bm, bm * bm)),  # phi^2
+                 ((0.0, 0.0, ap * ap), (0.0, 0.0, am * am))]  # phi'^2
+        if c != 0.0:
+            kinds += [((0.0, ap, bp - c), (0.0, am, bm - c)),  # phi - c
+                      ((ap * ap, 2 * ap * (bp - c), (bp - c) ** 2),
+                       (am * am, 2 * am * (bm - c), (bm - c) ** 2))]  # (phi - c)^2
+        self.poly = [((p[0] + m[0]) / 2.0, (p[1] - m[1]) * _INV_SQRT_2PI, (p[2] + m[2]) / 2.0)
+                     for p, m in kinds]
+        edges = np.arange(-x_asym, x_asym + 0.25, 0.5)
+        lo, hi = edges[:-1, None], edges[1:, None]
+        xi, wi = np.polynomial.legendre.leggauss(quadrature.NODES)
+        x = (0.5 * (lo + hi) + 0.5 * (hi - lo) * xi).ravel()
+        w = np.broadcast_to(0.5 * (hi - lo) * wi, (lo.size, xi.size)).ravel()
+        phi, dphi = act(x), act.derivative(x)
+        values = [phi, phi * phi, dphi * dphi, phi - c, (phi - c) ** 2][:len(kinds)]
+        pos = x > 0
+        self.g = []
+        for (p, m), f in zip(kinds, values):
+            poly = np.where(pos, (p[0] * x + p[1]) * x + p[2], (m[0] * x + m[1]) * x + m[2])
+            r = (f - poly) * w
+            x2 = x * x
+            self.g.append((float(r.sum()), -float((r * x2).sum()) / 2.0,
+                           float((r * x2 * x2).sum()) / 8.0))
+
+    def __call__(self, q: float, s: float) -> list[float]:
+        inv = _INV_SQRT_2PI / s
+        u = 1.0 / q
+        out = []
+        for (p2, p1, p0), (g0, g2, g4) in zip(self.poly, self.g):
+            out.append(p2 * q + p1 * s + p0 + inv * (g0 + u * (g2 + u * g4)))
+        return out
+
+
+class ScalarMoments:
+    """``(e_phi, e_phi2, e_dphi2, var_phi)`` of ``phi(x)``, ``x ~ N(mean, var)``, one point
+    at a time, as :func:`~varprop.theory.gaussian_moments` computes them (module doc).
+
+    Example:
+        >>> ScalarMoments("relu")(0.0, 2.0)[1]      # E[relu(x)^2] = q / 2
+        1.0
+    """
+
+    def __init__(self, activation: "str | Activation", **activation_params: Any) -> None:
+        act = get_activation(activation, **activation_params)
+        self.act = act
+        self.name = act.name
+        self._kid = act.kernel_id
+        self._p0, self._p1 = act.kernel_params
+        # the last point: a recursion at its fixed point asks for it again
+        self._memo: tuple[float, float, Any] = (math.nan, math.nan, None)
+        self._rules: dict[tuple[int, int | None], _Rule] = {}
+        asym = _asymptote(act)
+        self._asym = asym
+        self._centre = float(act(np.zeros(1))[0])  # phi(0): var is E[(phi - c)^2] - ...
+        self._odd = act.name in _ODD
+        self._fixed_mean = 0.0 if self._odd else _CENTRED_MEAN.get(act.name)
+        c = self._centre
+        self._rows = 4 if c == 0.0 else 6
+        self._last_rule: _Rule | None = None
+        self._tails: tuple | None = None
+        if asym is not None:
+            ap, bp, am, bm, x_asym = asym
+            self._x_asym = x_asym
+            # folded asymptote polynomials f(s t) + f(-s t): coefficients of (s t)^2, s t, 1
+            tails = [(0.0, ap - am, bp + bm),  # phi
+                     (ap * ap + am * am, 2.0 * (ap * bp - am * bm), bp * bp + bm * bm),  # phi^2
+                     (0.0, 0.0, ap * ap + am * am)]  # phi'^2
+            if c != 0.0:
+                tails += [(0.0, ap - am, bp + bm - 2.0 * c),  # phi - c
+                          (ap * ap + am * am, 2.0 * (ap * (bp - c) - am * (bm - c)),
+                           (bp - c) ** 2 + (bm - c) ** 2)]  # (phi - c)^2
+            self._tails = tuple(tails)
+        else:
+            self._x_asym = math.inf
+        self._expansion: _Expansion | None = None  # built on first use
+        self._series = _SmallSeries(act.name) if act.name in ("tanh", "softsign") else None
+        self._closed = {"linear": self._linear, "relu": self._leaky,
+                        "leaky_relu": self._leaky, "elu": self._elu, "selu": self._elu,
+                        "gelu": self._gelu}.get(act.name)
+
+    # ------------------------------------------------------------------ entry points
+    def __call__(self, mean: float, var: float) -> tuple[float, float, float, float]:
+        """``(e_phi, e_phi2, e_dphi2, var_phi)`` as Python floats; ``mean`` finite,
+        ``var >= 0`` finite (the caller's contract: not validated here)."""
+        memo = self._memo
+        if memo[0] == mean and memo[1] == var:
+            return memo[2]
+        res = None
+        if var > 0.0:
+            if self._closed is not None:
+                res = self._closed(mean, var)
+            if res is None and mean == 0.0:
+                res = self._folded(var)
+        if res is None:
+            res = self._fallback(mean, var)
+        self._memo = (mean, var, res)
+        return res
+
+    def _fallback(self, mean: float, var: float) -> tuple[float, float, float, float]:
+        from .gaussian import gaussian_moments
+
+        g = gaussian_moments(self.act, var, mean=mean)
+        return float(g.e_phi), float(g.e_phi2), float(g.e_dphi2), float(g.var_phi)
+
+    # ------------------------------------------------------------------ closed forms
+    # Each mirrors its family in .closed_forms with a = m / s = 0, where the building
+    # blocks are I_0 = Phi(0) = 1/2, I_1 = pdf(0), I_2 = 1/2.
+    def _linear(self, m: float, q: float):
+        return (m if m != 0.0 else 0.0), m * m + q, 1.0, q
+
+    def _leaky(self, m: float, q: float):
+        if m != 0.0:
+            return None
+        sl = self.act.params.get("negative_slope", 0.0)
+        s = math.sqrt(q)
+        i0, i1, i2 = 0.5, _INV_SQRT_2PI, 0.5
+        phi = (1.0 - sl) * s * i1
+        phi2 = sl * sl * q + (1.0 - sl * sl) * q * i2
+        dphi2 = sl * sl + (1.0 - sl * sl) * i0
+        b = 1.0 - sl
+        pos = 1.0 - 2.0 * b * i2 + b * b * (i2 - i1 * i1)
+        return phi, phi2, dphi2, q * pos
+
+    def _elu(self, m: float, q: float):
+        if m != 0.0 or q < _ELU_CLOSED_MIN_M2:
+            return None
+        from scipy.special import erfcx
+
+        if self.name == "selu":
+            alpha, lam = SELU_ALPHA, SELU_SCALE
+        else:
+            alpha, lam = self.act.params["alpha"], 1.0
+        s = math.sqrt(q)
+        i0, i1, i2 = 0.5, _INV_SQRT_2PI, 0.5
+        e1 = 0.5 * float(erfcx(s / _SQRT2))
+        e2 = 0.5 * float(erfcx(2.0 * s / _SQRT2))
+        phi = lam * (s * i1 + alpha * (e1 - 0.5))
+        dphi2 = lam * lam * (i0 + alpha * alpha * e2)
+        phi2 = lam * lam * (q * i2 + alpha * alpha * (e2 - 2.0 * e1 + 0.5))
+        return phi, phi2, dphi2, phi2 - phi * phi
+
+    def _gelu(self, m: float, q: float):
+        if m != 0.0:
+            return None
+        v = 1.0 + q
+        r = math.sqrt(v)
+        phi = q * _INV_SQRT_2PI / r
+        root = math.sqrt(1.0 + 2.0 * q)
+        ratio = q / v
+        asin = math.atan2(q, root)
+        cross = ratio / (math.pi * root)
+        phi2 = 0.25 * q + q * cross + q * asin / (2.0 * math.pi)
+        var = phi2 - q * ratio / (2.0 * math.pi)
+        dphi2 = (0.25 + asin / (2.0 * math.pi) + cross
+                 + (q / (1.0 + 2.0 * q)) / (2.0 * math.pi * root))
+        return phi, phi2, dphi2, var
+
+    # ------------------------------------------------------------------ quadrature
+    def _rule(self, s: float) -> _Rule:
+        """The folded rule of depth ``_level(s)``, cut where the asymptote takes over."""
+        rule = self._last_rule
+        if rule is not None and rule.lo < s <= rule.hi:
+            return rule
+        level = _level(s)
+        lo, hi = _level_interval(level)
+        x = self._x_asym
+        cut = None
+        if s * quadrature.T_MAX > x:
+            lo = max(lo, x / quadrature.T_MAX)
+            cut = _cut(level, x / s)
+            if cut is None:  # x / s beyond the last panel's lower edge
+                hi = min(hi, x / _lower_edge(level, level + 2))
+            else:  # lower edge of panel cut - 1 < x / s <= lower edge of panel cut
+                lo = max(lo, x / _lower_edge(level, cut) * (1 - 1e-15))
+                if cut > 1:
+                    hi = min(hi, x / _lower_edge(level, cut - 1) * (1 - 1e-15))
+        else:
+            hi = min(hi, x / quadrature.T_MAX)
+        key = (level, cut)
+        rule = self._rules.get(key)
+        if rule is None or not rule.lo < s <= rule.hi:
+            rule = self._rules[key] = _Rule(level, cut, lo, hi, self._rows, self._tails)
+        self._last_rule = rule
+        return rule
+
+    def _expand(self, q: float, s: float) -> tuple[float, float, float, float]:
+        exp = self._expansion
+        if exp is None:
+            exp = self._expansion = _Expansion(self.act, self._asym, self._centre)
+        vals = exp(q, s)
+        e_phi, e_phi2, e_dphi2 = vals[0], vals[1], vals[2]
+        e_dev, e_dev2 = (vals[3], vals[4]) if len(vals) == 5 else (e_phi, e_phi2)
+        var = e_dev2 - e_dev * e_dev
+        if var < 0.0:
+            var = 0.0
+        if self._fixed_mean is not None:
+            e_phi = self._fixed_mean
+        return e_phi, e_phi2, e_dphi2, var
+
+    def _folded(self, q: float) -> tuple[float, float, float, float]:
+        """The folded rule at mean 0: rows phi, phi' (, phi - c) and their squares are
+        summed against the weights in one matrix-vector product."""
+        s = math.sqrt(q)
+        if s >= S_EXPAND and self._asym is not None:
+            return self._expand(q, s)
+        if self._series is not None:
+            res = self._series(q, s)
+            if res is not None:
+                return res
+        rule = self._rule(s)
+        x = rule.t2 * s
+        b = np.empty((rule.rows, x.size))
+        apply, kid, p0, p1 = _kernels.activation_apply, self._kid, self._p0, self._p1
+        apply(x, b[0], kid, p0, p1, False)
+        apply(x, b[1], kid, p0, p1, True)
+        if rule.rows == 4:  # phi(0) = 0: phi - c is phi
+            np.multiply(b[:2], b[:2], out=b[2:])
+            e_phi, _, e_phi2, e_dphi2 = (b @ rule.w2).tolist()
+            if rule.tail:
+                t_phi, t_phi2, t_dphi2 = rule.coef
+                e_phi += t_phi[0] * q + t_phi[1] * s + t_phi[2]
+                e_phi2 += t_phi2[0] * q + t_phi2[1] * s + t_phi2[2]
+                e_dphi2 += t_dphi2[0] * q + t_dphi2[1] * s + t_dphi2[2]
+            e_dev, e_dev2 = e_phi, e_phi2
+        else:
+            np.subtract(b[0], self._centre, out=b[2])
+            np.multiply(b[:3], b[:3], out=b[3:])
+            e_phi, _, e_dev, e_phi2, e_dphi2, e_dev2 = (b @ rule.w2).tolist()
+            if rule.tail:
+                t_phi, t_phi2, t_dphi2, t_dev, t_dev2 = rule.coef
+                e_phi += t_phi[0] * q + t_phi[1] * s + t_phi[2]
+                e_phi2 += t_phi2[0] * q + t_phi2[1] * s + t_phi2[2]
+                e_dphi2 += t_dphi2[0] * q + t_dphi2[1] * s + t_dphi2[2]
+                e_dev += t_dev[0] * q + t_dev[1] * s + t_dev[2]
+                e_dev2 += t_dev2[0] * q + t_dev2[1] * s + t_dev2[2]
+        var = e_dev2 - e_dev * e_dev
+        if var < 0.0:
+            var = 0.0
+        if self._fixed_mean is not None:
+            e_phi = self._fixed_mean
+        return e_phi, e_phi2, e_dphi2, var
+
+
+_CACHE: dict[Any, ScalarMoments] = {}
+
+
+def scalar_moments(act: Activation) -> ScalarMoments:
+    """The (shared, cached) :class:`ScalarMoments` of an activation."""
+    key = (act.name, tuple(sorted(act.params.items())))
+    sm = _CACHE.get(key)
+    if sm is None:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        sm = _CACHE[key] = ScalarMoments(act)
+    return sm
