@@ -1,13 +1,32 @@
-"""The ``varprop`` command."""
+"""The ``varprop`` command: ``report`` (the main job), ``phase``, ``init`` and ``demo``.
+
+Output conventions, the same for every subcommand: results go to stdout in the chosen
+``--format``; ``--out FILE`` also writes a file whose format follows its suffix (written
+to a temporary file and renamed, so never half-written); a progress bar appears on stderr
+only when stderr is a terminal and the run lasts more than a second (``--quiet`` turns it
+and the "wrote FILE" note off). A mistake on the command line prints one line on stderr
+and exits with status 2, before anything is computed or written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import NoReturn
 
 import numpy as np
 
 from . import __version__
+from .reporting.output import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -15,6 +34,9 @@ def _demo(args: argparse.Namespace) -> int:
     the per-layer variance of the activations under He and Xavier (fan-in) scaling."""
     from .kernels import dense_forward
 
+    for name in ("depth", "width", "batch"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
     rng = np.random.default_rng(args.seed)
     x0 = rng.standard_normal((args.batch, args.width)).astype(np.float32)
     schemes = {"he (2/n)": 2.0, "lecun (1/n)": 1.0}
@@ -36,12 +58,157 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .reporting.commands import run_report
+
+    return run_report(args)
+
+
+def _phase(args: argparse.Namespace) -> int:
+    from .reporting.commands import run_phase
+
+    return run_phase(args)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .reporting.commands import run_experiment
+
+    return run_experiment(args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .reporting.commands import run_init
+
+    return run_init(args)
+
+
+_FORMATS = ("table", "markdown", "json", "html")
+
+
+def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--format", choices=_FORMATS, default="table",
+                   help="what is printed on stdout (default: table)")
+    g.add_argument("--out", metavar="FILE", default=None,
+                   help=f"also write FILE, format from its suffix: .html, .json, .md, .txt, or "
+                        f".png/.svg for the key figure (default: {default_out})")
+    g.add_argument("--no-out", action="store_true", help="write no file, only print")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no 'wrote FILE' note on stderr")
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    from .reporting.results import DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
+
+    d = ReportSettings()
+    p = sub.add_parser(
+        "report", help="which initializers keep signal and gradient alive (the main job)",
+        description="Analyze (mean-field theory) and measure (drawn networks) how the\n"
+                    "variance of the signal and of the gradient travels through a deep MLP\n"
+                    "for every initializer x activation; print a table and write a\n"
+                    "self-contained HTML report with figures.",
+        epilog="examples:\n  varprop report\n  varprop report --analytic-only --depth 100\n"
+               "  varprop report --initializers he_normal orthogonal --activations relu tanh "
+               "--format markdown --no-out\n  varprop report --format json --out report.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to analyze")
+    g.add_argument("--initializers", "-i", nargs="+", metavar="NAME",
+                   help=f"initializer names (default: {' '.join(DEFAULT_INITIALIZERS)})")
+    g.add_argument("--activations", "-a", nargs="+", metavar="NAME",
+                   help=f"activation names (default: {' '.join(DEFAULT_ACTIVATIONS)})")
+    g.add_argument("--depth", type=int, default=d.depth,
+                   help=f"dense layers (default: {d.depth})")
+    g.add_argument("--width", type=int, default=d.width, help=f"units per layer (default: {d.width})")
+    g.add_argument("--bias-var", type=float, default=d.bias_var, metavar="VAR",
+                   help="variance of the N(0, VAR) biases; 0 = zero biases (default: 0)")
+    g = p.add_argument_group("measurement")
+    g.add_argument("--analytic-only", action="store_true",
+                   help="mean-field theory only, no drawn networks (a second or two)")
+    g.add_argument("--batch", type=int, default=None,
+                   help=f"input rows per measured network (default: {d.batch}; each layer's "
+                        "variance pools batch x width entries, the 95%% intervals come from "
+                        "the seeds)")
+    g.add_argument("--seeds", type=int, default=None,
+                   help=f"independent draws per network, for the 95%% intervals (default: {d.seeds})")
+    g.add_argument("--threads", type=int, default=None,
+                   help="threads of the kernels (default: all cores; results do not depend on it)")
+    _output_options(p, "varprop-report.html")
+    p.set_defaults(func=_report)
+
+
+def _phase_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "phase", help="mean-field phase diagram (edge of chaos, trainable depth)",
+        description="The mean-field phase diagram of ACTIVATION over the weight variance\n"
+                    "sigma_w2 (= fan-in x Var[W]) and the bias variance sigma_b2: the edge\n"
+                    "of chaos chi_1 = 1 and the trainable depth 6 xi_c as a heat map\n"
+                    "(Schoenholz et al. 2017, arXiv 1611.01232).",
+        epilog="examples:\n  varprop phase tanh\n  varprop phase relu --sigma-w2 0 4 --no-out\n"
+               "  varprop phase selu --out selu.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("activation", metavar="ACTIVATION", help="an activation name, e.g. tanh")
+    p.add_argument("--sigma-w2", nargs=2, type=float, metavar=("LOW", "HIGH"), default=None,
+                   help="weight-variance range (default: 0 to max(4, twice the edge of chaos))")
+    p.add_argument("--sigma-b2", nargs=2, type=float, metavar=("LOW", "HIGH"), default=[0.0, 1.0],
+                   help="bias-variance range (default: 0 1)")
+    p.add_argument("--resolution", nargs="+", type=int, metavar="N", default=[61, 41],
+                   help="grid points along sigma_w2 [and sigma_b2] (default: 61 41)")
+    _output_options(p, "varprop-phase-ACTIVATION.html")
+    p.set_defaults(func=_phase)
+
+
+def _init_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "init", help="draw an initializer and compare its sample and analytic moments",
+        description="Draw one array from initializer NAME and print its analytic and\n"
+                    "sample mean and variance; --out saves the array as .npy.",
+        epilog="examples:\n  varprop init he_normal --shape 256 128 --seed 0 --out w.npy\n"
+               "  varprop init random_normal --param stddev=0.1 --shape 1000\n"
+               "  varprop init kaiming_uniform --param layout=torch --shape 64 3 3 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME", help="an initializer name, e.g. he_normal")
+    p.add_argument("--shape", nargs="+", type=int, required=True, metavar="N",
+                   help="the weight shape, Keras layout (..., in, out) unless --param layout=torch")
+    p.add_argument("--seed", type=int, default=0, help="the seed (default: 0)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="an initializer parameter, e.g. stddev=0.1 (repeatable)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                   help="what is printed on stdout (default: table)")
+    p.add_argument("--out", metavar="FILE.npy", default=None, help="save the array (numpy .npy)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote FILE' note on stderr")
+    p.set_defaults(func=_init)
+
+
+def _experiment_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiment", help="run one of the seed experiments (training runs)",
+        description="Run a seed experiment and print its table: iris (zero init stays at\n"
+                    "chance), digits (twelve initializers compared), deep-relu (He trains a\n"
+                    "30-layer ReLU MLP, Xavier stalls), symmetry (zero/constant init keeps\n"
+                    "hidden units identical).",
+        epilog="examples:\n  varprop experiment symmetry\n  varprop experiment deep-relu "
+               "--out deep-relu.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME", help="iris, digits, deep-relu or symmetry")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="also write the experiment's figure (.png, .svg or .pdf)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines and no 'wrote FILE' note on stderr")
+    p.set_defaults(func=_experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="varprop",
-        description="See and predict how variance travels through deep networks.")
+        description="See and predict how variance travels through deep networks. "
+                    "Start with 'varprop report'.")
     parser.add_argument("--version", action="version", version=f"varprop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _report_parser(sub)
+    _phase_parser(sub)
+    _init_parser(sub)
+    _experiment_parser(sub)
     demo = sub.add_parser("demo", help="per-layer variance of a deep ReLU net (kernels demo)",
                           description=_demo.__doc__)
     demo.add_argument("--depth", type=int, default=20)
@@ -58,7 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        sys.stderr.write(f"varprop {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nvarprop {args.command}: interrupted\n")
+        return 130
+    except BrokenPipeError:  # e.g. `varprop report | head`: the reader has what it wants
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

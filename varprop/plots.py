@@ -1,0 +1,381 @@
+"""Figures of the reports (matplotlib, Agg; ``pip install varprop[plot]``).
+
+Every function returns a :class:`matplotlib.figure.Figure` made without pyplot (no
+global state, no display needed); :func:`figure_bytes` renders one to PNG or SVG. An
+initializer has the same colour in every figure (:func:`initializer_color`): families
+share a hue, normal draws the dark shade and uniform ones the light shade.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .reporting.phase import PhaseDiagram
+    from .reporting.results import Report
+
+__all__ = ["initializer_color", "variance_figure", "verdict_figure", "weight_histograms",
+           "phase_figure", "figure_bytes", "require_matplotlib"]
+
+# tab20's pairs (dark, light) by family, then a few distinct singles.
+_TAB20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728",
+          "#ff9896", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2",
+          "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5"]
+_COLORS = {
+    "glorot_normal": _TAB20[0], "glorot_uniform": _TAB20[1],
+    "he_normal": _TAB20[2], "he_uniform": _TAB20[3],
+    "lecun_normal": _TAB20[4], "lecun_uniform": _TAB20[5],
+    "random_normal": _TAB20[6], "random_uniform": _TAB20[7],
+    "truncated_normal": _TAB20[8], "orthogonal": _TAB20[10], "identity": _TAB20[12],
+    "zeros": _TAB20[14], "ones": _TAB20[16],
+}
+_EXTRA = [_TAB20[18], _TAB20[9], _TAB20[11], _TAB20[13], _TAB20[15], _TAB20[17], _TAB20[19],
+          "#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+
+#: Variances outside this band are drawn at its edge of the log axis (off-scale).
+_CLIP = (1e-30, 1e30)
+
+
+def require_matplotlib() -> None:
+    """Raise ImportError with the install hint when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the figures need matplotlib: pip install 'varprop[plot]'") from exc
+
+
+def initializer_color(name: str, order: Sequence[str] = ()) -> str:
+    """The colour of initializer ``name`` in every figure (others take spare colours in
+    the order given)."""
+    if name in _COLORS:
+        return _COLORS[name]
+    extra = [n for n in order if n not in _COLORS]
+    i = extra.index(name) if name in extra else abs(hash(name))
+    return _EXTRA[i % len(_EXTRA)]
+
+
+def _figure(width: float, height: float) -> "Figure":
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    # fixed margins (set by each figure) instead of constrained layout, which costs
+    # several extra draws: seconds for a 15-panel figure
+    return Figure(figsize=(width, height))
+
+
+def warmup_figure() -> "Figure":
+    """A tiny figure with text, a log axis and a legend: rendering it loads what the
+    report's figures need (fonts, mathtext off), so the next render starts warm."""
+    fig = _figure(2.0, 1.5)
+    ax = fig.subplots()
+    ax.plot([1, 2], [1, 10], label="x")
+    ax.set_yscale("log")
+    _log_ticks(ax.yaxis)
+    ax.set_title("warm-up")
+    ax.legend()
+    return fig
+
+
+def figure_bytes(fig: "Figure", fmt: str = "png", dpi: int = 100) -> bytes:
+    """The figure as PNG or SVG bytes (metadata without dates, so output is stable)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    meta = {"Software": "varprop"} if fmt == "png" else {"Date": None, "Creator": "varprop"}
+    extra = {"pil_kwargs": {"compress_level": 3}} if fmt == "png" else {}
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta, **extra)
+    return buf.getvalue()
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    ncols = max(1, min(ncols, n))
+    return int(math.ceil(n / ncols)), ncols
+
+
+def _positive(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, float).copy()
+    y[~(y > 0)] = np.nan
+    return np.clip(y, *_CLIP)
+
+
+_FIELD_LABEL = {
+    "z_var": ("Forward: variance of the pre-activations through depth",
+              "Var[$z_\\ell$]"),
+    "grad_var": ("Backward: variance of the gradient through depth",
+                 "Var[$\\partial L/\\partial z_\\ell$]"),
+}
+
+
+def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
+    """Per activation, ``field`` (``z_var`` or ``grad_var``) against layer on a log scale:
+    theory as lines, measurement as points with 95% confidence bands, one colour per
+    initializer. Zero variances (zeros init) cannot sit on a log axis and are left out."""
+    from matplotlib.ticker import MaxNLocator
+
+    acts = list(report.settings.activations)
+    inits = list(report.settings.initializers)
+    rows, cols = _grid(len(acts), 4)
+    fig = _figure(3.6 * cols + 2.4, 2.9 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    title, ylabel = _FIELD_LABEL[field]
+    layers = np.arange(1, report.settings.depth + 1)
+    handles = {}
+    for k, act in enumerate(acts):
+        ax = axes[k // cols][k % cols]
+        span = [math.inf, -math.inf]  # y-range of the non-degenerate initializers
+        for init in inits:
+            e = report.entry(init, act)
+            color = initializer_color(init, inits)
+            y = _positive(e.analytic.column(field))
+            (line,) = ax.plot(layers, y, color=color, lw=1.6, label=init)
+            handles[init] = line
+            if not e.analytic.symmetric:
+                _extend(span, y)
+            if e.measured is not None:
+                m = e.measured.column(field)
+                ci = e.measured.column(field + "_ci")
+                ym = _positive(m)
+                ax.plot(layers, ym, "o", ms=2.6, color=color, mec="none", alpha=0.9)
+                if not e.analytic.symmetric:
+                    _extend(span, ym)
+                if np.any(np.isfinite(ci)):
+                    lo, hi = _log_band(m, ci)
+                    ax.fill_between(layers, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlim(0.5, report.settings.depth + 0.5)
+        ax.set_title(act, fontsize=11, y=1.0)  # an explicit y skips title auto-placement,
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))  # which costs ~0.4 s
+        ax.grid(True, which="major", alpha=0.3)
+        _tame_log_axis(ax, span)
+        if k % cols == 0:
+            ax.set_ylabel(ylabel)
+        if k // cols == rows - 1 or k + cols >= len(acts):
+            ax.set_xlabel("dense layer $\\ell$")
+    for k in range(len(acts), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    def plt_patch(label: str) -> Any:
+        return Patch(facecolor="k", alpha=0.15, label=label)
+
+    legend = [handles[i] for i in inits]
+    legend += [Line2D([], [], color="k", lw=1.6, label="theory (mean field)")]
+    if not report.settings.analytic_only:
+        legend += [Line2D([], [], color="k", marker="o", ls="", ms=4,
+                          label="measured (mean of seeds)"),
+                   plt_patch("95% band over seeds")]
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=0.7 / width, right=1 - 2.3 / width, bottom=0.55 / fig.get_figheight(),
+                        top=1 - 0.75 / fig.get_figheight(), wspace=0.28, hspace=0.32)
+    fig.legend(handles=legend, loc="upper right", fontsize=8.5, frameon=False)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def _log_band(m: np.ndarray, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 95% band for a log axis: ``m exp(-+ ci / m)``, the interval of log m by the
+    delta method (se(log m) = se(m) / m). The linear ``m -+ ci`` of three seeds often
+    reaches below zero, which a log axis would draw as a band down to its floor."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rel = np.clip(np.asarray(ci, float) / np.asarray(m, float), 0.0, 50.0)
+        lo, hi = _positive(m * np.exp(-rel)), _positive(m * np.exp(rel))
+    return lo, hi
+
+
+def _extend(span: list[float], y: np.ndarray) -> None:
+    y = y[np.isfinite(y)]
+    if y.size:
+        span[0], span[1] = min(span[0], float(y.min())), max(span[1], float(y.max()))
+
+
+def _tame_log_axis(ax: Any, span: Sequence[float] | None = None) -> None:
+    """y-limits from ``span`` (the curves that matter; zeros/ones may run off-scale),
+    padded, clipped to the drawable band and at least two decades wide."""
+    if span is not None and span[1] >= span[0]:
+        lo, hi = span[0] / 3, span[1] * 3
+    else:
+        lo, hi = ax.get_ylim()
+    lo, hi = max(lo, _CLIP[0]), min(hi, _CLIP[1])
+    if not (hi > lo):
+        lo, hi = 1e-2, 1e2
+    if hi / lo < 1e2:  # at least two decades, so a flat line reads as flat
+        mid = math.sqrt(hi * lo)
+        lo, hi = mid / 10, mid * 10
+    ax.set_ylim(lo, hi)
+    _log_ticks(ax.yaxis)
+
+
+def _log_ticks(axis: Any, numticks: int = 6) -> None:
+    """Decade ticks labelled 1e-6, 1, 1e6 in plain text (mathtext labels cost ~10 ms each)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    def label(v: float, _pos: Any) -> str:
+        if not v > 0:
+            return ""
+        e = int(round(math.log10(v)))
+        return {0: "1", 1: "10", -1: "0.1"}.get(e, f"1e{e}")
+
+    axis.set_major_locator(LogLocator(base=10, numticks=numticks))
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_locator(NullLocator())  # hundreds of minor-tick artists cost seconds
+
+
+def verdict_figure(report: "Report") -> "Figure":
+    """Two heat maps, initializer x activation: log10 of the forward ratio Var[out]/Var[in]
+    and of the gradient ratio, measured when measured (else theory), each cell labelled
+    with its verdict. Row labels take the initializer's colour."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    inits, acts = list(report.settings.initializers), list(report.settings.activations)
+    side = "analytic" if report.settings.analytic_only else "measured"
+    fwd = np.full((len(inits), len(acts)), np.nan)
+    grad = fwd.copy()
+    labels = np.empty(fwd.shape, dtype=object)
+    short = {"preserves": "ok", "vanishes": "vanish", "explodes": "explode", "symmetric": "symm"}
+    for i, init in enumerate(inits):
+        for j, act in enumerate(acts):
+            e = report.entry(init, act)
+            r = e.ratios(side)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fwd[i, j] = np.log10(r.forward) if r.forward > 0 else -np.inf
+                grad[i, j] = np.log10(r.gradient) if r.gradient > 0 else -np.inf
+            labels[i, j] = short[e.verdict.kind] + ("" if e.agree else "*")
+    fig = _figure(max(9.0, 2.6 + 1.05 * 2 * len(acts)), max(3.2, 1.6 + 0.36 * len(inits)))
+    axes = fig.subplots(1, 2, sharey=True)
+    cmap = _cmap()
+    for ax, data, name in ((axes[0], fwd, "forward: Var[out] / Var[in]"),
+                           (axes[1], grad, "backward: Var[g_in] / Var[g_out]")):
+        shown = np.clip(data, -12, 12)  # NaN (0/0, inf/inf) stays NaN: drawn grey
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=TwoSlopeNorm(0.0, -12, 12),
+                       aspect="auto")
+        ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right")
+        ax.set_yticks(range(len(inits)), inits)
+        if ax is axes[0]:  # the verdict is per pair: label the cells once
+            for i in range(len(inits)):
+                for j in range(len(acts)):
+                    ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=7.5,
+                            color="white" if abs(np.nan_to_num(shown[i, j])) > 7 else "black")
+        ax.set_title(name, fontsize=10.5, y=1.0)
+    for lab in axes[0].get_yticklabels():
+        lab.set_color(initializer_color(lab.get_text(), inits))
+        lab.set_fontweight("bold")
+    height = fig.get_figheight()
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=1.75 / width, right=1 - 1.1 / width, bottom=0.95 / height,
+                        top=1 - 0.6 / height, wspace=0.08)
+    cax = fig.add_axes((1 - 0.95 / width, 0.95 / height, 0.15 / width, 1 - 1.55 / height))
+    cb = fig.colorbar(im, cax=cax)
+    cb.set_label("log10 ratio (clipped at ±12)")
+    fig.suptitle("Verdicts (theory); colour: log10 of the ratio over the whole depth"
+                 if side == "analytic" else "Verdicts (measured; * = theory disagrees); "
+                 "colour: log10 of the ratio over the whole depth", fontsize=11.5)
+    return fig
+
+
+def _cmap() -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
+
+
+def weight_histograms(initializers: Sequence[str], shape: tuple[int, int], seed: int = 0,
+                      bins: int = 60) -> "Figure":
+    """A histogram of the entries of each initializer's ``shape`` draw (seed ``seed``),
+    in its colour, with the analytic mean and variance next to the sample's; a dashed
+    normal density of the analytic moments for i.i.d. schemes."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .initializers import get as get_initializer
+
+    inits = list(initializers)
+    rows, cols = _grid(len(inits), 5)
+    fig = _figure(2.9 * cols, 2.3 * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, name in enumerate(inits):
+        ax = axes[k // cols][k % cols]
+        init = get_initializer(name)
+        w = np.asarray(init(shape, seed=seed), dtype=np.float64).ravel()
+        mom = init.moments(shape)
+        color = initializer_color(name, inits)
+        lo, hi = float(w.min()), float(w.max())
+        if hi - lo < 1e-12:
+            ax.axvline(lo, color=color, lw=3)
+            ax.set_xlim(lo - 1, hi + 1)
+            ax.set_yticks([])
+            ax.text(0.5, 0.8, f"every entry = {lo:g}", transform=ax.transAxes, ha="center",
+                    fontsize=8.5)
+        else:
+            counts, edges = np.histogram(w, bins=bins, density=True)
+            ax.stairs(counts, edges, fill=True, color=color, alpha=0.85)
+            if mom.structure in ("iid", "orthogonal") and mom.var > 0:
+                xs = np.linspace(lo, hi, 200)
+                pdf = np.exp(-0.5 * (xs - mom.mean) ** 2 / mom.var) / math.sqrt(2 * math.pi * mom.var)
+                ax.plot(xs, pdf, "k--", lw=0.9)
+            if mom.structure == "identity":
+                ax.set_yscale("log")
+                ax.text(0.5, 0.55, f"{np.mean(w == 0):.1%} zeros", transform=ax.transAxes,
+                        ha="center", fontsize=8.5)
+        ax.set_title(name, fontsize=10, color=color, fontweight="bold", y=1.0)
+        ax.tick_params(labelsize=7.5)
+        ax.set_yticks([])  # densities: the shape is the message, the numbers are not
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.text(0.02, 0.97, f"var {w.var():.3g}\n(theory {mom.var:.3g})",
+                transform=ax.transAxes, va="top", fontsize=7.5)
+        if k // cols == rows - 1 or k + cols >= len(inits):
+            ax.set_xlabel("weight value", fontsize=8.5)
+    for k in range(len(inits), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.5 / height, top=1 - 0.7 / height,
+                        wspace=0.25, hspace=0.45)
+    fig.suptitle(f"Weights as drawn: one {shape[0]} x {shape[1]} matrix per initializer "
+                 f"(seed {seed}); dashed = normal density of the analytic moments",
+                 fontsize=11)
+    return fig
+
+
+def phase_figure(phase: "PhaseDiagram") -> "Figure":
+    """The trainable depth ``6 xi_c`` over (sigma_w2, sigma_b2) as a log-scale heat map,
+    the edge of chaos ``chi_1 = 1`` as a line; grey where the length map diverges."""
+    from matplotlib.colors import LogNorm
+
+    fig = _figure(8.2, 5.4)
+    ax = fig.subplots()
+    depth = np.asarray(phase.trainable_depth, float)
+    shown = np.clip(depth, 1.0, 1e4)  # inf (the edge) at the top, NaN (diverging) grey
+    finite = shown[np.isfinite(shown)]
+    vmax = 1e4 if finite.size == 0 else max(10.0, min(1e4, float(np.nanmax(finite))))
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="#bdbdbd")
+    mesh = ax.pcolormesh(phase.sigma_w2, phase.sigma_b2, np.ma.masked_invalid(shown),
+                         cmap=cmap, norm=LogNorm(vmin=1.0, vmax=vmax), shading="nearest")
+    fig.subplots_adjust(left=0.09, right=0.95, bottom=0.1, top=0.92)
+    cb = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
+    cb.set_label("trainable depth $6\\,\\xi_c$ (layers)")
+    ok = np.isfinite(phase.edge_sigma_w2)
+    if ok.any():
+        ax.plot(phase.edge_sigma_w2[ok], phase.edge_sigma_b2[ok], "-", color="#d62728", lw=2.2,
+                marker="o", ms=3.5, label="edge of chaos $\\chi_1 = 1$")
+    for sw, label in ((1.0, "LeCun / Glorot (square)"), (2.0, "He")):
+        if phase.sigma_w2[0] <= sw <= phase.sigma_w2[-1]:
+            ax.axvline(sw, color="white", lw=0.9, ls=":")
+            ax.text(sw, 0.98, f"{label} ", color="white", fontsize=8, va="top", ha="right",
+                    rotation=90, transform=ax.get_xaxis_transform())
+    ax.set_xlabel("$\\sigma_w^2$ = fan-in x Var[W]")
+    ax.set_ylabel("$\\sigma_b^2$ = Var[b]")
+    ax.set_title(f"Mean-field phase diagram of {phase.activation}: ordered (left) and "
+                 "chaotic (right)", fontsize=11)
+    if ok.any():
+        ax.legend(loc="lower right", fontsize=9)
+    ax.set_xlim(phase.sigma_w2[0], phase.sigma_w2[-1])
+    ax.set_ylim(phase.sigma_b2[0], phase.sigma_b2[-1])
+    return fig

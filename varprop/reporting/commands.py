@@ -1,0 +1,325 @@
+"""The implementations of ``varprop report``, ``phase``, ``init`` and ``experiment``.
+
+Each ``run_*`` takes the parsed arguments, checks everything a user can get wrong before
+computing (raising :class:`~.output.UsageError`), computes, renders every requested
+output in memory, writes the file atomically and only then prints the result on stdout.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shlex
+import sys
+from argparse import Namespace
+from typing import Any
+
+import numpy as np
+
+from .output import OutputPath, Progress, UsageError, check_positive, resolve_names
+from .results import DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
+
+__all__ = ["run_report", "run_phase", "run_init", "run_experiment", "clean_json",
+           "DEFAULT_BATCH", "DEFAULT_SEEDS"]
+
+DEFAULT_BATCH = ReportSettings.batch
+DEFAULT_SEEDS = ReportSettings.seeds
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _command_line() -> str:
+    return "varprop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def clean_json(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats as null and numpy scalars as Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _json_text(doc: dict[str, Any]) -> str:
+    return json.dumps(clean_json(doc), indent=2, allow_nan=False) + "\n"
+
+
+def _split_names(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out += [p for p in v.replace(",", " ").split() if p]
+    return out
+
+
+def _progress(args: Namespace, label: str) -> Progress:
+    return Progress(1.0, label, enabled=not args.quiet and _isatty(sys.stderr))
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _out_path(args: Namespace, default: str, allowed: tuple[str, ...]) -> OutputPath | None:
+    if args.no_out:
+        if args.out is not None:
+            raise UsageError("--out and --no-out contradict each other; give one of them")
+        return None
+    return OutputPath(args.out if args.out is not None else default, "--out", allowed)
+
+
+def _needs_matplotlib(formats: set[str]) -> None:
+    if formats & {"html", "png", "svg"}:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("the figures of the html/png/svg output need matplotlib: "
+                             "pip install 'varprop[plot]' (or use --format table --no-out)") from None
+
+
+def _memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return math.inf
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def _emit(text: str | None, out: OutputPath | None, data: Any, quiet: bool) -> None:
+    """Write the file (atomically) first, then stdout: a failed write prints nothing."""
+    if out is not None:
+        out.write(data)
+        if not quiet:
+            print(f"varprop: wrote {out}", file=sys.stderr)
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- report
+def report_settings(args: Namespace) -> ReportSettings:
+    """Check ``varprop report``'s arguments and turn them into :class:`ReportSettings`."""
+    from ..activations import ACTIVATION_NAMES
+    from ..initializers import available_initializers, resolve_name
+
+    inits = _split_names(args.initializers) or list(DEFAULT_INITIALIZERS)
+    acts = _split_names(args.activations) or list(DEFAULT_ACTIVATIONS)
+    inits = resolve_names("initializer", inits, available_initializers(), resolve_name,
+                          available_initializers(aliases=True))
+    acts = resolve_names("activation", acts, ACTIVATION_NAMES)
+    check_positive("--depth", args.depth)
+    check_positive("--width", args.width)
+    if args.analytic_only:
+        given = [f"--{n}" for n in ("batch", "seeds", "threads") if getattr(args, n) is not None]
+        if given:
+            raise UsageError(f"--analytic-only measures nothing, so {' and '.join(given)} "
+                             "would be ignored; drop one or the other")
+    batch = DEFAULT_BATCH if args.batch is None else check_positive("--batch", args.batch)
+    seeds = DEFAULT_SEEDS if args.seeds is None else check_positive("--seeds", args.seeds)
+    if args.threads is not None:
+        check_positive("--threads", args.threads)
+    if not (math.isfinite(args.bias_var) and args.bias_var >= 0):
+        raise UsageError(f"--bias-var must be a finite number >= 0, got {args.bias_var}")
+    if not args.analytic_only:
+        need = 4.0 * (2 * args.width * args.width + 6 * batch * args.width)
+        mem = _memory_bytes()
+        if need > 0.8 * mem:
+            raise UsageError(f"--width {args.width} with --batch {batch} needs about {_gb(need)} "
+                             f"per layer to measure, more than this machine's {_gb(mem)}; use a "
+                             "smaller width or batch, or --analytic-only")
+    return ReportSettings(tuple(inits), tuple(acts), args.depth, args.width, batch, seeds,
+                          float(args.bias_var), 1.0, bool(args.analytic_only), args.threads)
+
+
+def run_report(args: Namespace) -> int:
+    settings = report_settings(args)
+    out = _out_path(args, "varprop-report.html", ("html", "json", "markdown", "table", "png", "svg"))
+    _needs_matplotlib({args.format} | ({out.format} if out else set()))
+    from .compute import build_report
+    from .figures import FigureWorker
+
+    formats = {args.format} | ({out.format} if out else set())
+    bar = _progress(args, "report")
+    worker = FigureWorker(enabled="html" in formats)
+    try:
+        worker.submit("weights", settings)  # both run while the parent analyzes
+        worker.submit("warmup", None)
+        report = build_report(settings, progress=lambda f, label: bar.advance(f - bar.done, label),
+                              command=_command_line(), version=_version())
+        bar.set_label("rendering")
+        pngs = None
+        if "html" in formats:
+            for name in ("forward", "backward", "verdicts"):
+                worker.submit(name, report)
+            pngs = {name: worker.result(name, report)
+                    for name in ("forward", "backward", "verdicts")}
+            pngs["weights"] = worker.result("weights", settings)
+        rendered = {fmt: _render_report(report, fmt, pngs) for fmt in formats}
+    finally:
+        worker.close()
+        bar.close()
+    _emit(rendered[args.format], out, rendered[out.format] if out else None, args.quiet)
+    return 0
+
+
+def _render_report(report: Any, fmt: str, pngs: dict[str, bytes] | None = None) -> Any:
+    if fmt == "table":
+        from .text import report_table
+        return report_table(report)
+    if fmt == "markdown":
+        from .text import report_markdown
+        return report_markdown(report)
+    if fmt == "json":
+        return _json_text(report.to_dict())
+    if fmt == "html":
+        from .html import report_html
+        return report_html(report, pngs)
+    from .. import plots  # png / svg: the key figure, variance against depth
+    return plots.figure_bytes(plots.variance_figure(report, "z_var"), fmt, dpi=110)
+
+
+# ----------------------------------------------------------------------------- phase
+def run_phase(args: Namespace) -> int:
+    from ..activations import ACTIVATION_NAMES
+
+    (act,) = resolve_names("activation", [args.activation], ACTIVATION_NAMES)
+    sb = tuple(args.sigma_b2)
+    for name, pair in (("--sigma-b2", sb), ("--sigma-w2", args.sigma_w2)):
+        if pair is None:
+            continue
+        lo, hi = pair
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+            raise UsageError(f"{name} needs two finite numbers 0 <= LOW < HIGH, got {lo:g} {hi:g}")
+    res = args.resolution
+    if len(res) == 1:
+        res = [res[0], max(3, int(round(res[0] * 2 / 3)))]
+    if len(res) != 2 or not all(3 <= r <= 2000 for r in res):
+        raise UsageError(f"--resolution takes one or two grid sizes between 3 and 2000, got "
+                         f"{' '.join(map(str, args.resolution))}")
+    out = _out_path(args, f"varprop-phase-{act}.html", ("html", "json", "markdown", "table",
+                                                       "png", "svg"))
+    _needs_matplotlib({args.format} | ({out.format} if out else set()))
+    from .phase import phase_diagram
+
+    bar = _progress(args, "phase diagram")
+    try:
+        diagram = phase_diagram(act, sigma_w2=tuple(args.sigma_w2) if args.sigma_w2 else None,
+                                sigma_b2=sb, resolution=(res[0], res[1]),
+                                progress=lambda f, label: bar.advance(f - bar.done, label))
+        diagram.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        diagram.command, diagram.version = _command_line(), _version()
+        rendered = {fmt: _render_phase(diagram, fmt)
+                    for fmt in {args.format} | ({out.format} if out else set())}
+    finally:
+        bar.close()
+    _emit(rendered[args.format], out, rendered[out.format] if out else None, args.quiet)
+    return 0
+
+
+def _render_phase(diagram: Any, fmt: str) -> Any:
+    if fmt in ("table", "markdown"):
+        from .summaries import phase_text
+        return phase_text(diagram, markdown=fmt == "markdown")
+    if fmt == "json":
+        return _json_text(diagram.to_dict())
+    if fmt == "html":
+        from .html import phase_html
+        return phase_html(diagram)
+    from .. import plots
+    return plots.figure_bytes(plots.phase_figure(diagram), fmt, dpi=110)
+
+
+# ----------------------------------------------------------------------------- init
+def _param_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def run_init(args: Namespace) -> int:
+    from ..initializers import available_initializers, get, resolve_name
+
+    (name,) = resolve_names("initializer", [args.name], available_initializers(), resolve_name,
+                            available_initializers(aliases=True))
+    params: dict[str, Any] = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param takes KEY=VALUE (e.g. --param stddev=0.1), got {item!r}")
+        params[key.strip()] = _param_value(value)
+    try:
+        init = get(name, **params)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    shape = tuple(args.shape)
+    for s in shape:
+        check_positive("--shape entries", s)
+    dtype = np.dtype(args.dtype)
+    n = math.prod(shape)
+    if n * dtype.itemsize > 0.5 * _memory_bytes():
+        raise UsageError(f"--shape {' '.join(map(str, shape))} needs {_gb(n * dtype.itemsize)}, "
+                         f"more than half of this machine's {_gb(_memory_bytes())}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    out = None
+    if args.out is not None:
+        out = OutputPath(args.out, "--out", ("npy",))
+    try:
+        moments = init.moments(shape)
+        w = init(shape, seed=args.seed, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{name} cannot fill shape {shape}: {str(exc).splitlines()[0]}") from None
+    from .summaries import init_summary, init_text
+
+    doc = init_summary(name, init, shape, args.seed, dtype, moments, w,
+                       str(out) if out else None, _version())
+    text = _json_text(doc) if args.format == "json" else init_text(doc, args.format == "markdown")
+    _emit(text, out, (lambda fh: np.save(fh, w, allow_pickle=False)) if out else None, args.quiet)
+    return 0
+
+
+# ----------------------------------------------------------------------------- experiment
+def run_experiment(args: Namespace) -> int:
+    from ..experiments import EXPERIMENTS, run_experiment as _run
+
+    (name,) = resolve_names("experiment", [args.name.replace("_", "-")], list(EXPERIMENTS))
+    out = OutputPath(args.out, "--out", ("png", "svg", "pdf")) if args.out else None
+    if out is not None:
+        _needs_matplotlib({"png"})
+    progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) \
+        if not args.quiet and _isatty(sys.stderr) else None
+    result = _run(name, progress=progress)
+    text = result.table()
+    if out is not None:
+        out.write_path(result.plot)
+        if not args.quiet:
+            print(f"varprop: wrote {out}", file=sys.stderr)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+    return 0

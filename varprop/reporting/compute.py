@@ -1,0 +1,183 @@
+"""Run the analyzer over initializers x activations: :func:`build_report`."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from .._blas import single_threaded_blas
+from ..analytic import analyze
+from ..compare import verdict
+from ..initializers import Initializer
+from ..initializers import get as get_initializer
+from ..network import dense_stack
+from ..profile import Profile
+from .results import Entry, Report, ReportSettings
+
+__all__ = ["build_report", "SharedDraws", "bias_initializer"]
+
+
+class SharedDraws(Initializer):
+    """An initializer that remembers what it drew, keyed by shape, seed and dtype.
+
+    :func:`varprop.empirical.measure` draws every layer's weights from a stream that
+    depends only on the seed and the layer's index, so the networks of one initializer
+    and different activations draw the very same arrays. Wrapping the initializer in a
+    ``SharedDraws`` makes those draws once instead of once per activation (the orthogonal
+    initializer's QR decompositions cost about as much as the matrix products). The
+    arrays are identical to the unshared ones; :meth:`clear` frees them.
+    """
+
+    uses_fan_options = False
+
+    def __init__(self, inner: Initializer, max_bytes: int = 512 * 2**20) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._cache: dict[Any, np.ndarray] = {}
+
+    def __call__(self, shape: Any, seed: Any = None, dtype: Any = np.float32) -> np.ndarray:
+        key = _seed_key(seed)
+        if key is None:
+            return self.inner(shape, seed=seed, dtype=dtype)
+        full = (tuple(int(s) for s in shape), key, np.dtype(dtype).str)
+        hit = self._cache.get(full)
+        if hit is None:
+            # one BLAS thread: the orthogonal initializer's QR otherwise fights the
+            # kernels' OpenMP threads, still spinning after their last parallel region
+            # (seconds per 512 x 512 draw instead of ~20 ms on two cores)
+            with single_threaded_blas():
+                hit = self.inner(shape, seed=seed, dtype=dtype)
+            if self._bytes + hit.nbytes <= self.max_bytes:  # beyond the budget: draw again
+                self._cache[full] = hit
+                self._bytes += hit.nbytes
+        return hit
+
+    def moments(self, shape: Any, **fan_options: Any) -> Any:
+        return self.inner.moments(shape, **fan_options)
+
+    def get_config(self) -> dict[str, Any]:
+        return self.inner.get_config()
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._bytes = 0
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def _seed_key(seed: Any) -> Any:
+    """A hashable identity of a reproducible seed, None for one that is not (fresh
+    entropy, a Generator whose state moves)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return ("int", int(seed))
+    if isinstance(seed, np.random.SeedSequence):
+        entropy = seed.entropy
+        entropy = tuple(entropy) if isinstance(entropy, (list, tuple)) else entropy
+        return ("ss", entropy, tuple(seed.spawn_key), seed.pool_size, seed.n_children_spawned)
+    return None
+
+
+def bias_initializer(bias_var: float) -> Any:
+    """zeros for ``bias_var == 0``, else N(0, bias_var)."""
+    if bias_var == 0:
+        return get_initializer("zeros")
+    return get_initializer("random_normal", mean=0.0, stddev=math.sqrt(bias_var))
+
+
+def build_report(settings: ReportSettings, *,
+                 progress: Callable[[float, str], None] | None = None,
+                 command: str = "", version: str = "") -> Report:
+    """Analyze (and, unless ``settings.analytic_only``, measure) every initializer x
+    activation of ``settings``; ``progress(fraction_done, label)`` is called as it goes."""
+    from ..empirical import measure
+
+    t_start = time.perf_counter()
+    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    n_nets = len(settings.initializers) * len(settings.activations)
+    bias = bias_initializer(settings.bias_var)
+    analytic_share = 1.0 if settings.analytic_only else 0.03
+    entries: list[Entry] = []
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # overflow to inf and inf - inf = NaN (ones, random_normal with relu, ...) are
+        # results here, reported in the table as inf/nan: no RuntimeWarning noise
+        warnings.simplefilter("ignore", RuntimeWarning)
+        timings = _run(settings, entries, bias, analytic_share, n_nets, progress, measure)
+    timings["total_s"] = time.perf_counter() - t_start
+    return Report(settings, entries, timings, created, command, version)
+
+
+def _copy_profile(p: Profile, network: str) -> Profile:
+    """A copy of ``p`` (records are flat dataclasses: a shallow copy each) for ``network``."""
+    return Profile(p.kind, [copy.copy(r) for r in p.records], network, p.input_var,
+                   p.input_mean, dict(p.meta))
+
+
+def _moments_key(net: Any) -> tuple[Any, ...]:
+    """What :func:`~varprop.analytic.analyze` reads of a network: per layer the weight
+    and bias moments (with their structure and symmetry) and the activation."""
+    key: list[Any] = []
+    for layer in net.layers:
+        if hasattr(layer, "init"):
+            shape = (layer.n_in, layer.n_out)
+            bias = None if layer.bias_init is None else layer.bias_init.moments((layer.n_out,))
+            key.append((shape, layer.init.moments(shape), bias))
+        else:
+            key.append(repr(layer))
+    return tuple(key)
+
+
+def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_share: float,
+         n_nets: int, progress: Callable[[float, str], None] | None,
+         measure: Callable[..., Any]) -> dict[str, float]:
+    t_analytic = t_measured = 0.0
+    k = 0
+    # The analytic side sees a network only through its initializers' moments (DESIGN:
+    # "the analytic side reads the initializers' moments"), and many initializers share
+    # them (glorot/lecun normal/uniform and orthogonal on square layers): analyze each
+    # distinct network once.
+    analyzed: dict[tuple[Any, ...], Profile] = {}
+    for init_name in settings.initializers:
+        shared = SharedDraws(get_initializer(init_name))
+        for act_name in settings.activations:
+            label = f"{init_name} x {act_name} ({k + 1}/{n_nets})"
+            net = dense_stack(settings.width, settings.depth, act_name, shared, bias)
+            t0 = time.perf_counter()
+            key = _moments_key(net)
+            if key not in analyzed:
+                analyzed[key] = analyze(net, input_var=settings.input_var)
+            prof_a = _copy_profile(analyzed[key], net.describe())
+            entry = Entry(init_name, act_name, prof_a, verdict(prof_a))
+            t_analytic += time.perf_counter() - t0
+            if progress:
+                progress((k + analytic_share) / n_nets, label)
+            if not settings.analytic_only:
+                t0 = time.perf_counter()
+                tick = None
+                if progress:
+                    base = k + analytic_share
+
+                    def tick(done: int, total: int, base: float = base, label: str = label) -> None:
+                        progress((base + (1 - analytic_share) * done / max(total, 1)) / n_nets,
+                                 label)
+
+                prof_m = measure(net, batch=settings.batch, seeds=settings.seeds,
+                                 input_var=settings.input_var, n_threads=settings.n_threads,
+                                 progress=tick)
+                entry.measured, entry.measured_verdict = prof_m, verdict(prof_m)
+                t_measured += time.perf_counter() - t0
+            entries.append(entry)
+            k += 1
+            if progress:
+                progress(k / n_nets, label)
+        shared.clear()
+    return {"analytic_s": t_analytic, "measured_s": t_measured}

@@ -1,0 +1,94 @@
+"""The report's figures as PNG bytes, rendered on a second core when there is one.
+
+Rendering the four figures of the HTML report costs more than the whole mean-field
+analysis (matplotlib lays out and rasterizes every label, ~0.5 s per figure, and its
+import and font set-up another ~0.5 s), so :class:`FigureWorker` forks two worker
+processes *before* the analysis starts (no OpenMP threads exist yet): one draws the
+weight histograms, which need only the settings, the other imports matplotlib and warms
+its font cache, both while the parent analyzes; at the end the two draw the remaining
+three figures. Without ``fork`` (Windows, macOS's default), with one core, or if a
+worker fails, the parent draws what is missing: the bytes are the same either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import warnings
+from typing import Any
+
+from .. import plots
+
+__all__ = ["FIGURES", "render_png", "FigureWorker"]
+
+#: The report's figures in the order of its sections.
+FIGURES = ("verdicts", "forward", "backward", "weights")
+
+
+def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
+    """Figure ``name`` of a Report (``weights``: of its ReportSettings) as PNG bytes."""
+    if name == "warmup":  # import matplotlib and load the fonts, nothing else
+        plots.figure_bytes(plots.warmup_figure(), "png", dpi=20)
+        return b""
+    if name == "verdicts":
+        fig = plots.verdict_figure(obj)
+    elif name == "forward":
+        fig = plots.variance_figure(obj, "z_var")
+    elif name == "backward":
+        fig = plots.variance_figure(obj, "grad_var")
+    elif name == "weights":
+        fig = plots.weight_histograms(obj.initializers, (obj.width, obj.width))
+    else:
+        raise ValueError(f"render_png: unknown figure {name!r}; one of {FIGURES}")
+    return plots.figure_bytes(fig, "png", dpi=dpi)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the parent's to handle (it terminates the workers): no worker tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class FigureWorker:
+    """Forked processes drawing figures asynchronously (see the module doc)."""
+
+    def __init__(self, enabled: bool = True, processes: int = 2) -> None:
+        self._pool = None
+        self._pending: dict[str, Any] = {}
+        if not enabled or (os.cpu_count() or 1) < 2 or \
+                "fork" not in multiprocessing.get_all_start_methods():
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+                self._pool = multiprocessing.get_context("fork").Pool(
+                    processes, initializer=_ignore_interrupts)
+        except (OSError, ValueError):  # pragma: no cover - no fork here
+            self._pool = None
+
+    def submit(self, name: str, obj: Any) -> None:
+        if self._pool is not None:
+            self._pending[name] = (self._pool.apply_async(render_png, (name, obj)), obj)
+
+    def result(self, name: str, obj: Any) -> bytes:
+        """The PNG of ``name``: from the worker if it was submitted and succeeded, else
+        drawn here."""
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            try:
+                return pending[0].get(timeout=600)
+            except Exception:  # noqa: BLE001 - the worker died or failed: draw it here
+                pass
+        return render_png(name, obj)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> "FigureWorker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

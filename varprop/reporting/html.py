@@ -1,0 +1,174 @@
+"""Self-contained HTML: inline CSS, figures embedded as PNG data URIs, no scripts and no
+reference to anything on the network, so the file opens the same offline, attached to an
+e-mail or in ten years. Each ``<section>`` holds exactly one ``<figure>``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import Any, Sequence
+
+from .. import plots
+from .results import Report
+from .text import VERDICT_SHORT, describe_settings, fmt, fmt_ci
+
+__all__ = ["report_html", "phase_html", "page", "figure_html"]
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;
+ max-width:1180px;margin:0 auto;padding:1.2em 1.6em;background:#fff}
+h1{font-size:1.7em;margin:.2em 0}h2{font-size:1.3em;border-bottom:1px solid #ddd;
+ padding-bottom:.2em;margin-top:1.6em}
+p.meta{color:#666;font-size:.85em}nav a{margin-right:1em}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em;margin-top:.3em}
+table{border-collapse:collapse;font-size:.86em;margin:1em 0}
+th,td{padding:.18em .6em;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th{background:#f6f6f6;position:sticky;top:0}td.l,th.l{text-align:left}
+tr.first td{border-top:2px solid #ccc}
+.v-preserves{background:#e3f4e1}.v-vanishes{background:#e3ecfa}.v-explodes{background:#fbe3e1}
+.v-symmetric{background:#eee}.swatch{display:inline-block;width:.8em;height:.8em;
+ border-radius:2px;margin-right:.35em;vertical-align:-.05em}
+.note{color:#555;font-size:.9em}code{font-size:.92em}
+"""
+
+
+def figure_html(png: bytes, alt: str, caption: str) -> str:
+    """A ``<figure>`` holding ``png`` as a data URI, with its caption."""
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def page(title: str, header: str, sections: Sequence[tuple[str, str, str]], footer: str) -> str:
+    """A whole document: ``sections`` are (id, heading, inner HTML)."""
+    nav = " ".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
+    body = "\n".join(f'<section id="{sid}">\n<h2>{html.escape(h)}</h2>\n{inner}\n</section>'
+                     for sid, h, inner in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            f"<header>{header}<nav>{nav}</nav></header>\n{body}\n"
+            f"<footer><p class=\"meta\">{footer}</p></footer>\n</body>\n</html>\n")
+
+
+def _meta_line(version: str, created: str, command: str) -> str:
+    parts = [f"varprop {html.escape(version)}"] if version else []
+    if created:
+        parts.append(html.escape(created))
+    if command:
+        parts.append(f"<code>{html.escape(command)}</code>")
+    return " &middot; ".join(parts)
+
+
+def _table(report: Report) -> str:
+    measured = not report.settings.analytic_only
+    head = ['<th class="l">initializer</th>', '<th class="l">activation</th>',
+            "<th>Var[out]/Var[in]<br>theory</th>"]
+    if measured:
+        head.append("<th>Var[out]/Var[in]<br>measured</th>")
+    head.append("<th>Var[g<sub>in</sub>]/Var[g<sub>out</sub>]<br>theory</th>")
+    if measured:
+        head.append("<th>Var[g<sub>in</sub>]/Var[g<sub>out</sub>]<br>measured</th>")
+    head.append('<th class="l">verdict</th>')
+    rows = []
+    previous = None
+    inits = list(report.settings.initializers)
+    for e in report.entries:
+        a, m = e.ratios("analytic"), e.ratios("measured")
+        first = e.initializer != previous
+        previous = e.initializer
+        color = plots.initializer_color(e.initializer, inits)
+        name = (f'<span class="swatch" style="background:{color}"></span>{e.initializer}'
+                if first else "")
+        cells = [f'<td class="l">{name}</td>', f'<td class="l">{e.activation}</td>',
+                 f"<td>{fmt(a.forward)}</td>"]
+        if measured:
+            cells.append(f"<td>{html.escape(fmt_ci(m.forward, m.forward_ci))}</td>")
+        cells.append(f"<td>{fmt(a.gradient)}</td>")
+        if measured:
+            cells.append(f"<td>{html.escape(fmt_ci(m.gradient, m.gradient_ci))}</td>")
+        verdict = e.verdict.kind if e.agree else \
+            f"{e.verdict.kind} (theory: {e.analytic_verdict.kind})"
+        cells.append(f'<td class="l v-{e.verdict.kind}" title="{html.escape(e.verdict.message)}">'
+                     f"{verdict}</td>")
+        rows.append(f'<tr class="{"first" if first else ""}">{"".join(cells)}</tr>')
+    return (f"<table>\n<thead><tr>{''.join(head)}</tr></thead>\n<tbody>\n" + "\n".join(rows)
+            + "\n</tbody>\n</table>")
+
+
+def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
+    """The HTML report: verdicts (heat map and the full table), forward and backward
+    variance through depth, and the weights as drawn. ``pngs`` may hold the figures
+    already rendered (:data:`.figures.FIGURES` names); the others are drawn here."""
+    from .figures import render_png
+
+    pngs = dict(pngs or {})
+    for name in ("verdicts", "forward", "backward"):
+        if name not in pngs:
+            pngs[name] = render_png(name, report)
+    if "weights" not in pngs:
+        pngs["weights"] = render_png("weights", report.settings)
+    s = report.settings
+    side = "theory" if s.analytic_only else "measurement"
+    counts = report.counts()
+    summary = ", ".join(f"{counts[k]} {k}" for k in VERDICT_SHORT if counts.get(k))
+    header = (f"<h1>varprop report</h1><p>{html.escape(describe_settings(report))}</p>"
+              f"<p>Of {len(report.entries)} initializer x activation pairs ({side}): "
+              f"{summary}.</p><p class=\"meta\">{_meta_line(report.version, report.created, report.command)}</p>")
+    sections = []
+    sections.append(("verdicts", "Verdicts at a glance", figure_html(
+        pngs["verdicts"], "heat maps of the forward and gradient variance ratios",
+        "log10 of the variance ratio over the whole depth; blue = shrinks, red = grows, "
+        "white = kept, grey = undefined (0/0). <i>ok</i>: both stay within a factor 10 over the depth; "
+        "<i>symm</i>: zeros/constant weights make every unit identical (training cannot "
+        "break the symmetry, whatever the variance does). Hover a verdict in the table "
+        "for its sentence.") + "\n" + _table(report)))
+    meas = "" if s.analytic_only else (" Points: measured (mean over seeds); bands: the 95% "
+                                        "confidence interval over seeds, of the log (m &times; "
+                                        "exp(&plusmn;ci/m)).")
+    sections.append(("forward", "Forward signal", figure_html(
+        pngs["forward"], "pre-activation variance against depth",
+        "Variance of the pre-activations z = x W + b of each dense layer. Lines: mean-field "
+        f"theory (infinite width).{meas} Zeros gives exactly 0, which a log axis cannot "
+        "show; values beyond 1e-30 or 1e30 are drawn at the edge.")))
+    sections.append(("backward", "Backward gradient", figure_html(
+        pngs["backward"], "gradient variance against depth",
+        "Variance of dL/dz at each dense layer for a standard normal gradient at the "
+        f"output: read it from the right (output) to the left (input).{meas}")))
+    sections.append(("weights", "Weights as drawn", figure_html(
+        pngs["weights"], "weight histograms per initializer",
+        f"One {s.width} x {s.width} draw of each initializer: the shape of every hidden "
+        "layer of the report's networks. Same colours as the curves above.")))
+    footer = _meta_line(report.version, report.created, report.command)
+    t = report.timings
+    if t:
+        footer += f" &middot; took {t.get('total_s', math.nan):.1f} s"
+    return page("varprop report", header, sections, footer)
+
+
+def phase_html(phase: Any) -> str:
+    """The phase diagram with its edge-of-chaos table."""
+    rows = "\n".join(
+        f"<tr><td>{fmt(b)}</td><td>{fmt(w)}</td><td>{fmt(q)}</td></tr>"
+        for b, w, q in zip(phase.edge_sigma_b2, phase.edge_sigma_w2, phase.edge_q_star))
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in phase.notes)
+    inner = figure_html(
+        plots.figure_bytes(plots.phase_figure(phase), "png"), f"phase diagram of {phase.activation}",
+        "Colour: the depth 6&xi;<sub>c</sub> to which a network of this activation "
+        "stays trainable at initialization (Schoenholz et al. 2017, arXiv 1611.01232): "
+        "correlations between inputs survive about &xi;<sub>c</sub> layers. It diverges on "
+        "the edge of chaos &chi;<sub>1</sub> = 1 (red), where gradients neither vanish "
+        "(ordered phase, left) nor explode (chaotic phase, right).")
+    inner += ("\n<table><thead><tr><th>&sigma;<sub>b</sub><sup>2</sup></th>"
+              "<th>&sigma;<sub>w</sub><sup>2</sup> at &chi;<sub>1</sub> = 1</th>"
+              f"<th>q* there</th></tr></thead><tbody>\n{rows}\n</tbody></table>{notes}")
+    header = (f"<h1>Phase diagram: {html.escape(phase.activation)}</h1>"
+              f"<p>Mean field for a deep fully connected network with weights of variance "
+              f"&sigma;<sub>w</sub><sup>2</sup>/fan-in and biases of variance "
+              f"&sigma;<sub>b</sub><sup>2</sup>.</p>"
+              f"<p class=\"meta\">{_meta_line(phase.version, phase.created, phase.command)}</p>")
+    return page(f"varprop phase {phase.activation}", header,
+                [("phase", "Trainable depth and the edge of chaos", inner)],
+                _meta_line(phase.version, phase.created, phase.command))

@@ -1,0 +1,383 @@
+"""The mean-field phase diagram of an activation over (sigma_w2, sigma_b2).
+
+For each point of a grid this computes the fixed point ``q*`` of the length map, the
+gradient factor ``chi_1`` there, and the correlation depth scale ``xi_c`` (Schoenholz et
+al. 2017, arXiv 1611.01232): ``6 xi_c`` is about the deepest trainable network. The edge
+of chaos ``chi_1 = 1`` comes from :func:`varprop.theory.edge_of_chaos` point by point.
+
+:func:`varprop.theory.depth_scales` answers one point at a time, and in the chaotic phase
+of tanh or sigmoid that costs ~0.1 s (nested adaptive quadrature inside a root search):
+a 41 x 31 grid would take minutes. The grid is computed vectorized instead, with the same
+definitions:
+
+* ``E[phi(sqrt(q) z)^2]`` and ``E[phi'(sqrt(q) z)^2]`` come from
+  :func:`varprop.theory.gaussian_moments` (closed forms or adaptive quadrature) on a
+  log-spaced table of q, interpolated by a cubic spline in (log q, log value);
+* ``q*`` is the first root of ``T(q) = q`` met from ``q0 = 1`` in the direction the map
+  moves (as :func:`varprop.theory.fixed_point`): bracketed by doubling or halving, then
+  bisected; ``0`` below ``1e-12``; points whose q* lies beyond ``1e6`` (where
+  ``T(q) - q`` cancels to a few digits) or diverges are handed to
+  :func:`~varprop.theory.fixed_point` itself;
+* ordered phase (``chi_1 <= 1``): ``xi_c = -1 / log chi_1``;
+* chaotic phase: ``c*`` (first root of the correlation map from ``c0 = 0``) and
+  ``chi_c = sigma_w2 E[phi'(u1) phi'(u2)]`` at ``c*`` from Mehler's series (the dual
+  activation, :class:`_DualKernel`), or from
+  :func:`~varprop.theory.gaussian_cross_moments` for units whose derivative jumps
+  (relu-likes, selu), then ``xi_c = -1 / log chi_c``.
+
+tests/test_report.py checks the grid against :func:`~varprop.theory.depth_scales` point
+by point (the slope ``exp(-1/xi_c)`` to 1e-6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from ..activations import Activation, get_activation
+from ..theory import (NoEdgeOfChaosError, edge_of_chaos, fixed_point, gaussian_cross_moments,
+                      gaussian_moments)
+from .results import json_number
+
+__all__ = ["PhaseDiagram", "phase_diagram", "default_sigma_w2_range", "PHASE_SCHEMA_VERSION"]
+
+PHASE_SCHEMA_VERSION = 1
+_Q_LO, _Q_HI = 1e-12, 1e12
+_Q_CHECK = 1e6
+
+
+@dataclass
+class PhaseDiagram:
+    """The grid (``xi_c[i, j]`` at ``sigma_b2[i]``, ``sigma_w2[j]``) and the edge."""
+
+    activation: str
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    q_star: np.ndarray
+    chi1: np.ndarray
+    xi_c: np.ndarray
+    edge_sigma_b2: np.ndarray
+    edge_sigma_w2: np.ndarray  # NaN where there is no edge of chaos
+    edge_q_star: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    command: str = ""
+    version: str = ""
+
+    @property
+    def trainable_depth(self) -> np.ndarray:
+        """``6 xi_c``: inf at the edge of chaos, NaN where ``q*`` diverges."""
+        return 6.0 * self.xi_c
+
+    def to_dict(self) -> dict[str, Any]:
+        def grid(a: np.ndarray) -> list[list[Any]]:
+            return [[json_number(v) for v in row] for row in a]
+
+        return {
+            "schema": "varprop-phase",
+            "schema_version": PHASE_SCHEMA_VERSION,
+            "varprop_version": self.version,
+            "created": self.created,
+            "command": self.command,
+            "activation": self.activation,
+            "sigma_w2": [float(v) for v in self.sigma_w2],
+            "sigma_b2": [float(v) for v in self.sigma_b2],
+            "q_star": grid(self.q_star),
+            "chi1": grid(self.chi1),
+            "xi_c": grid(self.xi_c),
+            "trainable_depth": grid(self.trainable_depth),
+            "edge": [{"sigma_b2": float(b), "sigma_w2": json_number(w), "q_star": json_number(q)}
+                     for b, w, q in zip(self.edge_sigma_b2, self.edge_sigma_w2, self.edge_q_star)],
+            "notes": list(self.notes),
+            "timings": {k: json_number(v) for k, v in self.timings.items()},
+        }
+
+
+def default_sigma_w2_range(activation: "str | Activation", sigma_b2_max: float) -> tuple[float, float]:
+    """``(0, max(4, 2 x the largest edge of chaos for sigma_b2 in {0, max}))``."""
+    act = get_activation(activation)
+    edges = []
+    for sb in (0.0, sigma_b2_max):
+        try:
+            edges.append(edge_of_chaos(act, sb))
+        except NoEdgeOfChaosError:
+            pass
+    top = max([4.0, *(2.0 * e for e in edges if math.isfinite(e))])
+    return 0.0, float(top)
+
+
+# ----------------------------------------------------------------------------- tables
+class _LengthTables:
+    """``f(q) = E[phi^2]`` and ``g(q) = E[phi'^2]`` at ``sqrt(q) z``, as splines in log q."""
+
+    def __init__(self, act: Activation, n: int = 1201) -> None:
+        q = np.geomspace(_Q_LO, _Q_HI, n)
+        m = gaussian_moments(act, np.concatenate([[0.0], q]))
+        f, g = np.asarray(m.e_phi2, float), np.asarray(m.e_dphi2, float)
+        self.f0, self.g0 = float(f[0]), float(g[0])
+        tiny = 1e-300
+        self.lq = np.log(q)
+        self._f = CubicSpline(self.lq, np.log(np.maximum(f[1:], tiny)))
+        self._g = CubicSpline(self.lq, np.log(np.maximum(g[1:], tiny)))
+
+    def _eval(self, spline: CubicSpline, at0: float, q: np.ndarray) -> np.ndarray:
+        out = np.exp(spline(np.log(np.clip(q, _Q_LO, _Q_HI))))
+        return np.where(q <= 0, at0, out)
+
+    def f(self, q: np.ndarray) -> np.ndarray:
+        return self._eval(self._f, self.f0, q)
+
+    def g(self, q: np.ndarray) -> np.ndarray:
+        return self._eval(self._g, self.g0, q)
+
+    def df(self, q: np.ndarray) -> np.ndarray:
+        """d f / d q from the spline (q > 0)."""
+        return self.f(q) * self._f(np.log(np.clip(q, _Q_LO, _Q_HI)), 1) / q
+
+
+def _polish(act: Activation, tab: _LengthTables, q: np.ndarray, sw: np.ndarray,
+            sb: np.ndarray) -> np.ndarray:
+    """Two Newton steps on T(q) = q with the exact E[phi^2] (the spline's derivative
+    only sets the step): near the edge of chaos T'(q*) -> 1 and q* is ill-conditioned,
+    so the spline's ~1e-9 error would otherwise show."""
+    q = q.copy()
+    ok = np.flatnonzero(np.isfinite(q) & (q > _Q_LO))
+    for _ in range(2):
+        if ok.size == 0:
+            break
+        exact = np.asarray(gaussian_moments(act, q[ok]).e_phi2, dtype=float)
+        resid = sw[ok] * exact + sb[ok] - q[ok]
+        slope = sw[ok] * tab.df(q[ok]) - 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(slope != 0, resid / slope, 0.0)
+        small = np.abs(step) < 1e-3 * q[ok]  # a polish, never a jump to another root
+        q[ok[small]] -= step[small]
+    return q
+
+def _fixed_points(tab: _LengthTables, sw: np.ndarray, sb: np.ndarray) -> np.ndarray:
+    """Vectorized q* from q0 = 1 (see the module doc) for flat arrays sw, sb."""
+    def F(q: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return w * tab.f(q) + b - q
+
+    n = sw.size
+    out = np.full(n, np.nan)
+    f1 = F(np.ones(n), sw, sb)
+    noise = 64 * np.finfo(float).eps
+    still = np.abs(f1) <= noise
+    out[still] = 1.0
+    for up in (True, False):
+        idx = np.flatnonzero(~still & ((f1 > 0) if up else (f1 < 0)))
+        if idx.size == 0:
+            continue
+        # bracket: 41 log-spaced candidates from 2 up to 1e12, or from 1/2 down to 1e-12
+        cand = np.geomspace(2.0, _Q_HI, 41) if up else np.geomspace(0.5, _Q_LO, 41)
+        vals = F(cand[None, :], sw[idx, None], sb[idx, None])
+        crossed = (vals <= noise * cand) if up else (vals >= -noise * cand)
+        has = crossed.any(axis=1)
+        first = np.argmax(crossed, axis=1)
+        none = idx[~has]
+        if up:
+            out[none] = math.inf
+        else:
+            out[none] = 0.0  # T(q) < q down to 1e-12: q* = 0 to the table's resolution
+        idx, first = idx[has], first[has]
+        hi = cand[first]
+        lo = np.where(first > 0, cand[np.maximum(first - 1, 0)], 1.0)
+        a, b = np.log(np.minimum(lo, hi)), np.log(np.maximum(lo, hi))
+        w, bb = sw[idx], sb[idx]
+        fa = F(np.exp(a), w, bb)
+        for _ in range(60):
+            mid = 0.5 * (a + b)
+            fm = F(np.exp(mid), w, bb)
+            same = np.sign(fm) == np.sign(fa)
+            a = np.where(same, mid, a)
+            fa = np.where(same, fm, fa)
+            b = np.where(same, b, mid)
+        out[idx] = np.exp(0.5 * (a + b))
+    return out
+
+
+class _DualKernel:
+    """The dual activation of ``f`` (Daniely et al. 2016, arXiv 1602.05897): for u1, u2 of
+    variance q and correlation c, Mehler's formula gives
+
+        E[f(u1) f(u2)] = sum_k alpha_k^2 c^k,   alpha_k = E[f(sqrt(q) Z) He_k(Z)] / sqrt(k!)
+
+    so once the Hermite coefficients of ``f(sqrt(q) .)`` are known, the correlation map
+    and ``chi_c`` are power series in c, cheap to evaluate and to solve. The coefficients
+    are 1-d integrals, done by composite 8-point Gauss-Legendre on z in [-14, 14] (panel
+    edges at 0, where the registry's kinks sit; panels of 0.1 resolve both the Hermite
+    functions up to order ``K`` and features of f as narrow as 1/sqrt(q) ~ 0.1), with
+    the normalized Hermite functions from their stable three-term recursion. Truncation
+    at ``K = 1000`` leaves ``sum_{k>K} alpha_k^2 c^k``, below 1e-8 of the total for the
+    c* < 1 of the chaotic phase (tests compare with :func:`~varprop.theory.depth_scales`).
+    """
+
+    def __init__(self, order: int = 1000, half_width: float = 14.0, panel: float = 0.1) -> None:
+        x, w = np.polynomial.legendre.leggauss(8)
+        n_panels = 2 * int(round(half_width / panel))
+        edges = np.linspace(-half_width, half_width, n_panels + 1)
+        mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
+        self.z = (mid[:, None] + half[:, None] * x[None, :]).ravel()
+        weights = (half[:, None] * w[None, :]).ravel()
+        # rows: sqrt(w_i phi(z_i)) * He_k(z_i) / sqrt(k!) * sqrt(phi(z_i)), k = 0..order
+        sq = np.sqrt(np.exp(-0.5 * self.z ** 2) / math.sqrt(2 * math.pi))
+        basis = np.empty((order + 1, self.z.size))
+        basis[0] = sq
+        basis[1] = self.z * sq
+        for k in range(1, order):
+            basis[k + 1] = (self.z * basis[k] - math.sqrt(k) * basis[k - 1]) / math.sqrt(k + 1)
+        self.basis = basis * (weights * sq)[None, :]  # (K+1, n): alpha = basis @ f(s z)
+
+    def spectrum(self, fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray) -> np.ndarray:
+        """``alpha_k^2`` for each standard deviation in ``s``: shape (len(s), K+1)."""
+        out = np.empty((s.size, self.basis.shape[0]))
+        for i in range(0, s.size, 256):
+            vals = fn(s[i:i + 256, None] * self.z[None, :])
+            out[i:i + 256] = (vals @ self.basis.T) ** 2
+        return out
+
+
+def _series(coef2: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """sum_k coef2[:, k] c^k (Horner), row by row."""
+    out = np.zeros(coef2.shape[0])
+    for k in range(coef2.shape[1] - 1, -1, -1):
+        out = out * c + coef2[:, k]
+    return out
+
+
+def _chaotic_chi_c(act: Activation, q: np.ndarray, sw: np.ndarray, sb: np.ndarray,
+                   length: np.ndarray) -> np.ndarray:
+    """chi_c at the stable correlation c* < 1 reached from c0 = 0 (chaotic phase)."""
+    dual = _DualKernel()
+    s = np.sqrt(q)
+    a2 = dual.spectrum(act, s)
+    b2 = None if _derivative_jumps(act) else dual.spectrum(act.derivative, s)
+
+    def G(c: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return (sw[rows] * _series(a2[rows], c) + sb[rows]) / length[rows] - c
+
+    n = q.size
+    cstar = np.zeros(n)
+    idx = np.flatnonzero(G(np.zeros(n), np.arange(n)) > 1e-14)
+    lo, hi = np.zeros(idx.size), np.ones(idx.size)
+    found = np.zeros(idx.size, bool)
+    # the first sign change of G on a grid that crowds towards 1, then bisection
+    for cv in np.concatenate([np.arange(1, 16) / 16, 1 - 2.0 ** -np.arange(5, 40)]):
+        todo = np.flatnonzero(~found)
+        if todo.size == 0:
+            break
+        hit = G(np.full(todo.size, cv), idx[todo]) <= 0
+        hi[todo[hit]] = cv
+        found[todo[hit]] = True
+        lo[todo[~hit]] = cv
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        up = G(mid, idx) > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    cstar[idx] = np.where(found, 0.5 * (lo + hi), 1.0)
+    if _derivative_jumps(act):
+        # phi' jumps at 0 (relu-likes, selu): the Hermite coefficients of phi decay like
+        # k^-5/4 and those of phi' like k^-3/4, so the truncated series misplaces c* near
+        # 1. Newton on the exact correlation map (closed-form cross moments for these
+        # units): c_map'(c) = sigma_w2 q E[phi' phi'] / T(q) (Price's theorem), which at
+        # q = q* is chi_c itself, so one call gives both the step and the answer.
+        for _ in range(4):
+            cm = gaussian_cross_moments(act, q, q, np.clip(cstar, -1.0, 1.0))
+            chi_c = sw * np.asarray(cm.e_dphi_dphi, dtype=float) * q / length
+            resid = (sw * np.asarray(cm.e_phi_phi, dtype=float) + sb) / length - cstar
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(chi_c != 1.0, resid / (chi_c - 1.0), 0.0)
+            step = np.where(np.isfinite(step) & (cstar > 0), step, 0.0)
+            cstar = np.clip(cstar - step, 0.0, 1.0 - 1e-15)
+        cm = gaussian_cross_moments(act, q, q, cstar)
+        return sw * np.asarray(cm.e_dphi_dphi, dtype=float)
+    return sw * _series(b2, cstar)
+
+
+def _derivative_jumps(act: Activation) -> bool:
+    d = act.derivative(np.array([-1e-9, 1e-9]))
+    return bool(abs(d[1] - d[0]) > 1e-6)
+
+
+def _scale(slope: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = -1.0 / np.log(slope)
+    xi = np.where(slope >= 1.0, math.inf, xi)
+    xi = np.where(slope <= 0.0, 0.0, xi)
+    return np.where(np.isnan(slope), math.nan, xi)
+
+
+def phase_diagram(activation: "str | Activation", *,
+                  sigma_w2: tuple[float, float] | None = None,
+                  sigma_b2: tuple[float, float] = (0.0, 1.0),
+                  resolution: tuple[int, int] = (61, 41), edge_points: int = 13,
+                  progress: Callable[[float, str], None] | None = None) -> PhaseDiagram:
+    """The phase diagram of ``activation`` (see the module doc).
+
+    Args:
+        sigma_w2: (low, high) of the weight variance ``n Var[W]``; default
+            :func:`default_sigma_w2_range`.
+        sigma_b2: (low, high) of the bias variance.
+        resolution: grid points along (sigma_w2, sigma_b2).
+        edge_points: sigma_b2 values where the edge of chaos is solved for exactly.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    act = get_activation(activation)
+    if sigma_w2 is None:
+        sigma_w2 = default_sigma_w2_range(act, sigma_b2[1])
+    nw, nb = resolution
+    sw_axis = np.linspace(sigma_w2[0], sigma_w2[1], nw)
+    sb_axis = np.linspace(sigma_b2[0], sigma_b2[1], nb)
+    SW, SB = np.meshgrid(sw_axis, sb_axis)
+    sw, sb = SW.ravel(), SB.ravel()
+    if progress:
+        progress(0.05, "length map")
+    tab = _LengthTables(act)
+    q = _polish(act, tab, _fixed_points(tab, sw, sb), sw, sb)
+    # beyond ~1e6, T(q) - q cancels to a few digits of the spline: ask the scalar solver
+    for i in np.flatnonzero(~(q <= _Q_CHECK)):
+        q[i] = fixed_point(act, float(sw[i]), float(sb[i]))
+    finite = np.isfinite(q)
+    chi1 = np.full(q.shape, math.nan)
+    chi1[finite] = sw[finite] * tab.g(q[finite])
+    slope = chi1.copy()
+    chaotic = finite & (chi1 > 1.0)
+    if progress:
+        progress(0.25, "correlation map")
+    if chaotic.any():
+        qc = q[chaotic]
+        length = sw[chaotic] * tab.f(qc) + sb[chaotic]
+        slope[chaotic] = _chaotic_chi_c(act, qc, sw[chaotic], sb[chaotic], length)
+    xi = _scale(slope)
+    t_grid = time.perf_counter() - t0
+    if progress:
+        progress(0.6, "edge of chaos")
+    # crowded towards sigma_b2 = 0, where the edge bends fastest
+    t = np.linspace(0.0, 1.0, max(edge_points, 1)) ** 2 if edge_points > 1 else np.zeros(1)
+    eb = sigma_b2[0] + (sigma_b2[1] - sigma_b2[0]) * t
+    ew, eq = np.full(eb.size, math.nan), np.full(eb.size, math.nan)
+    notes: list[str] = []
+    for i, b in enumerate(eb):
+        try:
+            ew[i] = edge_of_chaos(act, float(b))
+            eq[i] = fixed_point(act, ew[i], float(b))
+        except NoEdgeOfChaosError as exc:
+            if not notes or i == 1:
+                notes.append(f"sigma_b2 = {b:g}: {exc}")
+        if progress:
+            progress(0.6 + 0.4 * (i + 1) / eb.size, "edge of chaos")
+    if np.any(~finite):
+        notes.append("grey: the length map diverges (q* = inf), so there is no fixed point "
+                     "and no depth scale")
+    shape = (nb, nw)
+    return PhaseDiagram(act.name, sw_axis, sb_axis, q.reshape(shape), chi1.reshape(shape),
+                        xi.reshape(shape), eb, ew, eq, notes,
+                        {"grid_s": t_grid, "total_s": time.perf_counter() - t0})

@@ -1,0 +1,209 @@
+"""Plain-text renderers: the terminal table and Markdown (GitHub pipe tables)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Any, Sequence
+
+from .results import Entry, Report
+
+__all__ = ["fmt", "fmt_ci", "report_table", "report_markdown", "VERDICT_SHORT", "describe_settings"]
+
+#: Short forms of the verdicts for the overview matrix.
+VERDICT_SHORT = {"preserves": "ok", "vanishes": "vanish", "explodes": "explode",
+                 "symmetric": "symm"}
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number as a person reads it: 3 significant digits, short exponents (2.18e15),
+    and nan/inf spelled out."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 10 ** digits:
+        return f"{x:.{digits}g}"
+    mant, exp = f"{x:.{digits - 1}e}".split("e")
+    if "." in mant:
+        mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}e{int(exp)}"
+
+
+def fmt_ci(value: float, ci: float) -> str:
+    """``value ± ci`` (the half-width to 2 digits), or just the value without a finite ci."""
+    if ci is None or not math.isfinite(ci) or not math.isfinite(value):
+        return fmt(value)
+    return f"{fmt(value)} ± {fmt(ci, 2)}"
+
+
+def describe_settings(report: Report) -> str:
+    s = report.settings
+    bias = "zero biases" if s.bias_var == 0 else f"biases ~ N(0, {fmt(s.bias_var)})"
+    line = (f"MLP of {s.depth} dense layers x {s.width} units (each followed by the activation), "
+            f"{bias}, inputs ~ N(0, {fmt(s.input_var)}).")
+    if s.analytic_only:
+        return line + " Theory only (mean field, infinite width)."
+    return (line + f" Theory: mean field (infinite width). Measured: {s.seeds} seed"
+            f"{'s' if s.seeds != 1 else ''} x batch {s.batch}, float32, ± = 95% CI over seeds.")
+
+
+def _verdict_cell(e: Entry) -> str:
+    if e.agree:
+        return e.verdict.kind
+    return f"{e.verdict.kind} (theory: {e.analytic_verdict.kind})"
+
+
+def _rows(report: Report) -> list[list[str]]:
+    rows = []
+    previous = None
+    for e in report.entries:
+        a, m = e.ratios("analytic"), e.ratios("measured")
+        name = e.initializer if e.initializer != previous else ""
+        previous = e.initializer
+        row = [name, e.activation, fmt(a.forward)]
+        if not report.settings.analytic_only:
+            row.append(fmt_ci(m.forward, m.forward_ci))
+        row.append(fmt(a.gradient))
+        if not report.settings.analytic_only:
+            row.append(fmt_ci(m.gradient, m.gradient_ci))
+        row.append(_verdict_cell(e))
+        rows.append(row)
+    return rows
+
+
+def _headers(report: Report) -> tuple[list[str], list[str]]:
+    """Two header lines: the quantity, then theory/measured."""
+    if report.settings.analytic_only:
+        return (["initializer", "activation", "Var[out]/Var[in]", "Var[g_in]/Var[g_out]", "verdict"],
+                ["", "", "theory", "theory", ""])
+    return (["initializer", "activation", "Var[out]/Var[in]", "", "Var[g_in]/Var[g_out]", "",
+             "verdict"],
+            ["", "", "theory", "measured", "theory", "measured", ""])
+
+
+def _align(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if rt else c.ljust(w) for c, w, rt in zip(r, widths, right)]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _matrix(report: Report) -> list[list[str]]:
+    acts = list(report.settings.activations)
+    rows = [["", *acts]]
+    for init in report.settings.initializers:
+        rows.append([init, *(VERDICT_SHORT[report.entry(init, a).verdict.kind] for a in acts)])
+    return rows
+
+
+def _summary(report: Report) -> str:
+    counts = report.counts()
+    total = len(report.entries)
+    parts = [f"{counts[k]} {k}" for k in ("preserves", "vanishes", "explodes", "symmetric")
+             if counts.get(k)]
+    side = "theory" if report.settings.analytic_only else "measured"
+    disagree = sum(1 for e in report.entries if not e.agree)
+    tail = "" if report.settings.analytic_only else \
+        f"; theory and measurement disagree on {disagree}"
+    return f"Of {total} networks ({side}): {', '.join(parts)}{tail}."
+
+
+_LEGEND = ("Var[out]/Var[in]: variance of the last activation over the input's. "
+           "Var[g_in]/Var[g_out]: variance of dL/dz at the first layer over that at the last "
+           "(standard normal output gradient). A network 'preserves' when both stay within a "
+           "factor 10 over the depth. nan: 0/0, or a float32 overflow (inf-inf) while "
+           "measuring.")
+
+
+def _spanned(report: Report) -> list[str]:
+    """The table's lines: a group header centred over its theory/measured columns, the
+    column header, and the body (blank line between initializers)."""
+    head1, head2 = _headers(report)
+    body = _rows(report)
+    head2 = [head2[0] or head1[0], head2[1] or head1[1], *head2[2:-1], head1[-1]]
+    cols = len(head2)
+    widths = [max(len(r[i]) for r in [head2, *body]) for i in range(cols)]
+    per = 1 if report.settings.analytic_only else 2
+    groups = [(2, head1[2]), (2 + per, head1[2 + per])]
+    for start, label in groups:  # widen the group's last column if its label is longer
+        span = sum(widths[start:start + per]) + 2 * (per - 1)
+        if len(label) > span:
+            widths[start + per - 1] += len(label) - span
+    top = " " * (sum(widths[:2]) + 4)
+    for start, label in groups:
+        span = sum(widths[start:start + per]) + 2 * (per - 1)
+        top += label.center(span) + "  "
+    right = [False, False] + [True] * (cols - 3) + [False]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if rt else c.ljust(w)
+                         for c, w, rt in zip(cells, widths, right)).rstrip()
+
+    out = [top.rstrip(), line(head2), "-" * len(line(head2))]
+    for i, row in enumerate(body):
+        if i and row[0]:
+            out.append("")
+        out.append(line(row))
+    out.append(out[2])
+    return out
+
+
+def report_table(report: Report) -> str:
+    """The terminal table: one row per initializer x activation, then the overview."""
+    out = ["varprop report", *textwrap.wrap(describe_settings(report), 100), ""]
+    out += _spanned(report)
+    out += [*textwrap.wrap(_LEGEND, 100), "", "Verdicts at a glance (" +
+            ("theory" if report.settings.analytic_only else "measured") + "):"]
+    mat = _matrix(report)
+    out += ["  " + line for line in _align(mat, [False] * len(mat[0]))]
+    out += ["", _summary(report), _timing_line(report)]
+    return "\n".join(out) + "\n"
+
+
+def _timing_line(report: Report) -> str:
+    t = report.timings
+    if not t:
+        return ""
+    s = f"Took {t.get('total_s', math.nan):.1f} s (theory {t.get('analytic_s', math.nan):.1f} s"
+    if not report.settings.analytic_only:
+        s += f", measurement {t.get('measured_s', math.nan):.1f} s"
+    return s + ")."
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|")
+    out = ["| " + " | ".join(esc(h) for h in header) + " |",
+           "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
+    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def report_markdown(report: Report) -> str:
+    """Markdown: the settings, the table (one row per initializer x activation) and the
+    verdict matrix, ready to paste into an issue or a paper's supplement."""
+    head1, head2 = _headers(report)
+    header = [f"{a} {b}".strip() for a, b in zip(head1, head2)]
+    if not report.settings.analytic_only:
+        header[2:6] = ["Var[out]/Var[in] theory", "Var[out]/Var[in] measured",
+                       "Var[g_in]/Var[g_out] theory", "Var[g_in]/Var[g_out] measured"]
+    rows = []
+    for e, row in zip(report.entries, _rows(report)):
+        rows.append([f"`{e.initializer}`", f"`{e.activation}`", *row[2:]])
+    right = [False, False] + [True] * (len(header) - 3) + [False]
+    mat = _matrix(report)
+    out = ["## varprop report", "", describe_settings(report), ""]
+    out += _md_table(header, rows, right)
+    out += ["", _LEGEND, "", "### Verdicts at a glance", ""]
+    out += _md_table(["initializer", *mat[0][1:]],
+                     [[f"`{r[0]}`", *r[1:]] for r in mat[1:]], [False] * len(mat[0]))
+    out += ["", _summary(report), ""]
+    return "\n".join(out)
