@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import special
 
 from varprop.activations import get_activation
 from varprop.analytic import analyze
@@ -139,3 +140,58 @@ def test_bad_network():
         Network(4, (Dense(5, 3, get_init("he_normal")),))
     with pytest.raises(ValueError, match="activation: a per-layer list needs 2 entries"):
         mlp([4, 4, 4], ["relu"])
+
+
+def test_identity_chain_is_not_gaussian_relu_closed_form():
+    # eye weights pass each unit on: z^l = relu(x) for l >= 2, exactly half-normal-like,
+    # never the Gaussian recursion's 1/2 per layer; relu' products stay 1{x > 0}
+    p = analyze(mlp([64] * 11, "relu", "identity"))
+    np.testing.assert_allclose(p.column("z_mean")[1:], 1 / math.sqrt(2 * math.pi), rtol=1e-12)
+    np.testing.assert_allclose(p.column("z_var")[1:], 0.5 - 0.5 / math.pi, rtol=1e-12)
+    np.testing.assert_allclose(p.column("grad_var"), 0.5, rtol=1e-12)
+    # a bias of -0.2 moves the kink of layer k to x = 0.2 k: the rule must follow it, and
+    # then dL/dz^l = g prod_k 1{z^k > 0} = g 1{x > 1.2} at every layer of six
+    shifted = analyze(mlp([64] * 7, "relu", "identity",
+                          bias_init=get_init("constant", value=-0.2)))
+    np.testing.assert_allclose(shifted.column("grad_var"), special.ndtr(-1.2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation, bias", [("tanh", 0.0), ("gelu", 0.0), ("selu", 0.0),
+                                              ("sigmoid", 0.0), ("softplus", 0.0),
+                                              ("tanh", 0.3), ("relu", -0.2), ("elu", 0.1)])
+def test_identity_chain_matches_monte_carlo(activation, bias):
+    """Identity layers (with a constant bias) compose the activation on each unit: the
+    analytic profile is E over x ~ N(0, 1) of that composition. Monte Carlo of the same
+    composition is the oracle, within 6 standard errors estimated from the sample."""
+    depth, n = 6, 400_000
+    net = mlp([8] * (depth + 1), activation, "identity",
+              bias_init=get_init("constant", value=bias))
+    p = analyze(net)
+    act = get_activation(activation)
+    x = np.random.default_rng(1).standard_normal(n)
+    d2 = []  # phi'(z^l)^2 per sample, per layer
+    z_layers = []
+    a = x
+    for _ in range(depth):
+        z = a + bias
+        z_layers.append(z)
+        d2.append(act.derivative(z) ** 2)
+        a = act(z)
+    for l, z in enumerate(z_layers):
+        for name, sample in (("z_mean", z), ("z_var", (z - z.mean()) ** 2)):
+            se = sample.std() / math.sqrt(n)
+            assert abs(getattr(p[l], name) - sample.mean()) <= 6 * se + 1e-12, (l, name)
+        # dL/dz^l = g_out * prod_{k >= l} phi'(z^k) for a standard normal g_out
+        g2 = np.prod(d2[l:], axis=0)
+        se = g2.std() / math.sqrt(n)
+        assert abs(p[l].grad_var - g2.mean()) <= 6 * se + 1e-12, (l, "grad_var")
+
+
+def test_constant_init_chain_keeps_the_unit_law():
+    # constant 0.1 weights over 10 identical units: z^{l+1} = 10 * 0.1 * relu(z^l) =
+    # relu(z^l), so from layer 2 on each pre-activation is relu(z^1), z^1 ~ N(0, 0.1)
+    p = analyze(mlp([10] * 5, "relu", get_init("constant", value=0.1)))
+    assert p[0].z_var == pytest.approx(0.1, rel=1e-12)
+    s = math.sqrt(0.1)
+    np.testing.assert_allclose(p.column("z_mean")[1:], s / math.sqrt(2 * math.pi), rtol=1e-12)
+    np.testing.assert_allclose(p.column("z_var")[1:], 0.1 * (0.5 - 0.5 / math.pi), rtol=1e-12)

@@ -3,7 +3,11 @@ own weight moments, propagated layer by layer.
 
 Assumptions (Poole et al. 2016; Schoenholz et al. 2017; THEORY.md sections 2-4, 6):
 
-* infinite width: a pre-activation unit is Gaussian, ``z ~ N(mean, var)``;
+* infinite width: a pre-activation unit of a layer of random weights is Gaussian,
+  ``z ~ N(mean, var)``. Identity weights and constant weights over identical units pass
+  one unit on instead, so their pre-activations are not Gaussian (relu(relu(x)) = relu(x));
+  along such chains the exact law of the unit, a function of one Gaussian, is kept and
+  integrated (:class:`~varprop.theory.unit_law.UnitLaw`), derivative factors included;
 * the units of a layer are independent and alike, except after a symmetric layer
   (zeros, ones, constant weights and bias), where every unit is the same function of the
   input. That case is propagated exactly (``units_identical``) and flagged;
@@ -36,6 +40,7 @@ from .network import Act, BatchNorm, Dense, Layer, LayerNorm, Network, Residual
 from .profile import LayerRecord, Profile
 from .theory import gaussian_cross_moments, gaussian_moments
 from .theory.fast import scalar_moments
+from .theory.unit_law import UnitLaw
 
 __all__ = ["analyze"]
 
@@ -44,26 +49,67 @@ Moments = Callable[[float, float], tuple[float, float, float, float]]
 
 
 class _Signal:
-    """Moments of one unit of a layer's output (alike across units)."""
+    """Moments of one unit of a layer's output (alike across units), and its law.
 
-    __slots__ = ("mean", "var", "second", "identical", "cross")
+    ``gaussian``: the unit is exactly N(mean, var) (an input, the output of a layer of
+    random weights, an affine map of those), so the closed forms apply. Otherwise
+    ``law`` is its exact law as a function of one Gaussian (:class:`UnitLaw`), a thunk
+    that makes it, or None when there is none (then the Gaussian approximation stands).
+    """
+
+    __slots__ = ("mean", "var", "second", "identical", "cross", "gaussian", "_law")
 
     def __init__(self, mean: float, var: float, identical: bool = False,
-                 cross: float = math.nan, second: float | None = None) -> None:
+                 cross: float = math.nan, second: float | None = None,
+                 gaussian: bool = True, law: Any = None) -> None:
         self.mean = mean
         self.var = var
         # E[x^2]: an activation's own E[phi^2], else Var + E^2
         self.second = var + mean * mean if second is None else second
         self.identical = identical  # every unit equals every other (symmetric init upstream)
         self.cross = cross  # E[x1 x2] for two inputs of the given correlation
+        self.gaussian = gaussian
+        self._law = law
+
+    def law(self) -> UnitLaw | None:
+        """The exact law (made on first use), or None."""
+        if self._law is None and self.gaussian:
+            self._law = UnitLaw.gaussian(self.mean, self.var)
+        elif self._law is not None and not isinstance(self._law, UnitLaw):
+            self._law = self._law()
+        return self._law
+
+    def affine_law(self, scale: float, shift: float) -> Callable[[], UnitLaw | None]:
+        """A thunk for the law of ``scale * unit + shift`` (same nodes as this one's)."""
+        def law() -> UnitLaw | None:
+            base = self.law()
+            return None if base is None else base.affine(scale, shift)
+        return law
 
 
 class _Gradient:
-    __slots__ = ("var", "identical")
+    """Variance of dL/dz of one unit: ``var``, times ``E[factor]`` when ``factor`` holds
+    per-node derivative factors of an identity or symmetric chain (see :class:`UnitLaw`),
+    whose factors are functions of one Gaussian and so are not independent."""
 
-    def __init__(self, var: float, identical: bool = False) -> None:
+    __slots__ = ("var", "identical", "factor", "law")
+
+    def __init__(self, var: float, identical: bool = False, factor: np.ndarray | None = None,
+                 law: UnitLaw | None = None) -> None:
         self.var = var
         self.identical = identical
+        self.factor = factor
+        self.law = law
+
+    def total(self) -> float:
+        return self.var if self.factor is None else self.var * self.law.expect(self.factor)
+
+    def scaled(self, k: float, identical: bool) -> "_Gradient":
+        return _Gradient(k * self.var, identical, self.factor, self.law)
+
+    def reduced(self) -> "_Gradient":
+        """The same variance with the per-node factors averaged out."""
+        return self if self.factor is None else _Gradient(self.total(), self.identical)
 
 
 class _Context:
@@ -142,7 +188,12 @@ def _dense_forward(layer: Dense, x: _Signal, ctx: _Context) -> tuple[_Signal, di
         cov = n * w.var * x.cross + coherent * w.mean**2 * cov_in + b_var
         cross = cov + mean * mean
     identical = (w.var == 0.0 and b_symmetric) or (x.identical and w.var == 0.0 and b_var == 0.0)
-    out = _Signal(mean, var, identical, cross)
+    if x.identical and w.var == 0.0 and b_var == 0.0:
+        # every unit is n m x + b of the one (identical) input unit: its law, affinely
+        out = _Signal(mean, var, identical, cross, gaussian=x.gaussian,
+                      law=x.affine_law(n * w.mean, b_mean))
+    else:  # a sum over many independent inputs (or a Gaussian bias): Gaussian
+        out = _Signal(mean, var, identical, cross)
     info = {"moments": w, "x_second": x.second, "symmetric": bool(w.symmetric)}
     return out, info
 
@@ -163,21 +214,50 @@ def _identity_forward(layer: Dense, x: _Signal, w: Any, b_mean: float,
     cross = math.nan
     if not math.isnan(x.cross):
         cross = keep * gain**2 * x.cross + b_var + b_mean**2 + 2 * keep * gain * x.mean * b_mean
-    out = _Signal(mean, max(second - mean * mean, 0.0), x.identical and b_var == 0.0, cross)
+    identical = x.identical and b_var == 0.0
+    var = max(second - mean * mean, 0.0)
+    if keep == 1.0 and b_var == 0.0:  # z_j = gain x_j + b: the input unit's law, affinely
+        out = _Signal(mean, var, identical, cross, gaussian=x.gaussian,
+                      law=x.affine_law(gain, b_mean))
+    elif keep == 1.0 and x.gaussian:  # plus an independent Gaussian bias: still Gaussian
+        out = _Signal(mean, var, identical, cross)
+    else:  # a mixture (bias-only units) or a non-Gaussian unit plus noise: no exact law
+        out = _Signal(mean, var, identical, cross, gaussian=False)
     return out, {"moments": w, "x_second": x.second, "symmetric": False, "gain": gain}
 
 
 def _act_forward(layer: Act, z: _Signal, ctx: _Context) -> tuple[_Signal, float]:
-    e_phi, e_phi2, e_dphi2, var_phi = ctx.moments(layer.activation)(z.mean, z.var)
+    act = layer.activation
+    law = None if z.gaussian else z.law()
+    if law is not None:  # not Gaussian, but an exact function of one: integrate that
+        out = law.map(act)  # on a rule refined at the kinks of act(unit), if any
+        mean, var, second = out.moments()
+        law = z._law = law.on_rule_of(out)  # the backward pass needs phi'(z) there too
+        e_dphi2 = law.expect(law.dphi2(act))
+        cross = math.nan if math.isnan(z.cross) else _cross_moment(act, z, mean)
+        return _Signal(mean, var, z.identical, cross, second, gaussian=False, law=out), e_dphi2
+    e_phi, e_phi2, e_dphi2, var_phi = ctx.moments(act)(z.mean, z.var)
+    linear = act.name == "linear"
+    out_law = None if linear or not z.gaussian else (lambda: _mapped(z.law(), act))
+    return (_Signal(e_phi, var_phi, z.identical, _cross_moment(act, z, e_phi), e_phi2,
+                    gaussian=z.gaussian and linear, law=out_law), e_dphi2)
+
+
+def _mapped(law: UnitLaw | None, act: Activation) -> UnitLaw | None:
+    return None if law is None else law.map(act)
+
+
+def _cross_moment(act: Activation, z: _Signal, e_phi: float) -> float:
+    """E[phi(z1) phi(z2)] for the correlated pair (Gaussian approximation)."""
     cross = math.nan
     if not math.isnan(z.cross):
         if z.var > 0:
             c = float(np.clip((z.cross - z.mean**2) / z.var, -1.0, 1.0))
-            cross = float(gaussian_cross_moments(layer.activation, z.var, z.var, c,
+            cross = float(gaussian_cross_moments(act, z.var, z.var, c,
                                                  mean=z.mean).e_phi_phi)
         else:
             cross = e_phi ** 2
-    return _Signal(e_phi, var_phi, z.identical, cross, e_phi2), e_dphi2
+    return cross
 
 
 def _norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
@@ -185,7 +265,9 @@ def _norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
     cross = math.nan
     if not math.isnan(x.cross):
         cross = (x.cross - x.mean**2) * scale
-    return _Signal(0.0, x.var * scale, x.identical, cross), scale
+    # per unit (x - mean) / sqrt(var + eps): an affine map of the unit
+    return _Signal(0.0, x.var * scale, x.identical, cross, gaussian=x.gaussian,
+                   law=x.affine_law(math.sqrt(scale), -x.mean * math.sqrt(scale))), scale
 
 
 class _Analyzer:
@@ -212,7 +294,7 @@ class _Analyzer:
                 a, e_dphi2 = _act_forward(layer, x, self.ctx)
                 if pending is not None:
                     pending.a_mean, pending.a_var = a.mean, a.var
-                ops.append(("act", e_dphi2, x.identical))
+                ops.append(("act", e_dphi2, x, layer.activation))
                 pending, x = None, a
             elif isinstance(layer, (BatchNorm, LayerNorm)):
                 x, scale = _norm_forward(x, check_eps(layer))
@@ -225,7 +307,8 @@ class _Analyzer:
                 cross = x.cross + a2 * f.cross if not math.isnan(x.cross) else math.nan
                 # the branch ends in zero-mean weights: its output is uncorrelated with x
                 x = _Signal(x.mean + alpha * f.mean, x.var + a2 * f.var,
-                            x.identical and f.identical, cross)
+                            x.identical and f.identical, cross,
+                            gaussian=x.gaussian and f.gaussian)
                 ops.append(("residual", alpha, branch_ops))
                 pending = None
         return x, ops
@@ -234,28 +317,51 @@ class _Analyzer:
         for op in reversed(ops):
             kind = op[0]
             if kind == "act":
-                _, e_dphi2, z_identical = op
-                g = _Gradient(g.var * e_dphi2, g.identical and z_identical)
+                g = _act_backward(g, *op[1:])
             elif kind == "dense":
                 _, layer, rec, info, x_identical = op
-                rec.grad_var = g.var
-                rec.weight_grad_var = info["x_second"] * g.var
+                total = g.total()
+                rec.grad_var = total
+                rec.weight_grad_var = info["x_second"] * total
                 w = info["moments"]
-                if w.structure == "identity":
-                    g = _Gradient(info["gain"] ** 2 * g.var, g.identical)
+                if w.structure == "identity":  # each unit's gradient passes on, scaled
+                    g = g.scaled(info["gain"] ** 2, g.identical)
                     continue
                 n = layer.n_out
-                coherent = n * n if g.identical else n
-                var = n * w.var * g.var + coherent * w.mean**2 * g.var
-                # constant weights send the same sum back to every input unit
-                g = _Gradient(var, w.var == 0.0)
+                if w.var == 0.0:
+                    # constant weights send the same sum back to every input unit, m times
+                    # the sum of the n gradients: coherent (n^2) when those are identical;
+                    # a common per-node factor stays a factor
+                    g = g.scaled((n * n if g.identical else n) * w.mean**2, True)
+                else:  # random weights: a sum of many independent terms (gradient independence)
+                    coherent = n * n if g.identical else n
+                    g = _Gradient(n * w.var * total + coherent * w.mean**2 * total, False)
             elif kind == "norm":
-                g = _Gradient(g.var * op[1], g.identical)
+                g = g.scaled(op[1], g.identical)
             elif kind == "residual":
                 _, alpha, branch_ops = op
-                through = self.backward(branch_ops, g)
+                g = g.reduced()
+                through = self.backward(branch_ops, g).reduced()
                 g = _Gradient(g.var + alpha**2 * through.var, g.identical and through.identical)
         return g
+
+
+def _act_backward(g: _Gradient, e_dphi2: float, z: _Signal, act: Activation) -> _Gradient:
+    """dL/dz = dL/da * phi'(z): times E[phi'^2] for an independent gradient from above and
+    a Gaussian z; per node where z, or the factors above, are functions of one Gaussian."""
+    identical = g.identical and z.identical
+    if g.factor is None and z.gaussian:
+        return _Gradient(g.var * e_dphi2, identical)
+    law = z.law()
+    if law is None:  # no exact law: the independence approximation
+        return _Gradient(g.total() * e_dphi2, identical)
+    if g.factor is not None and g.law.rule is not law.rule:
+        if law.same_source(g.law):  # the laws above refined the rule: follow them
+            law = law.on_rule_of(g.law)
+        else:  # factors of another chain (not reached by mlp-like nets): independent
+            g = g.reduced()
+    d2 = law.dphi2(act)
+    return _Gradient(g.var, identical, d2 if g.factor is None else g.factor * d2, law)
 
 
 # ----------------------------------------------------------------------------- plain chains
