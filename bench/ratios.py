@@ -3,8 +3,8 @@ numpy (and PyTorch when installed), all timed in this one process.
 
 Usage:  python bench/ratios.py [--repeat 15] [--threads 2]
 
-Each figure is a median over --repeat calls after a warm-up; ratios, not absolute times,
-are what carry over between runs on a shared machine.
+Each figure is a median over --repeat calls after a pause (SETTLE_S) and a warm-up;
+ratios, not absolute times, are what carry over between runs on a shared machine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ from _cases import (ACTIVATIONS, DTYPES, SHAPES, bare_gemm, layer_data,  # noqa:
                     numpy_forward, numpy_forward_backward)
 
 
+# OpenBLAS's worker threads spin for about 0.1 s after each multithreaded call before
+# they sleep; a kernel timed inside that window shares a core with them (the last line of
+# the table measures exactly that). Each contender is timed in its own steady state: after
+# the previous one's threads have gone to sleep.
+SETTLE_S = 0.5
+
+
 def median_time(fn, repeat):
+    time.sleep(SETTLE_S)
     fn()
     times = []
     for _ in range(repeat):
