@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from typing import Callable
+
 import numpy as np
 from scipy import special
 from scipy.linalg import blas
@@ -57,3 +61,28 @@ def case_id(batch, width, dtype, activation=None):
     if activation:
         parts.append(activation)
     return "-".join(parts)
+
+
+# OpenBLAS's worker threads spin for about 0.1 s after each multithreaded call before
+# they sleep; a kernel timed inside that window shares a core with them (bench/ratios.py's
+# last line measures exactly that). settle=SETTLE_S times a contender in its own steady
+# state, after the previous one's threads have gone to sleep.
+SETTLE_S = 0.5
+
+
+def call_times(fn: Callable[[], object], repeat: int, settle: float = 0.0) -> list[float]:
+    """Wall times of ``repeat`` calls of ``fn``, after a pause of ``settle`` seconds and
+    one warm-up call."""
+    if settle:
+        time.sleep(settle)
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeat: int, settle: float = 0.0) -> float:
+    return statistics.median(call_times(fn, repeat, settle))

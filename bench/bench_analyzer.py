@@ -31,6 +31,7 @@ from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 import varprop
+from _cases import call_times
 from varprop import _empirical_run
 from varprop.activations import ACTIVATION_NAMES
 from varprop.analytic import _analyze
@@ -169,12 +170,7 @@ def test_gemm_floor(benchmark):
 # ----------------------------------------------------------------------------- script
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     """(min, median) wall time over ``repeat`` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    times = call_times(fn, repeat)
     return min(times), statistics.median(times)
 
 

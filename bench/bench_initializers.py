@@ -8,14 +8,13 @@ orthogonal 4096 x 4096 <= 1.2x a plain numpy QR of the same matrix.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import varprop.initializers as inits
+from _cases import median_time
 
 N = 4096
 SMALL = 512  # what the test run (--benchmark-disable) draws, to stay quick
@@ -91,33 +90,23 @@ def test_scipy_qr(benchmark):
     assert q.shape == (n, n)
 
 
-def _median(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(repeat: int = 5) -> None:
     rng = np.random.default_rng(0)
     print(f"{N}x{N} float32, median of {repeat}: varprop time / numpy time")
     for name, (make, ref) in sorted(DRAWS.items()):
         init = make()
-        ours = _median(lambda: init((N, N), seed=0, dtype=np.float32), repeat)
-        theirs = _median(lambda: ref(rng, N), repeat)
+        ours = median_time(lambda: init((N, N), seed=0, dtype=np.float32), repeat)
+        theirs = median_time(lambda: ref(rng, N), repeat)
         print(f"  {name:18s} {ours * 1e3:8.1f} ms  {theirs * 1e3:8.1f} ms  ratio {ours / theirs:.2f}")
     a = rng.standard_normal((N, N)).astype(np.float32)
     orth = inits.get("orthogonal")
-    ours = _median(lambda: orth((N, N), seed=0, dtype=np.float32), max(1, repeat // 2))
-    theirs = _median(lambda: np.linalg.qr(a), max(1, repeat // 2))
+    ours = median_time(lambda: orth((N, N), seed=0, dtype=np.float32), max(1, repeat // 2))
+    theirs = median_time(lambda: np.linalg.qr(a), max(1, repeat // 2))
     print(f"  {'orthogonal':18s} {ours * 1e3:8.1f} ms  {theirs * 1e3:8.1f} ms  ratio {ours / theirs:.2f}"
           "  (numpy: np.linalg.qr of the same-size float32 matrix)")
     from scipy import linalg
 
-    floor = _median(lambda: linalg.qr(a, mode="economic"), max(1, repeat // 2))
+    floor = median_time(lambda: linalg.qr(a, mode="economic"), max(1, repeat // 2))
     print(f"  {'orthogonal':18s} {ours * 1e3:8.1f} ms  {floor * 1e3:8.1f} ms  ratio {ours / floor:.2f}"
           "  (scipy.linalg.qr, economic: the LAPACK call varprop makes)")
 

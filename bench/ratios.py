@@ -20,26 +20,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import varprop  # noqa: E402
-from _cases import (ACTIVATIONS, DTYPES, SHAPES, bare_gemm, layer_data,  # noqa: E402
-                    numpy_forward, numpy_forward_backward)
-
-
-# OpenBLAS's worker threads spin for about 0.1 s after each multithreaded call before
-# they sleep; a kernel timed inside that window shares a core with them (the last line of
-# the table measures exactly that). Each contender is timed in its own steady state: after
-# the previous one's threads have gone to sleep.
-SETTLE_S = 0.5
+from _cases import (ACTIVATIONS, DTYPES, SETTLE_S, SHAPES, bare_gemm,  # noqa: E402
+                    layer_data, numpy_forward, numpy_forward_backward)
+from _cases import median_time as _median_time  # noqa: E402
 
 
 def median_time(fn, repeat):
-    time.sleep(SETTLE_S)
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return _median_time(fn, repeat, SETTLE_S)
 
 
 def main(argv=None):

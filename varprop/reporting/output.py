@@ -116,35 +116,29 @@ class OutputPath:
     def write_path(self, writer: Callable[[str], Any]) -> None:
         """Like :meth:`write` for a writer that takes a path (it gets a temporary one
         with the same suffix)."""
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix,
-                                   dir=parent)
-        os.close(fd)
-        try:
-            writer(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise UsageError(f"cannot write {str(self.path)!r}: {exc.strerror or exc}") from None
-            raise
+        self._replace(f".{self.path.stem}.", self.path.suffix, writer)
 
     def write(self, data: "str | bytes | Callable[[Any], None]") -> None:
         """Write ``data`` (text, bytes, or a function writing to a binary file object)."""
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        def fill(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
                 if isinstance(data, str):
                     fh.write(data.encode("utf-8"))
                 elif isinstance(data, bytes):
                     fh.write(data)
                 else:
                     data(fh)
+
+        self._replace(f".{self.path.name}.", ".tmp", fill)
+
+    def _replace(self, prefix: str, suffix: str, fill: Callable[[str], Any]) -> None:
+        """``fill`` a temporary file beside the target, then rename it over the target:
+        the target is never half-written, and a failure leaves no temporary behind."""
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+        os.close(fd)
+        try:
+            fill(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, self.path)
         except BaseException as exc:

@@ -457,6 +457,12 @@ class ScalarMoments:
         vals = exp(q, s)
         e_phi, e_phi2, e_dphi2 = vals[0], vals[1], vals[2]
         e_dev, e_dev2 = (vals[3], vals[4]) if len(vals) == 5 else (e_phi, e_phi2)
+        return self._result(e_phi, e_phi2, e_dphi2, e_dev, e_dev2)
+
+    def _result(self, e_phi: float, e_phi2: float, e_dphi2: float, e_dev: float,
+                e_dev2: float) -> tuple[float, float, float, float]:
+        """(e_phi, e_phi2, e_dphi2, var) from the moments of phi - c (var >= 0), with the
+        exact mean where symmetry fixes it (0 for odd activations, 1/2 for sigmoid)."""
         var = e_dev2 - e_dev * e_dev
         if var < 0.0:
             var = 0.0
@@ -500,12 +506,7 @@ class ScalarMoments:
                 e_dphi2 += t_dphi2[0] * q + t_dphi2[1] * s + t_dphi2[2]
                 e_dev += t_dev[0] * q + t_dev[1] * s + t_dev[2]
                 e_dev2 += t_dev2[0] * q + t_dev2[1] * s + t_dev2[2]
-        var = e_dev2 - e_dev * e_dev
-        if var < 0.0:
-            var = 0.0
-        if self._fixed_mean is not None:
-            e_phi = self._fixed_mean
-        return e_phi, e_phi2, e_dphi2, var
+        return self._result(e_phi, e_phi2, e_dphi2, e_dev, e_dev2)
 
 
 _CACHE: dict[Any, ScalarMoments] = {}
