@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _env import subprocess_env
+
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
                "chrome", "headless_shell")
 
@@ -50,7 +51,7 @@ def test_the_html_report_renders_in_chromium(browser, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.image
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     subprocess.run([sys.executable, "-m", "varprop", "report", "--analytic-only",
                     "-i", "he_normal", "zeros", "random_uniform", "-a", "relu", "tanh",
                     "--depth", "6", "--out", "report.html", "-q", "--format", "json"],

@@ -17,19 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _env import subprocess_env
 from test_report import schema_errors
 from varprop import __version__
 from varprop.cli import build_parser, main
 from varprop.reporting import load_schema
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--depth", "5", "--width", "64", "--batch", "64", "--seeds", "2", "--threads", "1"]
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None,
         check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep +
-                os.environ.get("PYTHONPATH", ""), **(env or {})}
+    full_env = subprocess_env(**(env or {}))
     proc = subprocess.run([sys.executable, "-m", "varprop", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=300)
     if check:
@@ -181,7 +180,7 @@ def _run_on_a_terminal(args: list[str], tmp_path: Path) -> tuple[str, bytes]:
     """stdout through a pipe, stderr on a pseudo-terminal: (stdout, what the tty got)."""
     pty = pytest.importorskip("pty")
     master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VARPROP_PROGRESS_DELAY": "0"}
+    env = subprocess_env(VARPROP_PROGRESS_DELAY="0")
     proc = subprocess.Popen([sys.executable, "-m", "varprop", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)

@@ -478,10 +478,9 @@ def test_ten_thousand_layers_under_one_gigabyte(request):
         print(json.dumps({"time": dt, "rss": rss, "depth": len(p),
                           "finite": bool(np.all(np.isfinite(p.column("grad_var"))))}))
     """)
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    from _env import subprocess_env
+
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True,
                          text=True, check=True)
     import json
     result = json.loads(out.stdout.strip().splitlines()[-1])
