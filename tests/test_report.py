@@ -178,6 +178,20 @@ def test_shared_draws_change_nothing_but_the_time():
     assert not shared._cache
 
 
+def test_networks_measured_side_by_side_give_the_serial_report():
+    # 2 workers (one kernel thread each) against 1: the same numbers, in the same order
+    kw = dict(SMALL, initializers=("orthogonal", "he_normal", "zeros"),
+              activations=("relu", "tanh", "selu"))
+    serial = build_report(ReportSettings(**{**kw, "n_threads": 1}))
+    parallel = build_report(ReportSettings(**{**kw, "n_threads": 2}))
+    assert [(e.initializer, e.activation) for e in parallel.entries] == \
+        [(e.initializer, e.activation) for e in serial.entries]
+    for a, b in zip(serial.entries, parallel.entries):
+        for name in ("z_var", "a_mean", "grad_var", "weight_grad_var", "z_var_ci"):
+            np.testing.assert_array_equal(a.measured.column(name), b.measured.column(name),
+                                          err_msg=f"{a.initializer} x {a.activation}: {name}")
+
+
 def test_shared_draws_respect_their_memory_budget():
     shared = SharedDraws(get_initializer("he_normal"), max_bytes=3 * 16 * 16 * 4)
     for s in range(5):

@@ -131,7 +131,8 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seeds", type=int, default=None,
                    help=f"independent draws per network, for the 95%% intervals (default: {d.seeds})")
     g.add_argument("--threads", type=int, default=None,
-                   help="threads of the kernels (default: all cores; results do not depend on it)")
+                   help="threads to measure with (default: all cores): networks are measured "
+                        "side by side, one kernel thread each; results do not depend on it")
     _output_options(p, "varprop-report.html")
     p.set_defaults(func=_report)
 

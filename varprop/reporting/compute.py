@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
 from .._blas import single_threaded_blas
+from .._threads import resolve_n_threads
 from ..analytic import analyze
 from ..compare import verdict
 from ..initializers import Initializer
@@ -43,22 +46,26 @@ class SharedDraws(Initializer):
         self.max_bytes = max_bytes
         self._bytes = 0
         self._cache: dict[Any, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, shape: Any, seed: Any = None, dtype: Any = np.float32) -> np.ndarray:
         key = _seed_key(seed)
         if key is None:
             return self.inner(shape, seed=seed, dtype=dtype)
         full = (tuple(int(s) for s in shape), key, np.dtype(dtype).str)
-        hit = self._cache.get(full)
-        if hit is None:
-            # one BLAS thread: the orthogonal initializer's QR otherwise fights the
-            # kernels' OpenMP threads, still spinning after their last parallel region
-            # (seconds per 512 x 512 draw instead of ~20 ms on two cores)
-            with single_threaded_blas():
-                hit = self.inner(shape, seed=seed, dtype=dtype)
-            if self._bytes + hit.nbytes <= self.max_bytes:  # beyond the budget: draw again
-                self._cache[full] = hit
-                self._bytes += hit.nbytes
+        # networks measured side by side ask for the same draws at about the same time:
+        # under the lock the first one draws and the others wait for its array
+        with self._lock:
+            hit = self._cache.get(full)
+            if hit is None:
+                # one BLAS thread: the orthogonal initializer's QR otherwise fights the
+                # kernels' OpenMP threads, still spinning after their last parallel region
+                # (seconds per 512 x 512 draw instead of ~20 ms on two cores)
+                with single_threaded_blas():
+                    hit = self.inner(shape, seed=seed, dtype=dtype)
+                if self._bytes + hit.nbytes <= self.max_bytes:  # beyond the budget: draw again
+                    self._cache[full] = hit
+                    self._bytes += hit.nbytes
         return hit
 
     def moments(self, shape: Any, **fan_options: Any) -> Any:
@@ -68,8 +75,9 @@ class SharedDraws(Initializer):
         return self.inner.get_config()
 
     def clear(self) -> None:
-        self._cache.clear()
-        self._bytes = 0
+        with self._lock:
+            self._cache.clear()
+            self._bytes = 0
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -139,45 +147,82 @@ def _moments_key(net: Any) -> tuple[Any, ...]:
 def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_share: float,
          n_nets: int, progress: Callable[[float, str], None] | None,
          measure: Callable[..., Any]) -> dict[str, float]:
-    t_analytic = t_measured = 0.0
-    k = 0
+    t0 = time.perf_counter()
     # The analytic side sees a network only through its initializers' moments (DESIGN:
     # "the analytic side reads the initializers' moments"), and many initializers share
     # them (glorot/lecun normal/uniform and orthogonal on square layers): analyze each
     # distinct network once.
     analyzed: dict[tuple[Any, ...], Profile] = {}
+    nets: list[tuple[Any, SharedDraws]] = []
     for init_name in settings.initializers:
         shared = SharedDraws(get_initializer(init_name))
         for act_name in settings.activations:
-            label = f"{init_name} x {act_name} ({k + 1}/{n_nets})"
             net = dense_stack(settings.width, settings.depth, act_name, shared, bias)
-            t0 = time.perf_counter()
             key = _moments_key(net)
             if key not in analyzed:
                 analyzed[key] = analyze(net, input_var=settings.input_var)
             prof_a = _copy_profile(analyzed[key], net.describe())
-            entry = Entry(init_name, act_name, prof_a, verdict(prof_a))
-            t_analytic += time.perf_counter() - t0
+            entries.append(Entry(init_name, act_name, prof_a, verdict(prof_a)))
+            nets.append((net, shared))
             if progress:
-                progress((k + analytic_share) / n_nets, label)
-            if not settings.analytic_only:
-                t0 = time.perf_counter()
-                tick = None
-                if progress:
-                    base = k + analytic_share
-
-                    def tick(done: int, total: int, base: float = base, label: str = label) -> None:
-                        progress((base + (1 - analytic_share) * done / max(total, 1)) / n_nets,
-                                 label)
-
-                prof_m = measure(net, batch=settings.batch, seeds=settings.seeds,
-                                 input_var=settings.input_var, n_threads=settings.n_threads,
-                                 progress=tick)
-                entry.measured, entry.measured_verdict = prof_m, verdict(prof_m)
-                t_measured += time.perf_counter() - t0
-            entries.append(entry)
-            k += 1
-            if progress:
-                progress(k / n_nets, label)
-        shared.clear()
+                progress(analytic_share * len(entries) / n_nets,
+                         f"theory: {init_name} x {act_name}")
+    t_analytic = time.perf_counter() - t0
+    t_measured = 0.0
+    if not settings.analytic_only:
+        t0 = time.perf_counter()
+        _measure_all(settings, entries, nets, analytic_share, progress, measure)
+        t_measured = time.perf_counter() - t0
     return {"analytic_s": t_analytic, "measured_s": t_measured}
+
+
+def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tuple[Any, Any]],
+                 analytic_share: float, progress: Callable[[float, str], None] | None,
+                 measure: Callable[..., Any]) -> None:
+    """Measure every network, ``n_threads`` networks at a time, each on one kernel thread.
+
+    At the report's sizes (batch ~100 x 512 x 512) one kernel call is too small to keep
+    two OpenMP threads busy, and the weight draws are serial: networks side by side on one
+    thread each use the cores about 1.75x better (measured: 4 networks in 1.87 s instead
+    of 3.27 s). The results are the same bit for bit (seeded per layer, and the kernels
+    do not depend on the thread count). A SharedDraws is cleared once every network
+    that draws from it is done."""
+    n_workers = min(resolve_n_threads(settings.n_threads), len(nets))
+    lock = threading.Lock()
+    done = [0.0] * len(nets)
+    left: dict[int, int] = {}
+    for _, shared in nets:
+        left[id(shared)] = left.get(id(shared), 0) + 1
+
+    def one(i: int) -> None:
+        net, shared = nets[i]
+        e = entries[i]
+        label = f"{e.initializer} x {e.activation} ({i + 1}/{len(nets)})"
+        tick = None
+        if progress:
+            def tick(k: int, total: int) -> None:
+                with lock:
+                    done[i] = k / max(total, 1)
+                    progress(analytic_share + (1 - analytic_share) * sum(done) / len(nets),
+                             label)
+        prof = measure(net, batch=settings.batch, seeds=settings.seeds,
+                       input_var=settings.input_var, n_threads=1, progress=tick)
+        e.measured, e.measured_verdict = prof, verdict(prof)
+        with lock:
+            left[id(shared)] -= 1
+            if left[id(shared)] == 0:
+                shared.clear()
+
+    if n_workers <= 1:
+        for i in range(len(nets)):
+            one(i)
+        return
+    with ThreadPoolExecutor(n_workers, thread_name_prefix="varprop-report") as pool:
+        futures = [pool.submit(one, i) for i in range(len(nets))]
+        try:
+            for f in futures:
+                f.result()  # in order; re-raises a worker's exception
+        except BaseException:  # an error or Ctrl-C: start no further network
+            for f in futures:
+                f.cancel()
+            raise

@@ -32,22 +32,23 @@ class ReportSettings:
     ``width`` units (each followed by the activation), biases ~ N(0, ``bias_var``) (zeros
     when 0), inputs ~ N(0, ``input_var``); measured on ``seeds`` draws of a ``batch``.
 
-    The default batch is 96, not the 512 of the seed question. Measuring costs three
+    The default batch is 192, not the 512 of the seed question. Measuring costs three
     (batch x 512) by (512 x 512) matrix products per layer and seed, so the 91 networks
-    x 30 layers x 3 seeds of the default report take about 2 minutes of measurement at
-    batch 512 on two cores, 40 s at 128 and 30 s at 96 (plus about 8 s of weight draws,
-    imports and figures): 96 keeps the whole report under a minute with room to spare.
-    A layer's variance pools batch x width = 49,152 entries (a sampling error of about
-    0.6%), while the spread between seeds (weight draws) is a few percent per layer
-    and grows with depth, so the confidence intervals, which come from the seeds, barely
-    change. ``--batch 512`` measures the larger batch.
+    x 30 layers x 3 seeds of the default report take, measured on two cores (networks
+    side by side, one kernel thread each): 25 s at batch 96, 34 s at 192, 43 s at 256,
+    and 81 s at 512, past the one-minute budget of ``varprop report`` even before the
+    figures (about 4 s) are added. A layer's variance pools batch x width = 98,304
+    entries (a sampling error of about 0.5%), while the spread between seeds (weight
+    draws) is a few percent per layer and grows with depth, so the confidence
+    intervals, which come from the seeds, barely change with the batch. ``--batch 512``
+    measures the larger batch.
     """
 
     initializers: tuple[str, ...] = DEFAULT_INITIALIZERS
     activations: tuple[str, ...] = DEFAULT_ACTIVATIONS
     depth: int = 30
     width: int = 512
-    batch: int = 96
+    batch: int = 192
     seeds: int = 3
     bias_var: float = 0.0
     input_var: float = 1.0
