@@ -146,6 +146,18 @@ def test_dirac_convolution_copies_its_input() -> None:
     np.testing.assert_array_equal(y, x)
 
 
+@pytest.mark.parametrize("n", [64, 300, 512])
+def test_orthogonal_bits_do_not_depend_on_the_blas_thread_count(n: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    init = I.get("orthogonal")
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = init((n, n), seed=11)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = init((n, n), seed=11)
+    np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.parametrize(("shape", "layout"), [((3, 4, 8), "keras"), ((3, 3, 5, 5), "keras"), ((2, 3, 4, 6, 6), "keras"),
                                                ((8, 4, 3, 3), "torch"), ((4, 4, 2), "torch")])
 def test_delta_orthogonal(shape: tuple, layout: str) -> None:

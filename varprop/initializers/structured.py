@@ -22,22 +22,25 @@ from .fans import FanOptions
 __all__ = ["Orthogonal", "Identity", "Dirac", "DeltaOrthogonal", "Sparse", "haar_orthonormal"]
 
 
-_TINY_QR, _SMALL_QR = 1 << 18, 1 << 24
-"""QR problems with m * n^2 in [_TINY_QR, _SMALL_QR) (64 x 64 to 256 x 256) run on one
-BLAS thread: a multithreaded BLAS gains nothing there and, on a busy machine, its
-spinning threads can make a 1 ms QR take a second. Below, BLAS stays serial by
-itself and switching its thread count would cost more than the QR."""
+_TINY_QR = 1 << 18
+"""QR problems with m * n^2 >= _TINY_QR (64 x 64 and up) run on one BLAS thread. The
+bits of a multithreaded LAPACK QR depend on the BLAS thread count (measured: a 512 x 512
+orthogonal draw differs between 1 and 2 OpenBLAS threads), and the same seed must give
+the same array whatever the thread count; one thread costs 1.2x at 512 x 512 and 1.7x
+at 4096 x 4096 against two (still 0.7x numpy's own np.linalg.qr). On a busy machine a
+multithreaded BLAS's spinning threads can also make a 1 ms QR take a second. Below,
+BLAS stays serial by itself and switching its thread count would cost more than the QR."""
 
 
 def _qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Economic QR of the Fortran-ordered ``a`` (overwritten), single-threaded when small.
+    """Economic QR of the Fortran-ordered ``a`` (overwritten), on one BLAS thread.
 
     The limit is varprop's process-wide :func:`varprop._blas.single_threaded_blas`
     (shared with the kernels): a large BLAS call made by another Python thread at
     that moment also runs on one thread.
     """
     m, n = a.shape
-    if not _TINY_QR <= m * n * n < _SMALL_QR:
+    if m * n * n < _TINY_QR:
         return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)
     with single_threaded_blas():
         return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)
