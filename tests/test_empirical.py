@@ -300,6 +300,18 @@ def test_deterministic_and_thread_independent():
     assert other[0].z_var != one[0].z_var
 
 
+def test_seeds_side_by_side_give_the_serial_bits():
+    # 2+ threads and 2+ seeds: seeds run side by side on one kernel thread each; the
+    # orthogonal draws' QR must not see a different BLAS thread count either
+    net = mlp([300] * 4, ["relu", "tanh", "gelu"], "orthogonal", bias_init="random_normal")
+    kw = dict(batch=64, seeds=3)
+    serial = measure(net, n_threads=1, **kw)
+    side = measure(net, n_threads=2, **kw)
+    assert serial.meta["seeds_side_by_side"] == 1 and side.meta["seeds_side_by_side"] == 2
+    _same(serial, side)
+    assert measure(net, n_threads=2, batch=64, seeds=1).meta["seeds_side_by_side"] == 1
+
+
 @pytest.mark.parametrize("make", ["mlp", "mixed"])
 def test_checkpointing_is_bitwise_identical(make):
     if make == "mlp":

@@ -37,14 +37,17 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats as _stats
 
-from ._empirical_run import (FIELDS, INPUT_KEY, PAIR_KEY, SeedRun, compile_layers,
-                             default_checkpoint_every, stream)
+from ._empirical_run import (FIELDS, INPUT_KEY, KEEP_ALL_BYTES, PAIR_KEY, SeedRun,
+                             cache_bytes, compile_layers, default_checkpoint_every, stream)
+from ._blas import single_threaded_blas
 from ._threads import resolve_n_threads
 from .network import Network
 from .profile import LayerRecord, Profile
@@ -165,12 +168,40 @@ def measure(
         profile_mean, profile_var = input_mean, input_var
 
     values = np.empty((len(bases), len(FIELDS), len(dense)))
-    for s, base in enumerate(bases):
-        x, x2 = _inputs(base, batch, net.input_width, given, in_mean, in_sd, corr, dt)
-        run = SeedRun(ops, len(dense), base, dt, threads, report.tick if report else None)
+    workers = _seed_workers(threads, len(bases), ops, net.input_width, batch, dt.itemsize,
+                            bool(backward))
+    tick = None
+    if report:
+        lock = threading.Lock()
+
+        def tick() -> None:
+            with lock:
+                report.tick()
+
+    def one_seed(s: int) -> None:
+        x, x2 = _inputs(bases[s], batch, net.input_width, given, in_mean, in_sd, corr, dt)
+        run = SeedRun(ops, len(dense), bases[s], dt, threads if workers == 1 else 1, tick)
         run.run(x, x2, bool(backward), k)
         values[s] = run.values
-        del x, x2, run
+
+    def one_seed_one_thread(s: int) -> None:
+        # the weight draws' BLAS too (orthogonal's QR): each worker is one thread
+        with single_threaded_blas():
+            one_seed(s)
+
+    if workers == 1:
+        for s in range(len(bases)):
+            one_seed(s)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="varprop-measure") as pool:
+            futures = [pool.submit(one_seed_one_thread, s) for s in range(len(bases))]
+            try:
+                for f in futures:
+                    f.result()  # re-raises a worker's exception
+            except BaseException:  # an error or Ctrl-C: start no further seed
+                for f in futures:
+                    f.cancel()
+                raise
     if report:
         report.close()
 
@@ -188,6 +219,7 @@ def measure(
         "n_seeds": len(bases),
         "dtype": dt.name,
         "n_threads": threads,
+        "seeds_side_by_side": workers,
         "backward": bool(backward),
         "checkpoint_every": k if backward else None,
         "inputs": "given" if given is not None else "standard normal",
@@ -202,6 +234,25 @@ def measure(
 
 
 # ----------------------------------------------------------------------------- helpers
+def _seed_workers(threads: int, n_seeds: int, ops: Sequence[Any], width: int, batch: int,
+                  itemsize: int, backward: bool) -> int:
+    """How many seeds to measure side by side, each on one kernel thread.
+
+    A kernel call at these sizes keeps two OpenMP threads only partly busy, and the
+    weight draws and numpy statistics between calls run on one thread: seeds side by side
+    use the cores better (measured on 2 cores, depth 30, width 512, 4 seeds: 2.1x faster
+    at batch 256, 1.4x at 1024). Results are the same bits, since each seed draws from
+    its own streams and the kernels do not depend on the thread count. Each worker holds
+    one seed's caches, so seeds go side by side only when those caches are small enough
+    to be kept whole (:data:`KEEP_ALL_BYTES`; forward-only runs hold two layers);
+    checkpointed (very deep) networks run one seed at a time on all threads."""
+    if threads < 2 or n_seeds < 2:
+        return 1
+    if backward and cache_bytes(ops, width, batch, itemsize)[0] > KEEP_ALL_BYTES:
+        return 1
+    return min(threads, n_seeds)
+
+
 def _summarize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds and the 95% t half-width (NaN for one seed)."""
     n = values.shape[0]
