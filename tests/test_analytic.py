@@ -195,3 +195,14 @@ def test_constant_init_chain_keeps_the_unit_law():
     s = math.sqrt(0.1)
     np.testing.assert_allclose(p.column("z_mean")[1:], s / math.sqrt(2 * math.pi), rtol=1e-12)
     np.testing.assert_allclose(p.column("z_var")[1:], 0.1 * (0.5 - 0.5 / math.pi), rtol=1e-12)
+
+
+def test_the_profile_says_where_the_theory_is_only_gaussian_approximation():
+    exact = [mlp([32] * 6, "relu", "he_normal"), mlp([32] * 6, "relu", "identity"),
+             mlp([32] * 6, "tanh", "identity", bias_init=get_init("constant", value=0.1))]
+    for net in exact:
+        assert analyze(net).meta["gaussian_approximation"] == []
+    # random biases on identity layers: each unit is a function of x and of its own
+    # biases, not of one Gaussian; from the second activation on it is approximated
+    noisy = analyze(mlp([32] * 6, "relu", "identity", bias_init="random_normal"))
+    assert noisy.meta["gaussian_approximation"] == [1, 2, 3, 4]

@@ -274,6 +274,10 @@ class _Analyzer:
     def __init__(self, ctx: _Context) -> None:
         self.ctx = ctx
         self.records: list[LayerRecord] = []
+        # dense layers whose activation met a unit that is known not to be Gaussian and
+        # has no exact law here (an identity layer with random biases, a widening one):
+        # there the result is the Gaussian approximation, and the profile says so
+        self.approximate: list[int] = []
 
     def forward(self, layers: Sequence[Layer], x: _Signal) -> tuple[_Signal, list]:
         """Propagate the signal; return the output and the ops the backward pass replays."""
@@ -291,6 +295,9 @@ class _Analyzer:
                 ops.append(("dense", layer, rec, info, x.identical))
                 pending, x = rec, z
             elif isinstance(layer, Act):
+                if not x.gaussian and x.law() is None and self.records \
+                        and self.records[-1].index not in self.approximate:
+                    self.approximate.append(self.records[-1].index)
                 a, e_dphi2 = _act_forward(layer, x, self.ctx)
                 if pending is not None:
                     pending.a_mean, pending.a_var = a.mean, a.var
@@ -482,7 +489,12 @@ def analyze(
         A :class:`~varprop.profile.Profile` of kind "analytic": per dense layer
         ``z_mean``, ``z_var``, ``a_mean``, ``a_var``, ``grad_var`` (dL/dz for a standard
         normal output gradient), ``weight_grad_var`` (per sample), ``z_corr`` and the
-        ``symmetric`` flag for zeros/constant initializers.
+        ``symmetric`` flag for zeros/constant initializers. ``meta["gaussian_approximation"]``
+        lists the dense layers from which the result is only the Gaussian approximation:
+        a unit known not to be Gaussian, with no exact law here (an identity layer with
+        random biases or more outputs than inputs, a residual sum of such units). Plain
+        MLPs of random layers, and identity or constant layers with constant biases, have
+        none.
 
     Cost: a few microseconds per layer (1000 layers of any registry activation take a
     few milliseconds, bench/bench_analyzer.py): the Gaussian moments of each layer come
@@ -524,15 +536,19 @@ def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
         cross = c * input_var + input_mean**2
     ctx = _Context(fast)
     plan = _chain_plan(net.layers, ctx) if chain and input_correlation is None else None
+    approximate: list[int] = []
     if plan is not None:
         records = _analyze_chain(plan, input_mean, input_var)
     else:
         analyzer = _Analyzer(ctx)
         out, ops = analyzer.forward(net.layers, _Signal(input_mean, input_var, False, cross))
         analyzer.backward(ops, _Gradient(1.0, False))
-        records = analyzer.records
+        records, approximate = analyzer.records, analyzer.approximate
     meta = {"assumptions": "mean field: infinite width, Gaussian pre-activations, "
-                           "gradient independence"}
+                           "gradient independence",
+            # dense layers (indices) whose activations saw a non-Gaussian unit treated as
+            # Gaussian for want of its exact law: the theory is approximate from there on
+            "gaussian_approximation": approximate}
     return Profile("analytic", records, net.describe(), input_var, input_mean, meta)
 
 
