@@ -430,10 +430,13 @@ def test_progress_draws_only_on_a_terminal_after_the_delay():
 
 
 def test_the_table_names_the_entries_whose_theory_is_approximate():
+    from varprop.reporting import report_html
+
     settings = ReportSettings(initializers=("identity", "he_normal"), activations=("relu",),
                               depth=4, width=32, bias_var=0.01, analytic_only=True)
     text = report_table(build_report(settings))
     assert "Theory is approximate for identity x relu:" in text
+    assert "Theory is approximate for identity x relu:" in report_html(build_report(settings))
     assert "he_normal x relu" not in text.split("Theory is approximate for")[1].split(":")[0]
     clean = report_table(build_report(ReportSettings(**{**settings.__dict__, "bias_var": 0.0})))
     assert "Theory is approximate" not in clean

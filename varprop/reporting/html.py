@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from .. import plots
 from .results import Report
-from .text import VERDICT_SHORT, describe_settings, fmt, fmt_ci
+from .text import VERDICT_SHORT, approximate_note, describe_settings, fmt, fmt_ci
 
 __all__ = ["report_html", "phase_html", "page", "figure_html"]
 
@@ -117,6 +117,9 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     header = (f"<h1>varprop report</h1><p>{html.escape(describe_settings(report))}</p>"
               f"<p>Of {len(report.entries)} initializer x activation pairs ({side}): "
               f"{summary}.</p><p class=\"meta\">{_meta_line(report.version, report.created, report.command)}</p>")
+    approximate = approximate_note(report)
+    if approximate:
+        header += f'<p class="note">{html.escape(approximate)}</p>'
     sections = []
     sections.append(("verdicts", "Verdicts at a glance", figure_html(
         pngs["verdicts"], "heat maps of the forward and gradient variance ratios",

@@ -156,7 +156,7 @@ def _spanned(report: Report) -> list[str]:
     return out
 
 
-def _approximate_note(report: Report) -> str:
+def approximate_note(report: Report) -> str:
     """A sentence naming the entries whose theory is only the Gaussian approximation
     (``analyze``'s ``meta["gaussian_approximation"]``), or ""."""
     names = [f"{e.initializer} x {e.activation}" for e in report.entries
@@ -172,7 +172,7 @@ def report_table(report: Report) -> str:
     """The terminal table: one row per initializer x activation, then the overview."""
     out = ["varprop report", *textwrap.wrap(describe_settings(report), 100), ""]
     out += _spanned(report)
-    note = _approximate_note(report)
+    note = approximate_note(report)
     out += [*textwrap.wrap(note, 100), ""] if note else []
     out += [*textwrap.wrap(_LEGEND, 100), "", "Verdicts at a glance (" +
             ("theory" if report.settings.analytic_only else "measured") + "):"]
@@ -216,7 +216,7 @@ def report_markdown(report: Report) -> str:
     mat = _matrix(report)
     out = ["## varprop report", "", describe_settings(report), ""]
     out += _md_table(header, rows, right)
-    note = _approximate_note(report)
+    note = approximate_note(report)
     out += ["", *([note, ""] if note else []), _LEGEND, "", "### Verdicts at a glance", ""]
     out += _md_table(["initializer", *mat[0][1:]],
                      [[f"`{r[0]}`", *r[1:]] for r in mat[1:]], [False] * len(mat[0]))
