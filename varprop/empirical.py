@@ -94,7 +94,10 @@ def measure(
         input_correlation: c in [-1, 1]: also measure ``z_corr`` on a second batch with
             row-wise correlation c to the first (forward only).
         dtype: np.float32 (default, fast) or np.float64.
-        n_threads: OpenMP threads of the kernels (None: :func:`varprop.get_num_threads`).
+        n_threads: threads to use (None: :func:`varprop.get_num_threads`). With two or
+            more seeds whose caches fit whole, up to ``n_threads`` seeds run side by side
+            on one kernel thread each; otherwise the seeds run in turn on ``n_threads``
+            OpenMP threads. The results do not depend on it (bitwise).
         backward: also back-propagate (``grad_var``, ``weight_grad_var``).
         checkpoint_every: keep the input of every k-th top-level op (a Dense with its
             Act, a norm, a whole Residual block) and recompute the rest in the backward
