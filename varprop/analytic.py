@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._analytic_chain import analyze_chain, chain_plan
 from ._empirical_run import check_alpha, check_eps
 from .activations import Activation
 from .network import Act, BatchNorm, Dense, Layer, LayerNorm, Network, Residual
@@ -371,105 +372,6 @@ def _act_backward(g: _Gradient, e_dphi2: float, z: _Signal, act: Activation) -> 
     return _Gradient(g.var, identical, d2 if g.factor is None else g.factor * d2, law)
 
 
-# ----------------------------------------------------------------------------- plain chains
-def _chain_plan(layers: Sequence[Layer], ctx: _Context) -> list[tuple] | None:
-    """One entry per dense layer when ``layers`` is a plain chain ``(Dense [Act])*`` of
-    random (Var[W] > 0), non-identity weights, which is every ``mlp`` but the symmetric
-    and identity ones; else None.
-
-    On such a chain no unit is ever identical to another, so the general recursion
-    reduces to a few float operations per layer: :func:`_analyze_chain` runs them in the
-    same order as :class:`_Analyzer` (the results are bitwise equal, tested), without
-    its per-layer objects. A layer configured like the one before it (same fans, equal
-    initializers and activation) shares its entry.
-    """
-    plan: list[tuple] = []
-    entry: tuple | None = None
-    prev: Dense | None = None
-    prev_act: Activation | None = None
-    i, n_layers = 0, len(layers)
-    while i < n_layers:
-        layer = layers[i]
-        if type(layer) is not Dense:
-            return None
-        act = None
-        if i + 1 < n_layers and type(layers[i + 1]) is Act:
-            act = layers[i + 1].activation
-            i += 1
-        i += 1
-        if prev is None or not (_same_config(layer, prev) and _same(act, prev_act)):
-            entry = _chain_entry(layer, act, ctx)
-            if entry is None:
-                return None
-        prev, prev_act = layer, act
-        plan.append(entry)
-    return plan
-
-
-def _same_config(a: Dense, b: Dense) -> bool:
-    """Same fans and equal initializers (plain configuration objects: equal class and
-    attributes means equal moments)."""
-    return (a.n_in == b.n_in and a.n_out == b.n_out and _same(a.init, b.init)
-            and _same(a.bias_init, b.bias_init))
-
-
-def _same(x: Any, y: Any) -> bool:
-    if x is y:
-        return True
-    if x is None or y is None or type(x) is not type(y):
-        return False
-    if isinstance(x, Activation):
-        return x == y
-    return vars(x) == vars(y)
-
-
-def _chain_entry(layer: Dense, act: Activation | None, ctx: _Context) -> tuple | None:
-    w = ctx.init_moments(layer.init, (layer.n_in, layer.n_out))
-    if w.structure == "identity" or not w.var > 0.0:
-        return None
-    b_mean, b_var, _ = ctx.bias(layer)
-    fn = None if act is None else ctx.moments(act)
-    n, m = layer.n_in, layer.n_out
-    # the products the general path forms first (n * w.var * x = (n * w.var) * x)
-    return (n, m, n * w.var, n * w.mean, n * w.mean**2, b_mean, b_var, fn,
-            m * w.var, m * w.mean**2, bool(w.symmetric))
-
-
-def _analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecord]:
-    """The recursion of :class:`_Analyzer` on a plain chain (see :func:`_chain_plan`)."""
-    second = var + mean * mean
-    # flat lists of floats: no per-layer container for the garbage collector to track
-    zm, zv, am, av, xs, ed = [], [], [], [], [], []
-    for entry in plan:
-        _, _, fv, fm, fm2, b_mean, b_var, fn, _, _, _ = entry
-        z_mean = fm * mean + b_mean
-        z_var = fv * second + fm2 * var + b_var
-        xs.append(second)
-        if fn is None:
-            mean, var = z_mean, z_var
-            second = var + mean * mean
-            e_dphi2 = None
-        else:
-            mean, second, e_dphi2, var = fn(z_mean, z_var)
-        zm.append(z_mean)
-        zv.append(z_var)
-        am.append(mean)
-        av.append(var)
-        ed.append(e_dphi2)
-    records: list = [None] * len(plan)
-    g = 1.0
-    for i in range(len(plan) - 1, -1, -1):
-        n_in, n_out, _, _, _, _, _, _, bv, bm2, symmetric = plan[i]
-        e_dphi2 = ed[i]
-        if e_dphi2 is not None:
-            g = g * e_dphi2
-        records[i] = LayerRecord(i, n_in, n_out, z_mean=zm[i], z_var=zv[i], a_mean=am[i],
-                                 a_var=av[i], grad_var=g, weight_grad_var=xs[i] * g,
-                                 symmetric=symmetric)
-        g = bv * g + bm2 * g
-    return records
-
-
 def analyze(
     net: Network,
     *,
@@ -535,10 +437,10 @@ def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
             raise ValueError(f"input_correlation must be in [-1, 1], got {c}")
         cross = c * input_var + input_mean**2
     ctx = _Context(fast)
-    plan = _chain_plan(net.layers, ctx) if chain and input_correlation is None else None
+    plan = chain_plan(net.layers, ctx) if chain and input_correlation is None else None
     approximate: list[int] = []
     if plan is not None:
-        records = _analyze_chain(plan, input_mean, input_var)
+        records = analyze_chain(plan, input_mean, input_var)
     else:
         analyzer = _Analyzer(ctx)
         out, ops = analyzer.forward(net.layers, _Signal(input_mean, input_var, False, cross))
