@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numbers
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from . import _kernels
 
@@ -40,3 +42,24 @@ def _check_positive(n: object, name: str) -> int:
     if n < 1:
         raise ValueError(f"{name} must be a positive integer (1, 2, ...) or None, got {n}")
     return int(n)
+
+
+def run_side_by_side(fn: Callable[[int], object], n: int, workers: int, name: str) -> None:
+    """``fn(0)``, ..., ``fn(n - 1)`` on ``workers`` Python threads (in turn when 1).
+
+    The calls' results are written by ``fn`` itself (to slots fixed by the index), so the
+    outcome cannot depend on which thread ran which call. A call's exception is raised
+    here; after an error or Ctrl-C no further call starts (those running finish)."""
+    if workers <= 1:
+        for i in range(n):
+            fn(i)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, i) for i in range(n)]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -39,7 +39,6 @@ import numbers
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -48,7 +47,7 @@ from scipy import stats as _stats
 from ._empirical_run import (FIELDS, INPUT_KEY, KEEP_ALL_BYTES, PAIR_KEY, SeedRun,
                              cache_bytes, compile_layers, default_checkpoint_every, stream)
 from ._blas import single_threaded_blas
-from ._threads import resolve_n_threads
+from ._threads import resolve_n_threads, run_side_by_side
 from .network import Network
 from .profile import LayerRecord, Profile
 
@@ -192,19 +191,8 @@ def measure(
         with single_threaded_blas():
             one_seed(s)
 
-    if workers == 1:
-        for s in range(len(bases)):
-            one_seed(s)
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="varprop-measure") as pool:
-            futures = [pool.submit(one_seed_one_thread, s) for s in range(len(bases))]
-            try:
-                for f in futures:
-                    f.result()  # re-raises a worker's exception
-            except BaseException:  # an error or Ctrl-C: start no further seed
-                for f in futures:
-                    f.cancel()
-                raise
+    run_side_by_side(one_seed if workers == 1 else one_seed_one_thread, len(bases), workers,
+                     "varprop-measure")
     if report:
         report.close()
 

@@ -8,13 +8,12 @@ import math
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
 from .._blas import single_threaded_blas
-from .._threads import resolve_n_threads
+from .._threads import resolve_n_threads, run_side_by_side
 from ..analytic import analyze
 from ..compare import verdict
 from ..initializers import Initializer
@@ -213,16 +212,4 @@ def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tupl
             if left[id(shared)] == 0:
                 shared.clear()
 
-    if n_workers <= 1:
-        for i in range(len(nets)):
-            one(i)
-        return
-    with ThreadPoolExecutor(n_workers, thread_name_prefix="varprop-report") as pool:
-        futures = [pool.submit(one, i) for i in range(len(nets))]
-        try:
-            for f in futures:
-                f.result()  # in order; re-raises a worker's exception
-        except BaseException:  # an error or Ctrl-C: start no further network
-            for f in futures:
-                f.cancel()
-            raise
+    run_side_by_side(one, len(nets), n_workers, "varprop-report")

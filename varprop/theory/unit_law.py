@@ -83,18 +83,22 @@ class UnitLaw:
         tc = 0.0 if mean == 0.0 else max(-T_MAX, min(T_MAX, -mean / s))
         return cls(float(mean), s, (), _Rule(s, (tc,)))
 
-    def _evaluate(self, t: np.ndarray, ops: tuple | None = None) -> np.ndarray:
+    def _evaluate(self, t: np.ndarray) -> np.ndarray:
+        """The composition at the standard-normal points ``t``."""
         v = self.mean + self.std * t
         with np.errstate(over="ignore", invalid="ignore"):
-            for op in self.ops if ops is None else ops:
+            for op in self.ops:
                 v = _apply(op, v)
         return v
 
-    def affine(self, scale: float, shift: float) -> "UnitLaw":
+    def _derived(self, ops: tuple, rule: _Rule | None, v: np.ndarray) -> "UnitLaw":
+        """A law of the same source with ``ops`` whose values on ``rule`` are ``v``."""
         law = UnitLaw.__new__(UnitLaw)
-        law.mean, law.std, law.ops, law.rule = self.mean, self.std, self.ops + ((scale, shift),), self.rule
-        law.v = scale * self.v + shift
+        law.mean, law.std, law.ops, law.rule, law.v = self.mean, self.std, ops, rule, v
         return law
+
+    def affine(self, scale: float, shift: float) -> "UnitLaw":
+        return self._derived(self.ops + ((scale, shift),), self.rule, scale * self.v + shift)
 
     def map(self, act: Any) -> "UnitLaw":
         """The law of ``act(unit)``; the rule gains a breakpoint where a kinked ``act``'s
@@ -104,12 +108,9 @@ class UnitLaw:
             roots = self._sign_changes()
             if roots:
                 rule = _Rule(rule.s, tuple(sorted(set(rule.kinks) | set(roots))))
-        law = UnitLaw.__new__(UnitLaw)
-        law.mean, law.std, law.ops, law.rule = self.mean, self.std, self.ops + (act,), rule
         base = self.v if rule is self.rule else self._evaluate(rule.t)
         with np.errstate(over="ignore", invalid="ignore"):
-            law.v = act(base)
-        return law
+            return self._derived(self.ops + (act,), rule, act(base))
 
     def _sign_changes(self) -> list[float]:
         """Roots of this unit inside a panel of the rule (between two of its nodes)."""
@@ -138,10 +139,7 @@ class UnitLaw:
         """This law's values on ``other``'s rule (same source, a prefix of its chain)."""
         if other.rule is self.rule:
             return self
-        law = UnitLaw.__new__(UnitLaw)
-        law.mean, law.std, law.ops, law.rule = self.mean, self.std, self.ops, other.rule
-        law.v = self._evaluate(other.rule.t)
-        return law
+        return self._derived(self.ops, other.rule, self._evaluate(other.rule.t))
 
     def same_source(self, other: "UnitLaw") -> bool:
         n = len(self.ops)
