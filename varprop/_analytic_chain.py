@@ -77,20 +77,21 @@ def _chain_entry(layer: Dense, act: Activation | None, ctx: Any) -> tuple | None
     fn = None if act is None else ctx.moments(act)
     n, m = layer.n_in, layer.n_out
     # the products the general path forms first (n * w.var * x = (n * w.var) * x)
-    return (n, m, n * w.var, n * w.mean, n * w.mean**2, b_mean, b_var, fn,
-            m * w.var, m * w.mean**2, bool(w.symmetric))
+    return (n, m, n * w.var, n * w.mean, n * (w.mean * w.mean), b_mean, b_var, fn,
+            m * w.var, m * (w.mean * w.mean), bool(w.symmetric))
 
 
 def analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecord]:
     """The general recursion of :mod:`varprop.analytic` on a plain chain (see
-    :func:`chain_plan`)."""
+    :func:`chain_plan`). Products with a zero factor are 0 even when the other one has
+    overflowed to inf (``mul0`` of the general path, docs/theory.md, section 10)."""
     second = var + mean * mean
     # flat lists of floats: no per-layer container for the garbage collector to track
     zm, zv, am, av, xs, ed = [], [], [], [], [], []
     for entry in plan:
         _, _, fv, fm, fm2, b_mean, b_var, fn, _, _, _ = entry
-        z_mean = fm * mean + b_mean
-        z_var = fv * second + fm2 * var + b_var
+        z_mean = (fm * mean if fm and mean else 0.0) + b_mean
+        z_var = (fv * second if second else 0.0) + (fm2 * var if fm2 and var else 0.0) + b_var
         xs.append(second)
         if fn is None:
             mean, var = z_mean, z_var
@@ -109,9 +110,10 @@ def analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecor
         n_in, n_out, _, _, _, _, _, _, bv, bm2, symmetric = plan[i]
         e_dphi2 = ed[i]
         if e_dphi2 is not None:
-            g = g * e_dphi2
+            g = g * e_dphi2 if e_dphi2 and g else 0.0
         records[i] = LayerRecord(i, n_in, n_out, z_mean=zm[i], z_var=zv[i], a_mean=am[i],
-                                 a_var=av[i], grad_var=g, weight_grad_var=xs[i] * g,
+                                 a_var=av[i], grad_var=g,
+                                 weight_grad_var=xs[i] * g if xs[i] and g else 0.0,
                                  symmetric=symmetric)
-        g = bv * g + bm2 * g
+        g = (bv * g if g else 0.0) + (bm2 * g if bm2 and g else 0.0)
     return records

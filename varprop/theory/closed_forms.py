@@ -61,8 +61,10 @@ def _gauss_exp(a: np.ndarray) -> np.ndarray:
     """``exp(-a^2 / 2)`` to full relative precision even for |a| ~ 38.
 
     ``a * a`` is rounded, an absolute error of ``eps a^2`` in the exponent (1e-13 at
-    a = 35); with ``a = hi + lo``, hi of 26 bits, ``hi^2`` is exact.
+    a = 35); with ``a = hi + lo``, hi of 26 bits, ``hi^2`` is exact. Beyond |a| = 39 it
+    is 0: a is clipped at 50 first, so that ``a * 2^20`` cannot overflow.
     """
+    a = np.clip(a, -50.0, 50.0)
     hi = np.round(a * 2.0**20) * 2.0**-20
     lo = a - hi
     return np.exp(-0.5 * hi * hi) * np.exp(-0.5 * lo * (2.0 * hi + lo))
@@ -137,7 +139,7 @@ def _leaky(act: Activation, m, s, q, kinds) -> Dict:
     if "phi" in kinds:
         out["phi"] = sl * m + (1.0 - sl) * s * i1
     if "phi2" in kinds:
-        out["phi2"] = sl * sl * (m * m + q) + (1.0 - sl * sl) * q * i2
+        out["phi2"] = _slope_part(sl, m, q) + (1.0 - sl * sl) * q * i2
     if "dphi" in kinds:
         out["dphi"] = sl + (1.0 - sl) * i0
     if "dphi2" in kinds:
@@ -153,6 +155,16 @@ def _leaky(act: Activation, m, s, q, kinds) -> Dict:
         pos = 1.0 - 2.0 * b * (j2 + a * j1) + b * b * (j2 - j1 * j1)
         out["var"] = q * np.where(a < 0, neg, pos)
     return out
+
+
+def _slope_part(sl: float, m: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``sl^2 (m^2 + q)`` (0 for relu, where m^2 may be inf), as ``(sl m)^2 + sl^2 q``
+    where ``m^2`` overflows but the product need not."""
+    if sl == 0.0:
+        return np.zeros_like(m)
+    with np.errstate(over="ignore"):
+        part = sl * sl * (m * m + q)
+        return np.where(np.isfinite(part), part, (sl * m) * (sl * m) + sl * sl * q)
 
 
 def _elu(act: Activation, m, s, q, kinds) -> Dict:
@@ -183,7 +195,8 @@ def _elu(act: Activation, m, s, q, kinds) -> Dict:
         if "var" in kinds:
             # E[phi^2] - E[phi]^2 cancels once |a| > 1 (x mostly on one branch): there
             # the quadrature of (phi - phi(m))^2 takes over
-            out["var"] = np.where(np.abs(a) <= 1.0, phi2 - phi * phi, np.nan)
+            with np.errstate(invalid="ignore"):  # inf - inf there: rows left to quadrature
+                out["var"] = np.where(np.abs(a) <= 1.0, phi2 - phi * phi, np.nan)
     bad = m * m + q < _ELU_CLOSED_MIN_M2
     if np.any(bad):
         for v in out.values():
@@ -207,20 +220,25 @@ def _gelu(act: Activation, m, s, q, kinds) -> Dict:
         # written with ratios q / (1 + q) < 1 and q / (1 + 2q) < 1/2 so that nothing
         # overflows for any finite q (q^2 and (1 + 2q)^(3/2) would beyond 1e154), and
         # arcsin(q / (1 + q)) as arctan(q / sqrt(1 + 2q)): the same angle, but arcsin is
-        # ill-conditioned next to 1 (an ulp of q / (1 + q) cost ~1e-8 relative at q = 1e15)
-        root = np.sqrt(1.0 + 2.0 * q)
+        # ill-conditioned next to 1 (an ulp of q / (1 + q) cost ~1e-8 relative at q = 1e15).
+        # 1 + 2q itself overflows beyond q = 9e307: it is 2h, h = q + 1/2 (the same
+        # floats, since doubling commutes with rounding), and sqrt(2h) = sqrt(2) sqrt(h)
+        h = q + 0.5
+        root = np.where(h < 8e307, np.sqrt(2.0 * np.minimum(h, 8e307)), _SQRT2 * np.sqrt(h))
         ratio = q / v
         asin = np.arctan2(q, root)
         cross = ratio / (math.pi * root)
         if "phi2" in kinds or "var" in kinds:
-            phi2 = 0.25 * q + q * cross + q * asin / (2.0 * math.pi)
+            with np.errstate(over="ignore"):  # q asin overflows beyond q = 1.1e308
+                arc = np.where(q < 1e308, q * asin / (2.0 * math.pi), q * (asin / (2.0 * math.pi)))
+            phi2 = 0.25 * q + q * cross + arc
             if "phi2" in kinds:
                 out["phi2"] = phi2
             if "var" in kinds:  # E[phi]^2 = q^2 / (2 pi (1+q)) <= E[phi^2] / pi
                 out["var"] = phi2 - q * ratio / (2.0 * math.pi)
         if "dphi2" in kinds:
             out["dphi2"] = (0.25 + asin / (2.0 * math.pi) + cross
-                            + (q / (1.0 + 2.0 * q)) / (2.0 * math.pi * root))
+                            + 0.5 * (q / h) / (2.0 * math.pi * root))
     return out
 
 

@@ -52,6 +52,9 @@ ODD_ACTIVATIONS = frozenset({"linear", "tanh", "softsign"})
 _CENTRED_MEAN = {"sigmoid": 0.5}
 # A tolerance on |c| > 1 that only forgives rounding (c computed as q12 / sqrt(q11 q22)).
 C_SLACK = 1e-14
+# Beyond this |mean| / std the Gaussian is the point mean to double precision (the
+# corrections are O(std^2 / mean^2)), and the closed forms would square mean / std.
+_FAR = 1e150
 # One-sided offset for the derivative terms of a point mass at a kink (see module doc).
 _KINK_OFFSET = 1e-300
 
@@ -121,9 +124,16 @@ def expect(act: Activation, kinds: tuple[str, ...], m: np.ndarray, s: np.ndarray
     (and, when known exactly, q = s^2)."""
     out = {k: np.empty(m.shape) for k in kinds}
     point = s == 0.0
+    with np.errstate(divide="ignore", over="ignore"):  # |m| / s above _FAR: see below
+        far = ~point & (np.abs(m / np.where(point, 1.0, s)) > _FAR)
     if np.any(point):
         for k, v in _point_mass(act, kinds, m[point]).items():
             out[k][point] = v
+    if np.any(far):  # the linearization at the mean: exact to double precision
+        sf = s[far]
+        for k, v in _point_mass(act, kinds, m[far], sf * sf if q is None else q[far]).items():
+            out[k][far] = v
+        point = point | far
     rows = ~point
     if not np.any(rows):
         return out
@@ -149,11 +159,19 @@ def expect(act: Activation, kinds: tuple[str, ...], m: np.ndarray, s: np.ndarray
     return out
 
 
-def _point_mass(act: Activation, kinds: tuple[str, ...], m: np.ndarray) -> dict:
-    # The q -> 0+ limit: phi(m) itself; one-sided average of phi', phi'' at m = 0.
+def _point_mass(act: Activation, kinds: tuple[str, ...], m: np.ndarray,
+                q: np.ndarray | None = None) -> dict:
+    # The q -> 0+ limit: phi(m) itself; one-sided average of phi', phi'' at m = 0. With
+    # q (a variance negligible next to m^2, m != 0): Var[phi] = phi'(m)^2 q.
     at = act(m)
     lo = np.where(m == 0.0, -_KINK_OFFSET, m)
-    hi = np.where(m == 0.0, _KINK_OFFSET, m)
+    with np.errstate(over="ignore"):  # phi(m)^2 beyond float64 is inf
+        return _point_kinds(act, kinds, m, q, at, lo, np.where(m == 0.0, _KINK_OFFSET, m))
+
+
+def _point_kinds(act: Activation, kinds: tuple[str, ...], m: np.ndarray, q: np.ndarray | None,
+                 at: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict:
+    """The kinds of :func:`_point_mass` from phi(m) and the one-sided points lo, hi."""
     out = {}
     for k in kinds:
         if k == "phi":
@@ -161,7 +179,7 @@ def _point_mass(act: Activation, kinds: tuple[str, ...], m: np.ndarray) -> dict:
         elif k == "phi2":
             out[k] = at * at
         elif k == "var":
-            out[k] = np.zeros_like(m)
+            out[k] = np.zeros_like(m) if q is None else act.derivative(m) ** 2 * q
         elif k == "dphi":
             out[k] = 0.5 * (act.derivative(lo) + act.derivative(hi))
         elif k == "dphi2":
@@ -176,9 +194,17 @@ def _quadrature(act: Activation, kinds: tuple[str, ...], m: np.ndarray,
     use_phi = bool({"phi", "phi2", "d2phi_phi", "var"} & set(kinds))
     use_d = bool({"dphi", "dphi2"} & set(kinds))
     centre = act(m) if "var" in kinds else None  # Var = E[(phi-c)^2] - E[phi-c]^2
+    # phi at nodes beyond 2^500 is squared: scale it by 2^-e first (e = 0 elsewhere, where
+    # nothing changes), so that a representable E[phi^2] is not lost to an inf node
+    e = _scale_exponents(m, s) if use_phi else None
+    c = None if e is None else np.ldexp(1.0, -e)
+    if c is not None and centre is not None:
+        centre = centre * c
 
     def integrand(x: np.ndarray, t: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
         p = act(x) if use_phi else None
+        if c is not None:
+            p = p * c[rows, None]
         d = act.derivative(x) if use_d else None
         vals = []
         for k in kinds:
@@ -203,7 +229,23 @@ def _quadrature(act: Activation, kinds: tuple[str, ...], m: np.ndarray,
     if "var" in kinds:
         shift = res[len(kinds)]
         out["var"] = np.maximum(out["var"] - shift * shift, 0.0)
+    if e is not None:
+        with np.errstate(over="ignore"):  # a moment beyond float64 is inf
+            for k in kinds:
+                power = 2 if k in ("phi2", "var") else 1 if k in ("phi", "d2phi_phi") else 0
+                if power:
+                    out[k] = np.ldexp(out[k], power * e)
     return out
+
+
+def _scale_exponents(m: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+    """Per row, the power of two that brings its largest node (``|m| + T_MAX s``) below
+    2^500, or None where every row is below it already."""
+    with np.errstate(over="ignore"):
+        big = np.abs(m) + quadrature.T_MAX * s
+    if not np.any(big > 2.0**500):
+        return None
+    return np.maximum(np.frexp(big)[1] - 500, 0)
 
 
 # ----------------------------------------------------------------------------- public
@@ -393,13 +435,21 @@ def _nested(act: Activation, s1: np.ndarray, s2: np.ndarray, c: np.ndarray,
         d_min = np.where(slope != 0.0, width / np.abs(slope), np.inf)
     tc = np.where(m == 0.0, 0.0, tc)
 
+    # both factors of phi(u1) phi(u2) scaled by 2^-e below 2^500 (see _quadrature)
+    e = _scale_exponents(m, np.maximum(s1, s2))
+    c = np.ones_like(m) if e is None else np.ldexp(1.0, -e)
+
     def integrand(x: np.ndarray, t: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
         mu = m[rows, None] + slope[rows, None] * t
         sd_rows = np.broadcast_to(sd[rows, None], mu.shape)
         g = expect(act, ("phi", "dphi"), mu.ravel(), sd_rows.ravel())
-        return [act(x) * g["phi"].reshape(mu.shape),
+        cr = c[rows, None]
+        return [(act(x) * cr) * (g["phi"].reshape(mu.shape) * cr),
                 act.derivative(x) * g["dphi"].reshape(mu.shape)]
 
     res = quadrature.integrate(integrand, m, s1, 2, extra_centres=[(tc, d_min)])
-    return res[0], res[1]
+    if e is None:
+        return res[0], res[1]
+    with np.errstate(over="ignore"):
+        return np.ldexp(res[0], 2 * e), res[1]
 
