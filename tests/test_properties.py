@@ -6,61 +6,20 @@ measured profile (``varprop.measure``, ``S`` seeds of batch ``B``) must agree wi
 within a tolerance *derived* below from finite-width theory and the sample sizes.
 Failures Hypothesis finds are pinned as explicit parametrized cases (``*_pinned``).
 
-Finite-width tolerance (THEORY.md section 7, generalized)
----------------------------------------------------------
-Take a chain of dense layers with zero-mean weights, ``sigma_w^2 = n_in Var[W]``, bias
-variance ``sigma_b^2`` and widths ``n_l``, fed a batch of ``B`` standard-normal inputs.
-Given the previous layer's activations, the units ``j`` of layer l are i.i.d.: each
-unit's batch column ``z_{.j}`` is Gaussian (exactly for normal weights, by the CLT
-otherwise) with covariance ``sigma_w^2 A A^T / n + sigma_b^2`` (``A`` the activations).
-So every batch-pooled statistic is an average of ``n_l`` i.i.d. unit terms, and:
-
-* the measured ``E[a^2]`` of layer l is ``M(q^_l) (1 + eps_l)``, ``M(q) = E[phi(z)^2]``,
-  ``q^_l = sigma_w^2 A_{l-1} + sigma_b^2`` the layer's realized variance, with
-  ``Var[eps_l] = (K_f / B + (1 - 1/B) kappa(c_l)) / n_l``. Here
-  ``K_f = E[phi^4] / E[phi^2]^2 - 1`` (one input: 5 for ReLU, Hanin & Rolnick's
-  constant; 2 for linear) and ``kappa(c) = Cov(phi(u)^2, phi(v)^2) / E[phi^2]^2`` for
-  two inputs whose pre-activations have correlation ``c`` (``kappa(1) = K_f``,
-  ``kappa(0) = 0``; by quadrature). ``c_l`` is the c-map of ``analyze(net,
-  input_correlation=0)`` with its finite-width spread, ``c^2 <= c_map^2 + sum_k 1/n_k``:
-  ReLU drives the batch towards identical inputs (the one-input bound is then attained),
-  a linear or tanh network keeps it decorrelated and the batch averages the noise;
-* the measured ``z_var_l = q^_l (1 + eta_l)``, ``Var[eta_l] = 2 (1/B + (1 - 1/B) c^2) /
-  n_l`` (a chi-square over units); for layer 1, with Gaussian inputs, exactly
-  ``2 (n_0 + B + 1) / (B n_0 n_1)``.
-
-To first order ``u_l = log(q^_l / q_l)`` obeys ``u_{l+1} = h_{l+1} (mu_l u_l + eps_l)``,
-``mu = d log M / d log q``, ``h = sigma_w^2 M / q'`` (bias dilution), ``u_1`` from the
-input's own ``Var = 2 / (B n_0)``. The eps of different layers are independent (fresh
-weights), so ``V_l = Var[u_l]`` follows ``V_{l+1} = h^2 (mu^2 V_l + Var[eps_l])`` and
-
-    Var[log(z_var_l / q_l)] = sigma_f^2(l) = V_l + Var[eta_l].
-
-For He-ReLU (``mu = h = 1``, ``c -> 1``) this is ``5 sum_l 1/n_l``, THEORY.md section 7.
-``K_f``, ``kappa``, ``mu`` are computed at each layer's analytic ``q_l`` by quadrature;
-expanding maps (``mu h > 1``) widen the bound through ``mu^2``, and the (init,
-activation) pairs whose bound for identical inputs (``c = 1``, the worst case) passes
-``sigma = 1`` at depth 30 and width 256 (exploding maps such as GELU at He's scale: the
-first-order expansion no longer holds), or whose profile leaves [1e-20, 1e20] (sigmoid's
-vanishing gradient underflows float32), are excluded from the random pairs.
-
-Backward, ``G_l = (G_{l+1} W^T) * phi'(Z_l)`` for the ``B x n`` matrix of per-sample
-gradients. Given ``G_{l+1}``, the columns ``G_{l+1} w_i`` are i.i.d. Gaussian with
-covariance ``C`` (the gradients' Gram matrix), so each layer multiplies the pooled mean
-square by an average of ``n_l`` i.i.d. terms of relative variance
-``K_b = R (1 + 2 tr(C^2) / tr(C)^2) - 1``, ``R = E[phi'^4] / E[phi'^2]^2`` (all masks of a
-unit alike across the batch: the worst case). The output gradients are independent
-standard normals, ``tr(C^2)/tr(C)^2 = 1/B + 1/n_L``, and each layer adds ``R / n_l`` to it
-(a Wishart step; for ReLU ``R = 2`` and with one input ``K_b = 5`` again). The factor
-``E[phi'^2](q^_l)`` also moves with the forward fluctuation,
-``nu = d log E[phi'^2] / d log q`` (0 for ReLU-likes and linear), and with the covariance
-of the ``u`` from the recursion above and ``Var[X + Y] <= (sd X + sd Y)^2``:
-
-    sigma_b(l) = sqrt(sum_{k>=l} K_b(k) / n_k) + sd(sum_{k>=l} nu_k u_k).
-
-(Gradient independence, THEORY.md section 3: the backward pass's reuse of W is exact in
-expectation for ReLU, Hanin 2018, and an O(1/n) effect otherwise, inside the allowance
-below.)
+Finite-width tolerance (docs/theory.md, sections 7 and 11)
+----------------------------------------------------------
+The measured variances scatter around the mean field by the first-order finite-width
+theory of :mod:`varprop.theory.finite_width` (its module doc derives it): per layer, the
+standard deviation ``sigma_f(l)`` of ``log(measured z_var / analytic)`` and ``sigma_b(l)``
+of ``log(measured grad_var / analytic)``, from the widths, the batch ``B``, the input
+correlations of the c-map and the activation's constants (``K_f``, ``kappa``, ``mu``,
+``nu``, ``R_b``) at each layer's analytic ``q_l``. For He-ReLU ``sigma_f^2`` is
+``5 sum_l 1/n_l`` (Hanin & Rolnick 2018). The (init, activation) pairs whose bound for
+identical inputs (``c = 1``, the worst case) passes ``finite_width.THRESHOLD`` (sigma = 1)
+at depth 30 and width 256 (maps that expand fluctuations, such as GELU at He's scale:
+the first-order expansion no longer holds, the regime ``varprop.analyze`` flags as
+"finite_width"), or whose profile leaves [1e-20, 1e20] (sigmoid's vanishing gradient
+underflows float32), are excluded from the random pairs.
 
 The test statistic is the mean over ``S`` seeds of ``log(measured / analytic)``; it must
 lie within ``N_SIGMA sigma / sqrt(S) + sigma^2``: ``N_SIGMA = 4.5`` standard deviations
@@ -77,7 +36,6 @@ either, and the ``*_power`` tests check that a 10% mis-scaled variance, a 10% mi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -85,11 +43,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import varprop
-from varprop.activations import ACTIVATION_NAMES, Activation, get_activation
+from varprop.activations import ACTIVATION_NAMES, get_activation
 from varprop.empirical import measure
 from varprop.initializers import get as get_init
-from varprop.network import Act, Dense, Network, mlp
-from varprop.theory import gaussian_moments, quadrature
+from varprop.network import Network, mlp
+from varprop.theory import finite_width, gaussian_moments
+from varprop.theory.finite_width import act_constants, bounds
 
 N_SIGMA = 4.5
 BATCH = 64
@@ -97,135 +56,13 @@ SEEDS = 2
 PROPERTY = settings(max_examples=6, deadline=None)
 
 # ----------------------------------------------------------------------------- theory
-
-
-def _chain(net: Network) -> list[tuple[Dense, Activation | None]]:
-    out, layers, i = [], net.layers, 0
-    while i < len(layers):
-        d = layers[i]
-        assert isinstance(d, Dense), "the bounds below are for Dense [Act] chains"
-        act = layers[i + 1].activation if i + 1 < len(layers) and isinstance(
-            layers[i + 1], Act) else None
-        out.append((d, act))
-        i += 2 if act is not None else 1
-    return out
-
-
-def act_constants(act: Activation | None, q: np.ndarray) -> dict[str, np.ndarray]:
-    """K_f, K_b, mu, nu (module doc) at z ~ N(0, q), and the curvature of log M."""
-    q = np.asarray(q, dtype=np.float64)
-    if act is None or act.name == "linear":
-        ones = np.ones_like(q)
-        return {"K_f": 2 * ones, "R_b": ones, "mu": ones, "nu": 0 * ones, "curv": 0 * ones}
-
-    def integrand(x, t, rows):
-        p2, d2 = act(x) ** 2, act.derivative(x) ** 2
-        return [p2, p2 * p2, d2, d2 * d2]
-
-    e = quadrature.integrate(integrand, np.zeros_like(q), np.sqrt(q), 4)
-    ratio_b = e[3] / e[2] ** 2  # E[phi'^4] / E[phi'^2]^2
-    step = 1e-3  # central differences in log q: error ~ step^2 * O(1), irrelevant here
-    logs = {}
-    for k in (-1, 0, 1):
-        g = gaussian_moments(act, q * math.exp(k * step))
-        logs[k] = (np.log(g.e_phi2), np.log(g.e_dphi2))
-    mu = (logs[1][0] - logs[-1][0]) / (2 * step)
-    nu = (logs[1][1] - logs[-1][1]) / (2 * step)
-    curv = (logs[1][0] - 2 * logs[0][0] + logs[-1][0]) / step**2
-    return {"K_f": e[1] / e[0] ** 2 - 1, "R_b": ratio_b, "mu": mu, "nu": nu, "curv": curv}
-
-
-def kappa(act: Activation | None, q: float, c: float) -> float:
-    """``Cov(phi(u)^2, phi(v)^2) / E[phi^2]^2`` for ``(u, v)`` of variance q and
-    correlation c: 0 for independent inputs, ``K_f`` for identical ones (c = 1)."""
-    if act is None or act.name == "linear":
-        return 2.0 * c * c
-    m2 = float(gaussian_moments(act, q).e_phi2)
-
-    def integrand(x, t, rows):  # v given u = x is N(c x, q (1 - c^2))
-        inner = np.asarray(gaussian_moments(act, q * (1.0 - c * c), mean=c * x).e_phi2)
-        return [act(x) ** 2 * inner]
-
-    e = quadrature.integrate(integrand, np.zeros(1), np.array([math.sqrt(q)]), 1)[0, 0]
-    return max(e / (m2 * m2) - 1.0, 0.0)
-
-
-@dataclass
-class Bounds:
-    """Per-layer standard deviations of log(measured / analytic) (module doc)."""
-
-    forward: np.ndarray  # sigma_f(l), z_var
-    backward: np.ndarray  # sigma_b(l), grad_var
-    V: np.ndarray  # Var[u_l]
-    constants: list[dict[str, float]]
+# (varprop.theory.finite_width: the bounds and the activation constants they use)
 
 
 def tolerance(sd: np.ndarray, seeds: int) -> np.ndarray:
     """Band of the mean over seeds of log(measured / analytic): N_SIGMA standard errors
     plus sigma^2 for the second-order terms (module doc)."""
-    return N_SIGMA * sd / math.sqrt(seeds) + sd**2
-
-
-def bounds(net: Network, prof: varprop.Profile, batch: int,
-           correlated: bool = True) -> Bounds:
-    """The module doc's bounds; ``correlated=False`` takes the batch's inputs identical
-    (``c = 1``, ``kappa = K_f``): the one-input worst case, cheaper to compute."""
-    chain = _chain(net)
-    L = len(chain)
-    n = [net.input_width] + [d.n_out for d, _ in chain]
-    q = prof.column("z_var")
-    consts: list = [None] * L
-    groups: dict = {}  # layers with equal activations: one vectorized evaluation
-    for i, (_, act) in enumerate(chain):
-        groups.setdefault(act, []).append(i)
-    for act, idx in groups.items():
-        c = act_constants(act, q[idx])
-        for j, i in enumerate(idx):
-            consts[i] = {k: float(v[j]) for k, v in c.items()}
-    sb2 = np.array([0.0 if d.bias_init is None else d.bias_init.moments((d.n_out,)).var
-                    for d, _ in chain])
-    h = (q - sb2) / q
-    # squared correlation of two inputs' pre-activations: the c-map from independent
-    # inputs plus the finite-width spread, <= sum 1/n (module doc)
-    if correlated:
-        corr = varprop.analyze(net, input_correlation=0.0).column("z_corr")
-        spread = np.cumsum([1.0 / n[0]] + [1.0 / n[i] for i in range(1, L)])
-        c2 = np.minimum(1.0, corr**2 + spread)
-        kap = [kappa(chain[i][1], q[i], math.sqrt(c2[i])) for i in range(L)]
-    else:
-        c2 = np.ones(L)
-        kap = [c["K_f"] for c in consts]
-    # relative variances of the batch-pooled averages over the n_{i+1} units of layer i
-    eps = np.array([(consts[i]["K_f"] / batch + (1 - 1 / batch) * kap[i]) / n[i + 1]
-                    for i in range(L)])
-    eta = 2.0 * (1 / batch + (1 - 1 / batch) * c2) / np.array(n[1:], dtype=float)
-    eta[0] = 2.0 * (n[0] + batch + 1) / (batch * n[0] * n[1])  # Gaussian inputs, exactly
-    V = np.empty(L)
-    V[0] = h[0] ** 2 * 2.0 / (batch * n[0])
-    for i in range(1, L):
-        V[i] = h[i] ** 2 * (consts[i - 1]["mu"] ** 2 * V[i - 1] + eps[i - 1])
-    forward = np.sqrt(V + eta)
-    # backward: K_b = R_b (1 + 2 / n_eff) - 1, 1 / n_eff of the incoming gradients'
-    # Gram matrix growing from 1/B + 1/n_L by R_b / n per layer (module doc)
-    kb = np.empty(L)
-    inv_eff = 1.0 / batch + 1.0 / n[L]
-    for i in range(L - 1, -1, -1):
-        r = consts[i]["R_b"]
-        kb[i] = (r * (1 + 2 * inv_eff) - 1) / n[i + 1]
-        inv_eff += r / n[i + 1]
-    chi = np.sqrt(np.cumsum(kb[::-1])[::-1])
-    # Var[sum_{k>=l} nu_k u_k] under u_{k+1} = a_k u_k + noise, a_k = h_{k+1} mu_k:
-    # Cov(u_j, u_k) = V_j prod_{i=j}^{k-1} a_i (k >= j)
-    a = np.array([h[i + 1] * consts[i]["mu"] for i in range(L - 1)])
-    nu = np.array([c["nu"] for c in consts])
-    cov = np.diag(V.copy())
-    for j in range(L):
-        for k in range(j + 1, L):
-            cov[j, k] = cov[k, j] = cov[j, k - 1] * a[k - 1]
-    through_q = np.array([math.sqrt(max(nu[i:] @ cov[i:, i:] @ nu[i:], 0.0))
-                          for i in range(L)])
-    backward = chi + through_q
-    return Bounds(forward, backward, V, consts)
+    return finite_width.tolerance(sd, seeds, N_SIGMA)
 
 
 def measured(net: Network, seed: int, batch: int = BATCH, seeds: int = SEEDS,
@@ -287,7 +124,7 @@ def check_he_relu(slope: float, depth: int, width: int, seed: int) -> tuple:
     np.testing.assert_allclose(z, 2.0 / (1 + slope**2), rtol=1e-13)
     np.testing.assert_allclose(g, (1 + slope**2) / 2.0, rtol=1e-13)
     b, meas, fwd, bwd = check_profile(net, prof, seed, what=f"relu slope {slope}")
-    k_f = b.constants[0]["K_f"]
+    k_f = b.constants["K_f"][0]
     expected_k = 6 * (1 + slope**4) / (1 + slope**2) ** 2 - 1  # E[phi^4]/E[phi^2]^2 - 1
     assert k_f == pytest.approx(expected_k, rel=1e-9)  # 5 for ReLU (Hanin & Rolnick)
     # deliberately wrong: sigma_w^2 10% too large (compounds), a 10% constant error
@@ -337,7 +174,7 @@ def check_glorot_linear(widths: list[int], seed: int):
     w = np.array(widths, dtype=np.float64)
     np.testing.assert_allclose(f[1:] / b_[:-1], w[1:-1] / w[2:], rtol=1e-13)
     b, meas, fwd, bwd = check_profile(net, prof, seed, what="glorot linear")
-    assert b.constants[0]["K_f"] == 2 and b.constants[0]["R_b"] == 1
+    assert b.constants["K_f"][0] == 2 and b.constants["R_b"][0] == 1
     return prof, fwd, bwd
 
 
@@ -415,7 +252,7 @@ def check_selu(depth: int, width: int, seed: int):
     # measured activation moments: Var[log A_l] = mu^2 V_l + K_f / n (module doc), and
     # the mean: sd sqrt(Var[phi] / n) over units plus |dE[phi]/dlog q| sqrt(V_l) through q^
     meas = measured(net, seed + 1000, fields=("a_var", "a_mean"))
-    c = b.constants[0]
+    c = {k: v[0] for k, v in b.constants.items()}
     sd_a = np.sqrt(c["mu"] ** 2 * b.V + c["K_f"] / width)
     assert_within(meas["a_var"], prof.column("a_var"), sd_a, SEEDS, "selu a_var")
     h = 1e-3
@@ -460,7 +297,7 @@ def _sensible_pairs() -> list[tuple[str, str]]:
             if not np.all((vals > 1e-20) & (vals < 1e20)):
                 continue
             b = bounds(net, prof, BATCH, correlated=False)  # the worst case: cheap, safe
-            if max(b.forward.max(), b.backward.max()) <= 1.0:
+            if max(b.forward.max(), b.backward.max()) <= finite_width.THRESHOLD:
                 pairs.append((init, act))
     return pairs
 
