@@ -23,7 +23,7 @@ from varprop.reporting import ReportSettings, build_report, load_schema
 from varprop.reporting.commands import clean_json
 from varprop.reporting.compute import SharedDraws
 from varprop.reporting.output import OutputPath, Progress, UsageError, resolve_names
-from varprop.reporting.results import Entry, Report
+from varprop.reporting.results import REPORT_SCHEMA_VERSION, Entry, Report
 from varprop.reporting.text import fmt, fmt_ci, report_markdown, report_table
 
 SMALL = dict(depth=4, width=32, batch=32, seeds=2, n_threads=1)
@@ -272,9 +272,10 @@ def test_non_finite_numbers_become_null():
 
 
 def test_the_schemas_are_valid_json_with_versions():
+    versions = {"report": REPORT_SCHEMA_VERSION, "phase": 1, "init": 1}
     for name in ("report", "phase", "init"):
         schema = load_schema(name)
-        assert schema["properties"]["schema_version"] == {"const": 1}
+        assert schema["properties"]["schema_version"] == {"const": versions[name]}
         assert schema["properties"]["schema"]["const"] == f"varprop-{name}"
     with pytest.raises(ValueError):
         load_schema("nope")

@@ -8,7 +8,8 @@ Entry points:
       its analytic moments; ``lsuv`` and Fixup);
     * networks: :func:`mlp`, :class:`Network` and the layers of :mod:`varprop.network`;
     * the analyzer: :func:`analyze` (mean field), :func:`measure` (empirical),
-      :func:`compare` and :func:`verdict`; mean-field tools from :mod:`varprop.theory`;
+      :func:`compare` (with the log-space test of :mod:`varprop.agreement`) and
+      :func:`verdict`; mean-field tools from :mod:`varprop.theory`;
     * training and the seed experiments: :mod:`varprop.train`, :mod:`varprop.experiments`;
     * the ``varprop`` command: :mod:`varprop.cli`.
 """

@@ -3,7 +3,9 @@
 :func:`verdict` reads one profile (analytic or measured) and says whether the network
 preserves the signal and the gradient, lets them vanish or explode (with the factor per
 layer), or collapses to symmetric units. :func:`compare` runs both halves of the analyzer
-on one network and lines them up per layer with relative errors and z-scores.
+on one network and lines them up per layer with relative errors, z-scores and the
+log-space test of :mod:`varprop.agreement`, which decides whether theory and measurement
+disagree (docs/comparison.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .agreement import ALPHA, Agreement, agreement
 from .analytic import analyze
 from .network import Network
 from .profile import STAT_FIELDS, Profile
@@ -53,20 +56,64 @@ def _per_layer(total: float, steps: int) -> float:
 def _ratio(a: float, b: float) -> float:
     if b == 0:
         return math.inf if a > 0 else (1.0 if a == 0 else math.nan)
+    if math.isinf(a) and math.isinf(b):  # both overflowed: the change is lost
+        return math.nan
     return a / b
+
+
+def _usable(v: float) -> bool:
+    return 0.0 < v < math.inf
+
+
+def _change(values: list[float]) -> tuple[float, float, int | None]:
+    """(total, per-layer factor, first layer out of range) of variances in the order of
+    travel. The factor is ``total^(1/steps)``; where the variance overflowed to inf or
+    underflowed to 0 at an end (the total is then inf, 0 or undefined), it is the
+    geometric mean of the per-layer change over the longest stretch of layers that are
+    still finite and positive (inf or 0 when no two neighbours are), and the index of
+    the first layer outside that range is returned too (docs/theory.md, section 10)."""
+    steps = len(values) - 1
+    if steps <= 0:
+        return 1.0, 1.0, None
+    total = _ratio(values[-1], values[0])
+    if 0.0 < total < math.inf or any(math.isnan(v) for v in values):
+        return total, _per_layer(total, steps), None
+    best = (0, 0)  # the longest run values[i..j] of finite, positive variances
+    i = None
+    for j, v in enumerate(values + [math.nan]):
+        if _usable(v):
+            i = j if i is None else i
+        elif i is not None:
+            if j - 1 - i > best[1] - best[0]:
+                best = (i, j - 1)
+            i = None
+    first = next(j for j, v in enumerate(values) if not _usable(v))
+    i, j = best
+    if j > i:
+        factor = math.exp((math.log(values[j]) - math.log(values[i])) / (j - i))
+    else:  # no two finite neighbours: the direction is all that is known
+        factor = math.inf if values[first] == math.inf else 0.0
+    if math.isnan(total):  # inf at both ends: it overflowed, whatever came between
+        total = math.inf if values[0] == math.inf else 0.0
+    return total, factor, first
 
 
 def verdict(profile: Profile) -> Verdict:
     """Classify a profile: symmetric units first, else the larger of the forward and
-    backward changes over depth decides between preserves, vanishes and explodes."""
+    backward changes over depth decides between preserves, vanishes and explodes.
+
+    A variance that overflowed float64 (inf) explodes and one that underflowed to 0
+    vanishes; the factor per layer is then the geometric mean over the layers that are
+    still finite (:func:`_change`), so it is finite wherever two neighbouring layers are.
+    """
     if len(profile) == 0:
         raise ValueError("verdict: the profile has no layers")
-    steps = len(profile) - 1
     z_var = profile.column("z_var")
     grad = profile.column("grad_var")
-    fwd = _ratio(z_var[-1], z_var[0]) if steps else 1.0
-    bwd = _ratio(grad[0], grad[-1]) if steps else 1.0
-    ff, bf = _per_layer(fwd, steps), _per_layer(bwd, steps)
+    fwd, ff, f_out = _change(list(z_var))
+    bwd, bf, b_out = _change(list(grad)[::-1])
+    if b_out is not None:
+        b_out = len(profile) - 1 - b_out  # back to the profile's layer index
     depth = len(profile)
     if profile.symmetric:
         first = next(r.index for r in profile if r.symmetric)
@@ -88,9 +135,19 @@ def verdict(profile: Profile) -> Verdict:
                        f"preserves: forward variance x{ff:.3g} and gradient variance x{bf:.3g} "
                        f"per layer ({fwd:.3g} and {bwd:.3g} over {depth} layers)")
     kind = "explodes" if logs[worst] > 0 else "vanishes"
+    out = (f_out, b_out)[worst]
+    if out is None:
+        change = f"variance x{factor:.3g} per layer, {total:.3g} over {depth} layers"
+    else:  # the variance left float64's range: say where
+        values = (z_var, grad)[worst]
+        limit = "overflows float64" if values[out] == math.inf else "underflows to 0"
+        change = (f"variance x{factor:.3g} per layer until it {limit} at dense layer {out} "
+                  f"of {depth}" if 0 < factor < math.inf else
+                  f"the variance {limit} at dense layer {out} of {depth}, with no two "
+                  "neighbouring layers in range to give a factor")
     return Verdict(kind, ff, bf, fwd, bwd,
-                   f"the {what} {kind}: variance x{factor:.3g} per layer, {total:.3g} over "
-                   f"{depth} layers (forward x{ff:.3g}, gradient x{bf:.3g} per layer)")
+                   f"the {what} {kind}: {change} "
+                   f"(forward x{ff:.3g}, gradient x{bf:.3g} per layer)")
 
 
 @dataclass
@@ -99,13 +156,29 @@ class Comparison:
 
     ``rows`` holds one dict per (layer, field): analytic, measured, ci (95% half-width),
     rel_error = (measured - analytic) / |analytic| and z_score = (measured - analytic)
-    / standard error (the half-width over 1.96; NaN with one seed).
+    / standard error (the half-width over 1.96; NaN with one seed): linear-space
+    descriptions. The decision is the log-space test in ``agreement``
+    (:class:`~varprop.agreement.Agreement`); its per-layer results are also in the rows of
+    the tested fields (``z_var``, ``grad_var``): log_ratio (bias-corrected log of measured
+    over theory), log_se, log_z, p_value and test ("agree", "disagree", "untestable";
+    None for the other fields).
     """
 
     network: str
     analytic: Profile
     empirical: Profile
     rows: list[dict[str, Any]] = field(default_factory=list)
+    agreement: Agreement | None = None
+
+    @property
+    def disagrees(self) -> bool:
+        """The log-space test rejects the theory somewhere (docs/comparison.md)."""
+        return self.agreement is not None and self.agreement.disagrees
+
+    @property
+    def agree(self) -> bool:
+        """Not :attr:`disagrees` (an untestable comparison does not disagree)."""
+        return not self.disagrees
 
     @property
     def analytic_verdict(self) -> Verdict:
@@ -136,6 +209,8 @@ class Comparison:
             lines.append(f"{rec_a.index:>5}" + "".join(cells))
         lines.append(f"theory:   {self.analytic_verdict.message}")
         lines.append(f"measured: {self.empirical_verdict.message}")
+        if self.agreement is not None:
+            lines.append(f"test:     {self.agreement.summary()}")
         return "\n".join(lines)
 
 
@@ -151,6 +226,7 @@ def compare(
     analytic: Profile | None = None,
     empirical: Profile | None = None,
     progress: Any = None,
+    alpha: float = ALPHA,
 ) -> Comparison:
     """Run the analytic and the empirical analyzer on ``net`` and line them up.
 
@@ -159,6 +235,8 @@ def compare(
         batch, seeds, n_threads, progress: passed to :func:`varprop.measure`.
         input_mean, input_var, input_correlation: passed to both halves.
         analytic, empirical: precomputed profiles to reuse instead of running them.
+        alpha: false-alarm rate of the log-space test (:func:`varprop.agreement.agreement`)
+            for this network.
 
     Example:
         >>> cmp = compare(mlp([256] * 11, "relu", "he_normal"), batch=256, seeds=3)
@@ -166,8 +244,9 @@ def compare(
         'preserves'
     """
     if analytic is None:
+        # BatchNorm's gradient depends on the batch it normalizes over (docs/theory.md)
         analytic = analyze(net, input_mean=input_mean, input_var=input_var,
-                           input_correlation=input_correlation)
+                           input_correlation=input_correlation, batch=batch)
     if empirical is None:
         from .empirical import measure
 
@@ -185,6 +264,13 @@ def compare(
             rel = (e - a) / abs(a) if a not in (0.0,) and math.isfinite(a) else math.nan
             z = (e - a) / se if se and math.isfinite(se) and se > 0 else math.nan
             rows.append({"layer": rec_a.index, "field": name, "analytic": a, "measured": e,
-                         "ci": ci, "rel_error": rel, "z_score": z})
-    return Comparison(net.describe(), analytic, empirical, rows)
+                         "ci": ci, "rel_error": rel, "z_score": z, "log_ratio": math.nan,
+                         "log_se": math.nan, "log_z": math.nan, "p_value": math.nan,
+                         "test": None})
+    test = agreement(analytic, empirical, alpha=alpha)
+    where = {(r["layer"], r["field"]): r for r in rows}
+    for t in test.tests:
+        where[(t.layer, t.field)].update(log_ratio=t.log_ratio, log_se=t.se, log_z=t.z,
+                                         p_value=t.p, test=t.status)
+    return Comparison(net.describe(), analytic, empirical, rows, test)
 

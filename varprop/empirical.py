@@ -29,7 +29,9 @@ What each field of a record is (``z`` = the dense layer's pre-activation over th
 * ``symmetric``: ``init.moments(shape).symmetric`` of the layer's weight initializer.
 
 Across seeds every field is the mean and ``<field>_ci`` the 95% half-width
-``t_{0.975, S-1} * sd / sqrt(S)`` (NaN for one seed). ``channel_*`` carry no ci.
+``t_{0.975, S-1} * sd / sqrt(S)`` (NaN for one seed). ``channel_*`` carry no ci. The
+profile's ``seed_values`` keep every seed's ``z_var``, ``a_var`` and ``grad_var`` (the
+log-space comparison of :mod:`varprop.agreement` reads them).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from ._empirical_run import (FIELDS, INPUT_KEY, KEEP_ALL_BYTES, PAIR_KEY, SeedRu
 from ._blas import single_threaded_blas
 from ._threads import resolve_n_threads, run_side_by_side
 from .network import Network
-from .profile import LayerRecord, Profile
+from .profile import SEED_FIELDS, LayerRecord, Profile
 
 __all__ = ["measure"]
 
@@ -220,8 +222,9 @@ def measure(
         "z_corr": "sum(z1*z2)/sqrt(sum z1^2 sum z2^2) over samples and units (uncentred)",
         "time_s": time.perf_counter() - t0,
     }
+    per_seed = {name: values[:, FIELDS.index(name), :].tolist() for name in SEED_FIELDS}
     return Profile("empirical", records, net.describe(), input_var=profile_var,
-                   input_mean=profile_mean, meta=meta)
+                   input_mean=profile_mean, meta=meta, seed_values=per_seed)
 
 
 # ----------------------------------------------------------------------------- helpers

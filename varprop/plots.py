@@ -275,8 +275,9 @@ def verdict_figure(report: "Report") -> "Figure":
     cb = fig.colorbar(im, cax=cax)
     cb.set_label("log10 ratio (clipped at ±12)")
     fig.suptitle("Verdicts (theory); colour: log10 of the ratio over the whole depth"
-                 if side == "analytic" else "Verdicts (measured; * = theory disagrees); "
-                 "colour: log10 of the ratio over the whole depth", fontsize=11.5)
+                 if side == "analytic" else "Verdicts (measured; * = the log-space test "
+                 "rejects the theory); colour: log10 of the ratio over the whole depth",
+                 fontsize=11.5)
     return fig
 
 

@@ -13,13 +13,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "PROFILE_SCHEMA_VERSION"]
+__all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "SEED_FIELDS", "PROFILE_SCHEMA_VERSION"]
 
 #: Version of the JSON layout of :meth:`Profile.to_dict`.
 PROFILE_SCHEMA_VERSION = 1
 
 #: The statistics every record carries (analytic and empirical alike).
 STAT_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
+#: The fields an empirical profile also keeps seed by seed (:attr:`Profile.seed_values`).
+SEED_FIELDS = ("z_var", "a_var", "grad_var")
 
 
 @dataclass
@@ -69,7 +71,13 @@ _RECORD_FIELDS = tuple(f.name for f in fields(LayerRecord))
 
 @dataclass
 class Profile:
-    """Per-layer statistics of a network: ``kind`` is "analytic" or "empirical"."""
+    """Per-layer statistics of a network: ``kind`` is "analytic" or "empirical".
+
+    ``seed_values`` (empirical profiles) holds, for each field of :data:`SEED_FIELDS`,
+    every seed's own value per layer, ``seed_values[name][s][layer]``: the records carry
+    only the means over seeds, and the log-space comparison (:mod:`varprop.agreement`)
+    needs the spread between seeds. Empty for analytic profiles.
+    """
 
     kind: str
     records: list[LayerRecord]
@@ -77,6 +85,7 @@ class Profile:
     input_var: float = 1.0
     input_mean: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    seed_values: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -109,8 +118,16 @@ class Profile:
             return math.nan
         return self.records[0].grad_var / self.records[-1].grad_var
 
+    def seed_column(self, name: str) -> np.ndarray:
+        """``seed_values[name]`` as a (seeds, layers) float array (NaN where JSON had null);
+        a (0, layers) array when the profile kept no per-seed values of ``name``."""
+        rows = self.seed_values.get(name)
+        if not rows:
+            return np.empty((0, len(self.records)))
+        return np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=float)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": PROFILE_SCHEMA_VERSION,
             "kind": self.kind,
             "network": self.network,
@@ -119,6 +136,10 @@ class Profile:
             "meta": self.meta,
             "records": [{k: _json_number(v) for k, v in asdict(r).items()} for r in self.records],
         }
+        if self.seed_values:  # NaN and +-inf become null, as in the records
+            out["seed_values"] = {k: [[_json_number(v) for v in row] for row in rows]
+                                  for k, rows in self.seed_values.items()}
+        return out
 
     def to_json(self, **kwargs: Any) -> str:
         """JSON text; NaN and inf become null (JSON has neither)."""
@@ -128,8 +149,10 @@ class Profile:
     def from_dict(cls, data: dict[str, Any]) -> "Profile":
         records = [LayerRecord(**{k: (math.nan if v is None else v) for k, v in r.items()})
                    for r in data["records"]]
+        seeds = {k: [[math.nan if v is None else v for v in row] for row in rows]
+                 for k, rows in data.get("seed_values", {}).items()}
         return cls(data["kind"], records, data.get("network", ""), data.get("input_var", 1.0),
-                   data.get("input_mean", 0.0), data.get("meta", {}))
+                   data.get("input_mean", 0.0), data.get("meta", {}), seeds)
 
 
 def _json_number(v: Any) -> Any:

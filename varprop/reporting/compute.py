@@ -14,6 +14,7 @@ import numpy as np
 
 from .._blas import single_threaded_blas
 from .._threads import resolve_n_threads, run_side_by_side
+from ..agreement import agreement
 from ..analytic import analyze
 from ..compare import verdict
 from ..initializers import Initializer
@@ -126,7 +127,7 @@ def build_report(settings: ReportSettings, *,
 def _copy_profile(p: Profile, network: str) -> Profile:
     """A copy of ``p`` (records are flat dataclasses: a shallow copy each) for ``network``."""
     return Profile(p.kind, [copy.copy(r) for r in p.records], network, p.input_var,
-                   p.input_mean, dict(p.meta))
+                   p.input_mean, dict(p.meta), dict(p.seed_values))
 
 
 def _moments_key(net: Any) -> tuple[Any, ...]:
@@ -159,7 +160,7 @@ def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_sha
             net = dense_stack(settings.width, settings.depth, act_name, shared, bias)
             key = _moments_key(net)
             if key not in analyzed:
-                analyzed[key] = analyze(net, input_var=settings.input_var)
+                analyzed[key] = analyze(net, input_var=settings.input_var, batch=settings.batch)
             prof_a = _copy_profile(analyzed[key], net.describe())
             entries.append(Entry(init_name, act_name, prof_a, verdict(prof_a)))
             nets.append((net, shared))
@@ -171,6 +172,10 @@ def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_sha
     if not settings.analytic_only:
         t0 = time.perf_counter()
         _measure_all(settings, entries, nets, analytic_share, progress, measure)
+        # the log-space test: every network shares the report's false-alarm rate
+        for e in entries:
+            e.agreement = agreement(e.analytic, e.measured, alpha=settings.alpha,
+                                    n_networks=len(entries))
         t_measured = time.perf_counter() - t0
     return {"analytic_s": t_analytic, "measured_s": t_measured}
 

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 from .. import plots
 from .results import Report
-from .text import VERDICT_SHORT, approximate_note, describe_settings, fmt, fmt_ci
+from .text import (TEST_LEGEND, VERDICT_SHORT, agreement_sentence, approximate_note,
+                   describe_settings, fmt, fmt_ci, test_cell)
 
 __all__ = ["report_html", "phase_html", "page", "figure_html"]
 
@@ -30,7 +31,7 @@ tr.first td{border-top:2px solid #ccc}
 .v-preserves{background:#e3f4e1}.v-vanishes{background:#e3ecfa}.v-explodes{background:#fbe3e1}
 .v-symmetric{background:#eee}.swatch{display:inline-block;width:.8em;height:.8em;
  border-radius:2px;margin-right:.35em;vertical-align:-.05em}
-.note{color:#555;font-size:.9em}code{font-size:.92em}
+.note{color:#555;font-size:.9em}code{font-size:.92em}td.disagree{color:#b00020;font-weight:600}
 """
 
 
@@ -72,6 +73,8 @@ def _table(report: Report) -> str:
     if measured:
         head.append("<th>Var[g<sub>in</sub>]/Var[g<sub>out</sub>]<br>measured</th>")
     head.append('<th class="l">verdict</th>')
+    if measured:
+        head.append('<th class="l">test</th>')
     rows = []
     previous = None
     inits = list(report.settings.initializers)
@@ -89,10 +92,14 @@ def _table(report: Report) -> str:
         cells.append(f"<td>{fmt(a.gradient)}</td>")
         if measured:
             cells.append(f"<td>{html.escape(fmt_ci(m.gradient, m.gradient_ci))}</td>")
-        verdict = e.verdict.kind if e.agree else \
+        verdict = e.verdict.kind if e.verdicts_agree else \
             f"{e.verdict.kind} (theory: {e.analytic_verdict.kind})"
         cells.append(f'<td class="l v-{e.verdict.kind}" title="{html.escape(e.verdict.message)}">'
                      f"{verdict}</td>")
+        if measured:
+            title = html.escape(e.agreement.summary()) if e.agreement is not None else ""
+            cls = "l disagree" if not e.agree else "l"
+            cells.append(f'<td class="{cls}" title="{title}">{html.escape(test_cell(e))}</td>')
         rows.append(f'<tr class="{"first" if first else ""}">{"".join(cells)}</tr>')
     return (f"<table>\n<thead><tr>{''.join(head)}</tr></thead>\n<tbody>\n" + "\n".join(rows)
             + "\n</tbody>\n</table>")
@@ -114,9 +121,10 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     side = "theory" if s.analytic_only else "measurement"
     counts = report.counts()
     summary = ", ".join(f"{counts[k]} {k}" for k in VERDICT_SHORT if counts.get(k))
+    test = "" if s.analytic_only else "; " + html.escape(agreement_sentence(report))
     header = (f"<h1>varprop report</h1><p>{html.escape(describe_settings(report))}</p>"
               f"<p>Of {len(report.entries)} initializer x activation pairs ({side}): "
-              f"{summary}.</p><p class=\"meta\">{_meta_line(report.version, report.created, report.command)}</p>")
+              f"{summary}{test}.</p><p class=\"meta\">{_meta_line(report.version, report.created, report.command)}</p>")
     approximate = approximate_note(report)
     if approximate:
         header += f'<p class="note">{html.escape(approximate)}</p>'
@@ -127,7 +135,10 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
         "white = kept, grey = undefined (0/0). <i>ok</i>: both stay within a factor 10 over the depth; "
         "<i>symm</i>: zeros/constant weights make every unit identical (training cannot "
         "break the symmetry, whatever the variance does). Hover a verdict in the table "
-        "for its sentence.") + "\n" + _table(report)))
+        "for its sentence" + ("" if s.analytic_only else
+                              "; * marks a network whose theory the log-space test rejects. "
+                              + html.escape(TEST_LEGEND) + " Hover a test for its summary")
+        + ".") + "\n" + _table(report)))
     meas = "" if s.analytic_only else (" Points: measured (mean over seeds); bands: the 95% "
                                         "confidence interval over seeds, of the log (m &times; "
                                         "exp(&plusmn;ci/m)).")

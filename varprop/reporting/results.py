@@ -9,14 +9,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
 
 __all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "ReportSettings", "Entry", "Report",
            "Ratios", "REPORT_SCHEMA_VERSION", "json_number", "verdict_dict"]
 
-#: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``).
-REPORT_SCHEMA_VERSION = 1
+#: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``). 2: a
+#: result's ``agree`` is the log-space test (docs/comparison.md), no longer the verdicts'
+#: match (now ``verdicts_agree``); results carry ``agreement``, the document a summary.
+REPORT_SCHEMA_VERSION = 2
 
 #: The initializers of the default report, in the order they are shown.
 DEFAULT_INITIALIZERS = ("zeros", "ones", "random_normal", "random_uniform", "truncated_normal",
@@ -42,6 +45,9 @@ class ReportSettings:
     draws) is a few percent per layer and grows with depth, so the confidence
     intervals, which come from the seeds, barely change with the batch. ``--batch 512``
     measures the larger batch.
+
+    ``alpha`` is the family-wise false-alarm rate of the log-space test of theory against
+    measurement (:mod:`varprop.agreement`), shared by all the report's networks.
     """
 
     initializers: tuple[str, ...] = DEFAULT_INITIALIZERS
@@ -54,6 +60,7 @@ class ReportSettings:
     input_var: float = 1.0
     analytic_only: bool = False
     n_threads: int | None = None
+    alpha: float = ALPHA
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,8 +104,8 @@ class Ratios(NamedTuple):
 
 @dataclass
 class Entry:
-    """One initializer x activation: the analytic profile and verdict, and the measured
-    ones (None with ``--analytic-only``)."""
+    """One initializer x activation: the analytic profile and verdict, the measured ones
+    and the log-space test of one against the other (None with ``--analytic-only``)."""
 
     initializer: str
     activation: str
@@ -106,6 +113,7 @@ class Entry:
     analytic_verdict: Verdict
     measured: Profile | None = None
     measured_verdict: Verdict | None = None
+    agreement: Agreement | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -114,7 +122,14 @@ class Entry:
 
     @property
     def agree(self) -> bool:
-        """Theory and measurement reach the same verdict (True without a measurement)."""
+        """The log-space test does not reject the theory (docs/comparison.md); True
+        without a measurement, and for an untestable comparison."""
+        return self.agreement is None or not self.agreement.disagrees
+
+    @property
+    def verdicts_agree(self) -> bool:
+        """Theory and measurement reach the same verdict kind (True without a
+        measurement): a coarser comparison than :attr:`agree`."""
         return self.measured_verdict is None or self.measured_verdict.kind == self.analytic_verdict.kind
 
     def ratios(self, which: str) -> "Ratios":
@@ -140,7 +155,10 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"initializer": self.initializer, "activation": self.activation,
-                               "verdict": self.verdict.kind, "agree": self.agree}
+                               "verdict": self.verdict.kind, "agree": self.agree,
+                               "verdicts_agree": self.verdicts_agree,
+                               "agreement": None if self.agreement is None
+                               else self.agreement.to_dict()}
         for which, prof, verd in (("analytic", self.analytic, self.analytic_verdict),
                                   ("measured", self.measured, self.measured_verdict)):
             if prof is None or verd is None:
@@ -180,6 +198,30 @@ class Report:
             out[e.verdict.kind] = out.get(e.verdict.kind, 0) + 1
         return out
 
+    def agreement_summary(self) -> dict[str, Any] | None:
+        """The log-space test over the whole report (None when nothing was measured): the
+        false-alarm rate, how many networks disagree (and which) or are untestable, and
+        the per-layer error detected with probability :data:`~varprop.agreement.POWER`
+        (median and largest over the networks where it is known)."""
+        tested = [e for e in self.entries if e.agreement is not None]
+        if not tested:
+            return None
+        deltas = sorted(e.agreement.detectable_error for e in tested
+                        if not math.isnan(e.agreement.detectable_error))
+        return {
+            "alpha": self.settings.alpha, "power": POWER, "networks": len(tested),
+            "disagree": sum(e.agreement.disagrees for e in tested),
+            "untestable": sum(e.agreement.status == "untestable" for e in tested),
+            "flagged": [f"{e.initializer} x {e.activation}" for e in tested
+                        if e.agreement.disagrees],
+            # disagreements where the theory already says it is only approximate
+            "flagged_approximate": [f"{e.initializer} x {e.activation}" for e in tested
+                                    if e.agreement.disagrees
+                                    and e.analytic.meta.get("approximations")],
+            "detectable_error_median": json_number(np.median(deltas)) if deltas else None,
+            "detectable_error_max": json_number(deltas[-1]) if deltas else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": "varprop-report",
@@ -190,5 +232,6 @@ class Report:
             "settings": self.settings.to_dict(),
             "timings": {k: json_number(v) for k, v in self.timings.items()},
             "summary": self.counts(),
+            "agreement": self.agreement_summary(),
             "results": [e.to_dict() for e in self.entries],
         }

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 from .results import Entry, Report
 
-__all__ = ["fmt", "fmt_ci", "report_table", "report_markdown", "VERDICT_SHORT", "describe_settings"]
+__all__ = ["fmt", "fmt_ci", "report_table", "report_markdown", "VERDICT_SHORT", "describe_settings",
+           "test_cell", "agreement_sentence", "TEST_LEGEND"]
 
 #: Short forms of the verdicts for the overview matrix.
 VERDICT_SHORT = {"preserves": "ok", "vanishes": "vanish", "explodes": "explode",
@@ -54,9 +55,55 @@ def describe_settings(report: Report) -> str:
 
 
 def _verdict_cell(e: Entry) -> str:
-    if e.agree:
+    if e.verdicts_agree:
         return e.verdict.kind
     return f"{e.verdict.kind} (theory: {e.analytic_verdict.kind})"
+
+
+_FIELD_SHORT = {"z_var": "fwd", "grad_var": "grad"}
+
+#: What the "test" column says (text, Markdown and HTML).
+TEST_LEGEND = ("test: the log-space test of theory against measurement (docs/comparison.md); "
+               "for a disagreement, the layer that disagrees most (fwd: Var[z], grad: "
+               "Var[dL/dz]) and its z, 'exact' where a rule for zeros or overflow decided; "
+               "[approx.]: the theory of that network is known to be approximate (the note "
+               "above the legend says why).")
+
+
+def test_cell(e: Entry) -> str:
+    """The test's outcome for the table: agree, untestable, or where it disagrees most."""
+    ag = e.agreement
+    if ag is None:
+        return ""
+    flag = " [approx.]" if e.analytic.meta.get("approximations") else ""
+    if not ag.disagrees:
+        return ag.status + flag
+    w = ag.worst
+    z = "exact" if not math.isfinite(w.z) else f"z {w.z:+.3g}"
+    return f"disagree ({_FIELD_SHORT.get(w.field, w.field)} {w.layer}, {z}){flag}"
+
+
+def agreement_sentence(report: Report) -> str:
+    """The test over the report in one sentence ("" when nothing was measured)."""
+    a = report.agreement_summary()
+    if a is None:
+        return ""
+    untestable = f"; {a['untestable']} untestable" if a["untestable"] else ""
+    known = len(a.get("flagged_approximate", []))
+    known = f", {known} of them where the theory is flagged approximate" if known else ""
+    out = (f"theory and measurement disagree on {a['disagree']} of {a['networks']}{known} "
+           f"(log-space test, family-wise false-alarm rate {100 * a['alpha']:g}%{untestable})")
+    med, worst = a["detectable_error_median"], a["detectable_error_max"]
+    if med is not None:
+        out += (f"; a per-layer error of {_percent(med)} or more in the forward or backward "
+                f"rule would have been detected ({100 * a['power']:g}% power; median over "
+                f"the networks, {_percent(worst)} for the least precise)")
+    return out
+
+
+def _percent(x: float | None) -> str:
+    """A relative error in percent; None (JSON's infinity) and > 10 as "over 1000%"."""
+    return "over 1000%" if x is None or x > 10 else f"{fmt(100 * x, 2)}%"
 
 
 def _rows(report: Report) -> list[list[str]]:
@@ -73,6 +120,8 @@ def _rows(report: Report) -> list[list[str]]:
         if not report.settings.analytic_only:
             row.append(fmt_ci(m.gradient, m.gradient_ci))
         row.append(_verdict_cell(e))
+        if not report.settings.analytic_only:
+            row.append(test_cell(e))
         rows.append(row)
     return rows
 
@@ -83,8 +132,14 @@ def _headers(report: Report) -> tuple[list[str], list[str]]:
         return (["initializer", "activation", "Var[out]/Var[in]", "Var[g_in]/Var[g_out]", "verdict"],
                 ["", "", "theory", "theory", ""])
     return (["initializer", "activation", "Var[out]/Var[in]", "", "Var[g_in]/Var[g_out]", "",
-             "verdict"],
-            ["", "", "theory", "measured", "theory", "measured", ""])
+             "verdict", "test"],
+            ["", "", "theory", "measured", "theory", "measured", "", ""])
+
+
+def _right(report: Report, cols: int) -> list[bool]:
+    """Right-align the numeric columns (the ratios), left-align the others."""
+    numeric = 2 if report.settings.analytic_only else 4
+    return [False, False] + [True] * numeric + [False] * (cols - 2 - numeric)
 
 
 def _align(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
@@ -110,9 +165,7 @@ def _summary(report: Report) -> str:
     parts = [f"{counts[k]} {k}" for k in ("preserves", "vanishes", "explodes", "symmetric")
              if counts.get(k)]
     side = "theory" if report.settings.analytic_only else "measured"
-    disagree = sum(1 for e in report.entries if not e.agree)
-    tail = "" if report.settings.analytic_only else \
-        f"; theory and measurement disagree on {disagree}"
+    tail = "" if report.settings.analytic_only else "; " + agreement_sentence(report)
     return f"Of {total} networks ({side}): {', '.join(parts)}{tail}."
 
 
@@ -128,7 +181,7 @@ def _spanned(report: Report) -> list[str]:
     column header, and the body (blank line between initializers)."""
     head1, head2 = _headers(report)
     body = _rows(report)
-    head2 = [head2[0] or head1[0], head2[1] or head1[1], *head2[2:-1], head1[-1]]
+    head2 = [low or high for high, low in zip(head1, head2)]
     cols = len(head2)
     widths = [max(len(r[i]) for r in [head2, *body]) for i in range(cols)]
     per = 1 if report.settings.analytic_only else 2
@@ -141,7 +194,7 @@ def _spanned(report: Report) -> list[str]:
     for start, label in groups:
         span = sum(widths[start:start + per]) + 2 * (per - 1)
         top += label.center(span) + "  "
-    right = [False, False] + [True] * (cols - 3) + [False]
+    right = _right(report, cols)
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if rt else c.ljust(w)
@@ -157,15 +210,16 @@ def _spanned(report: Report) -> list[str]:
 
 
 def approximate_note(report: Report) -> str:
-    """A sentence naming the entries whose theory is only the Gaussian approximation
-    (``analyze``'s ``meta["gaussian_approximation"]``), or ""."""
-    names = [f"{e.initializer} x {e.activation}" for e in report.entries
-             if e.analytic.meta.get("gaussian_approximation")]
-    if not names:
-        return ""
-    return ("Theory is approximate for " + ", ".join(names) + ": their units are not "
-            "Gaussian (e.g. identity layers with random biases) and are treated as if they "
-            "were; the measurement is the reference there.")
+    """Sentences naming the entries whose theory is known to be only approximate, one
+    per kind of approximation with its reason (``analyze``'s ``meta["approximations"]``),
+    or ""."""
+    # grouped by the reason's text: a finite-width reason carries each network's numbers
+    reasons: dict[str, list[str]] = {}
+    for e in report.entries:
+        for a in e.analytic.meta.get("approximations", []):
+            reasons.setdefault(a["reason"], []).append(f"{e.initializer} x {e.activation}")
+    return " ".join(f"Theory is approximate for {', '.join(names)}: {reason.rstrip('.')}."
+                    for reason, names in reasons.items())
 
 
 def report_table(report: Report) -> str:
@@ -174,11 +228,12 @@ def report_table(report: Report) -> str:
     out += _spanned(report)
     note = approximate_note(report)
     out += [*textwrap.wrap(note, 100), ""] if note else []
-    out += [*textwrap.wrap(_LEGEND, 100), "", "Verdicts at a glance (" +
+    legend = _LEGEND if report.settings.analytic_only else _LEGEND + " " + TEST_LEGEND
+    out += [*textwrap.wrap(legend, 100), "", "Verdicts at a glance (" +
             ("theory" if report.settings.analytic_only else "measured") + "):"]
     mat = _matrix(report)
     out += ["  " + line for line in _align(mat, [False] * len(mat[0]))]
-    out += ["", _summary(report), _timing_line(report)]
+    out += ["", *textwrap.wrap(_summary(report), 100), _timing_line(report)]
     return "\n".join(out) + "\n"
 
 
@@ -212,12 +267,13 @@ def report_markdown(report: Report) -> str:
     rows = []
     for e, row in zip(report.entries, _rows(report)):
         rows.append([f"`{e.initializer}`", f"`{e.activation}`", *row[2:]])
-    right = [False, False] + [True] * (len(header) - 3) + [False]
+    right = _right(report, len(header))
     mat = _matrix(report)
     out = ["## varprop report", "", describe_settings(report), ""]
     out += _md_table(header, rows, right)
     note = approximate_note(report)
-    out += ["", *([note, ""] if note else []), _LEGEND, "", "### Verdicts at a glance", ""]
+    legend = _LEGEND if report.settings.analytic_only else _LEGEND + " " + TEST_LEGEND
+    out += ["", *([note, ""] if note else []), legend, "", "### Verdicts at a glance", ""]
     out += _md_table(["initializer", *mat[0][1:]],
                      [[f"`{r[0]}`", *r[1:]] for r in mat[1:]], [False] * len(mat[0]))
     out += ["", _summary(report), ""]
