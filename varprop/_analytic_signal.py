@@ -62,9 +62,12 @@ def _layer_norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
     affine map ``(x - mean) / sqrt(var + eps)``. Returns the output and the factor of
     the gradient variance, ``1 / (var + eps)`` (docs/theory.md, normalization)."""
     scale = 1.0 / (x.var + eps)
+    if math.isinf(x.var):  # an overflowed unit: normalized, whatever its scale
+        return _Signal(0.0, 1.0, x.identical), 0.0
+    mean2 = x.mean * x.mean
 
     def pair(x_cross: float) -> float:
-        return (x_cross - x.mean**2) * scale  # NaN stays NaN: not tracked
+        return (x_cross - mean2) * scale  # NaN stays NaN: not tracked
 
     return _Signal(0.0, x.var * scale, x.identical, pair(x.cross), gaussian=x.gaussian,
                    law=x.affine_law(math.sqrt(scale), -x.mean * math.sqrt(scale)),
@@ -91,10 +94,13 @@ def _batch_norm_forward(x: _Signal, eps: float,
     Gaussian batch exceeds ``1 / E[s^2]`` by ``(B - 1) / (B - 3)``, and the Jacobian
     projects one more direction (the normalized output) out of a gradient already
     centred over the batch, keeping ``(B - 2) / (B - 1)`` of it (docs/theory.md)."""
-    bcross = x.mean**2 if math.isnan(x.bcross) else x.bcross
+    mean2 = x.mean * x.mean
+    if math.isinf(x.second) or math.isinf(mean2):  # overflowed: normalized all the same
+        return _Signal(0.0, 1.0, x.identical, bcross=0.0), 0.0, True
+    bcross = mean2 if math.isnan(x.bcross) else x.bcross
     within = max(x.second - bcross, 0.0)
     scale = 1.0 / (within + eps)
-    offsets = bcross - x.mean**2 > 1e-12 * max(x.second, 1e-300)
+    offsets = bcross - mean2 > 1e-12 * max(x.second, 1e-300)
     cross = (x.cross - bcross) * scale  # NaN stays NaN: not tracked
     # the offsets are gone: two samples no longer share anything (the -1 / (B - 1)
     # correlation a finite batch leaves is part of the (B - 2) / (B - 3) factor below)

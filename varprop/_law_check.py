@@ -76,39 +76,46 @@ def gradient_resolution(law: Any, start: int) -> tuple[float, float]:
     rule = law.rule
     if rule is None or rule.t.size % quadrature.NODES:
         return 0.0, 0.0
-    base = float(_replay(law, rule.t, start) @ rule.w)
     lo, hi = _panels(rule.t)
     edges = np.unique(np.concatenate([lo, hi, 0.5 * (lo + hi)]))
     t2, w2 = quadrature._nodes(edges[None, :])
     t2, w2 = t2[0], w2[0] / w2[0].sum()
-    fine = float(_replay(law, t2, start) @ w2)
-    if not (math.isfinite(base) and math.isfinite(fine)):
-        return math.inf, math.inf
-    if fine == 0.0:
-        return (0.0 if base == 0.0 else math.inf), 0.0
-    change = abs(fine - base) / abs(fine)
     # shells [d/2, d] on either side of each breakpoint, d = 2^-j: mass ~ pdf * d / 2,
     # counted closer to the breakpoint than half the nearest node, where no node looks
     # (a bounded integrand adds at most pdf * d there: a spike adds far more)
-    share = 0.0
+    probes = []  # (points: the nearest node, then the probes; their distances d)
     for kink in np.asarray(rule.kinks, dtype=float):
         for side in (-1.0, 1.0):
             away = side * (rule.t - kink)
             near = float(np.min(away[away > 0], initial=np.inf))
             d = 2.0 ** -np.arange(1, _PROBES + 1)
             d = d[d <= near / 2]
-            t = kink + side * d
-            pdf = np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-            at_node = _replay(law, np.array([kink + side * near]), start)[0] \
-                if d.size else 0.0
-            with np.errstate(all="ignore"):
-                # what the rule's polynomial cannot know: the excess over the value at
-                # the nearest node (a smooth, bounded integrand has next to none)
-                shells = np.maximum(_replay(law, t, start) - at_node, 0.0) * pdf * d / 2
-            missed = float(np.sum(shells))
-            if not math.isfinite(missed):
-                return change, math.inf
-            share = max(share, missed / abs(fine))
+            if d.size:
+                probes.append((np.concatenate([[kink + side * near], kink + side * d]), d))
+    # one replay of the chain for every point (its cost is the chain's length)
+    points = np.concatenate([rule.t, t2] + [p for p, _ in probes])
+    values = _replay(law, points, start)
+    n1, n2 = rule.t.size, t2.size
+    base = float(values[:n1] @ rule.w)
+    fine = float(values[n1:n1 + n2] @ w2)
+    if not (math.isfinite(base) and math.isfinite(fine)):
+        return math.inf, math.inf
+    if fine == 0.0:
+        return (0.0 if base == 0.0 else math.inf), 0.0
+    change = abs(fine - base) / abs(fine)
+    share, at = 0.0, n1 + n2
+    for p, d in probes:
+        at_node, at_probes = values[at], values[at + 1:at + p.size]
+        at += p.size
+        t = p[1:]
+        pdf = np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+        with np.errstate(all="ignore"):
+            # what the rule's polynomial cannot know: the excess over the value at the
+            # nearest node (a smooth, bounded integrand has next to none)
+            missed = float(np.sum(np.maximum(at_probes - at_node, 0.0) * pdf * d / 2))
+        if not math.isfinite(missed):
+            return change, math.inf
+        share = max(share, missed / abs(fine))
     return change, share
 
 

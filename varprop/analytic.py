@@ -170,7 +170,7 @@ class _Analyzer:
         self.approximate: list[int] = []
         # dense layers whose gradient along an identity or constant chain is an
         # expectation the quadrature does not resolve (varprop._law_check)
-        self.unresolved: list[int] = []
+        self.unresolved: set[int] = set()
         # the exact chain the backward pass is in: (its top activation's input signal,
         # that activation, [(dense layer index, its output signal), ...])
         self._chain: tuple | None = None
@@ -190,7 +190,7 @@ class _Analyzer:
         if bottom.rule is not None and not bottom.same_source(full):
             return
         if unresolved_law(full, bottom.length):
-            self.unresolved.extend(i for i, _ in members if i not in self.unresolved)
+            self.unresolved.update(i for i, _ in members)
 
     def forward(self, layers: Sequence[Layer], x: _Signal) -> tuple[_Signal, list]:
         """Propagate the signal; return the output and the ops the backward pass replays."""

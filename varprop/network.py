@@ -169,7 +169,11 @@ def mlp(
         if isinstance(w, bool) or not isinstance(w, int) or w < 1:
             raise ValueError(f"widths must be positive integers, got {widths}")
     n = len(widths) - 1
-    acts = [get_activation(a, **activation_params) for a in _per_layer(activation, n, "activation")]
+    if isinstance(activation, (list, tuple)):
+        acts = [get_activation(a, **activation_params)
+                for a in _per_layer(activation, n, "activation")]
+    else:  # one activation for every layer: one object (a deep net builds it once)
+        acts = [get_activation(activation, **activation_params)] * n
     inits = [get_initializer(i) for i in _per_layer(init, n, "init")]
     biases = [None if b is None else get_initializer(b) for b in _per_layer(bias_init, n, "bias_init")]
     layers: list[Layer] = []

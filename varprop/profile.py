@@ -24,7 +24,7 @@ STAT_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_va
 SEED_FIELDS = ("z_var", "a_var", "grad_var")
 
 
-@dataclass
+@dataclass(slots=True)  # a 100,000-layer report holds millions of records
 class LayerRecord:
     """Statistics of one dense layer.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import math
 import threading
@@ -125,22 +124,35 @@ def build_report(settings: ReportSettings, *,
 
 
 def _copy_profile(p: Profile, network: str) -> Profile:
-    """A copy of ``p`` (records are flat dataclasses: a shallow copy each) for ``network``."""
-    return Profile(p.kind, [copy.copy(r) for r in p.records], network, p.input_var,
-                   p.input_mean, dict(p.meta), dict(p.seed_values))
+    """``p`` under the name ``network``: the records are shared (nothing changes them
+    after ``analyze``; a 100,000-layer report would otherwise copy millions)."""
+    return Profile(p.kind, list(p.records), network, p.input_var, p.input_mean,
+                   dict(p.meta), dict(p.seed_values))
 
 
 def _moments_key(net: Any) -> tuple[Any, ...]:
     """What :func:`~varprop.analytic.analyze` reads of a network: per layer the weight
     and bias moments (with their structure and symmetry) and the activation."""
     key: list[Any] = []
+    # a deep network repeats the same initializer and activation objects layer after
+    # layer: ask each for its moments or repr once (linear, and cheap, at any depth)
+    seen: dict[tuple[int, Any], Any] = {}
+
+    def once(obj: Any, what: Any, make: Any) -> Any:
+        k = (id(obj), what)
+        if k not in seen:
+            seen[k] = (obj, make())  # the object itself keeps its id from being reused
+        return seen[k][1]
+
     for layer in net.layers:
         if hasattr(layer, "init"):
             shape = (layer.n_in, layer.n_out)
-            bias = None if layer.bias_init is None else layer.bias_init.moments((layer.n_out,))
-            key.append((shape, layer.init.moments(shape), bias))
+            bias = None if layer.bias_init is None else once(
+                layer.bias_init, (layer.n_out,), lambda: layer.bias_init.moments((layer.n_out,)))
+            key.append((shape, once(layer.init, shape, lambda: layer.init.moments(shape)), bias))
         else:
-            key.append(repr(layer))
+            act = getattr(layer, "activation", layer)
+            key.append(once(act, type(layer), lambda: repr(layer)))
     return tuple(key)
 
 
