@@ -260,3 +260,15 @@ def test_analyze_never_raises_nor_returns_nan(depth, act, init, bias, log_var, f
     no_nan(p)
     v = verdict(p)
     assert not any(math.isnan(x) for x in (v.forward_factor, v.backward_factor))
+
+
+def test_verdict_factor_when_only_the_ratio_overflows():
+    """Every layer finite, but last / first beyond float64 (found by Hypothesis): the
+    factor per layer comes from the logs, 1000x per layer here."""
+    from varprop.profile import LayerRecord, Profile
+    values = [10.0 ** (3 * k - 200) for k in range(150)]  # 1e-200 ... 1e247
+    prof = Profile("analytic", [LayerRecord(k, 4, 4, z_var=v, grad_var=1.0)
+                                for k, v in enumerate(values)])
+    v = varprop.verdict(prof)
+    assert v.kind == "explodes"
+    assert v.forward_factor == pytest.approx(1000.0, rel=1e-12)

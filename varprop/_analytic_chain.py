@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .activations import Activation
-from .network import Act, Dense, Layer
+from .network import Dense, Layer, plain_chain
 from .profile import LayerRecord
 
 __all__ = ["chain_plan", "analyze_chain"]
@@ -29,20 +29,14 @@ def chain_plan(layers: Sequence[Layer], ctx: Any) -> list[tuple] | None:
     bitwise equal, tested), without its per-layer objects. A layer configured like the
     one before it (same fans, equal initializers and activation) shares its entry.
     """
+    pairs = plain_chain(layers)
+    if pairs is None:
+        return None
     plan: list[tuple] = []
     entry: tuple | None = None
     prev: Dense | None = None
     prev_act: Activation | None = None
-    i, n_layers = 0, len(layers)
-    while i < n_layers:
-        layer = layers[i]
-        if type(layer) is not Dense:
-            return None
-        act = None
-        if i + 1 < n_layers and type(layers[i + 1]) is Act:
-            act = layers[i + 1].activation
-            i += 1
-        i += 1
+    for layer, act in pairs:
         if prev is None or not (_same_config(layer, prev) and _same(act, prev_act)):
             entry = _chain_entry(layer, act, ctx)
             if entry is None:

@@ -78,6 +78,8 @@ def _change(values: list[float]) -> tuple[float, float, int | None]:
     total = _ratio(values[-1], values[0])
     if 0.0 < total < math.inf or any(math.isnan(v) for v in values):
         return total, _per_layer(total, steps), None
+    if all(_usable(v) for v in values):  # only the ratio itself left float64's range
+        return total, math.exp((math.log(values[-1]) - math.log(values[0])) / steps), None
     best = (0, 0)  # the longest run values[i..j] of finite, positive variances
     i = None
     for j, v in enumerate(values + [math.nan]):

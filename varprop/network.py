@@ -21,7 +21,7 @@ from .initializers import Initializer
 from .initializers import get as get_initializer
 
 __all__ = ["Dense", "Act", "Residual", "BatchNorm", "LayerNorm", "Network", "mlp",
-           "dense_stack"]
+           "dense_stack", "plain_chain"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,24 @@ class Network:
 
     def describe(self) -> str:
         return self.name or f"network of {self.depth} dense layers"
+
+
+def plain_chain(layers: Sequence[Layer]) -> list[tuple[Dense, Activation | None]] | None:
+    """``[(dense, the activation after it or None), ...]`` when ``layers`` is a plain
+    chain ``(Dense [Act])*`` (every ``mlp``), else None."""
+    pairs: list[tuple[Dense, Activation | None]] = []
+    i, n_layers = 0, len(layers)
+    while i < n_layers:
+        layer = layers[i]
+        if type(layer) is not Dense:
+            return None
+        act = None
+        if i + 1 < n_layers and type(layers[i + 1]) is Act:
+            act = layers[i + 1].activation
+            i += 1
+        i += 1
+        pairs.append((layer, act))
+    return pairs
 
 
 def _iter_dense(layers: Sequence[Layer]) -> Iterator[Dense]:

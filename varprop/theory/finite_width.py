@@ -90,7 +90,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from ..activations import Activation
-from ..network import Act, Dense, Layer
+from ..network import Layer, plain_chain
 from . import quadrature
 from .gaussian import gaussian_moments
 
@@ -298,18 +298,12 @@ def _chain_arrays(layers: Sequence[Layer], ctx: Any, plan: Sequence[Any] | None 
     analyzer's cache of initializer moments (``init_moments``, ``bias``); ``plan``:
     analyze's chain plan if it has one, whose entry a layer shares with the one before
     it when they are configured alike (then nothing is looked up again)."""
+    pairs = plain_chain(layers)
+    if pairs is None:
+        return None
     widths, acts, sb2 = [], [], []
     entry = b_var = None
-    i, n_layers = 0, len(layers)
-    while i < n_layers:
-        d = layers[i]
-        if type(d) is not Dense:
-            return None
-        act = None
-        if i + 1 < n_layers and type(layers[i + 1]) is Act:
-            act = layers[i + 1].activation
-            i += 1
-        i += 1
+    for d, act in pairs:
         if plan is not None and acts and plan[len(acts)] is entry:  # configured alike
             act = acts[-1]
         else:
