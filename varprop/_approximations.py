@@ -9,7 +9,8 @@ from typing import Any, Sequence
 from .network import BatchNorm, Layer, Residual
 from .theory.finite_width import REASON as FINITE_WIDTH_REASON
 
-__all__ = ["APPROXIMATION_REASONS", "approximations", "has_batch_norm"]
+__all__ = ["APPROXIMATION_REASONS", "APPROXIMATION_SUMMARIES", "approximations",
+           "layer_ranges", "has_batch_norm"]
 
 
 #: Why the theory of a layer is only approximate, by kind (analyze's
@@ -28,20 +29,50 @@ APPROXIMATION_REASONS = {
 }
 
 
+#: The same, in a few words, for a report that names many networks of one kind.
+APPROXIMATION_SUMMARIES = {
+    "gaussian": "non-Gaussian units treated as Gaussian (docs/theory.md, section 2)",
+    "unresolved": "the gradient along an identity or constant chain has a feature finer "
+                  "than the quadrature resolves, so its value is not reliable "
+                  "(docs/theory.md, section 2)",
+    "finite_width": "at this width the fluctuations of the layer variances are amplified "
+                    "layer after layer, so the mean field is the infinite-width limit, not "
+                    "what a network this wide gives (docs/theory.md, section 11); in "
+                    "parentheses the predicted spread of log(measured / theory) and how "
+                    "many times wider the layers would have to be for a spread of 0.5",
+}
+
+
 def approximations(gaussian: Sequence[int], unresolved: Sequence[int],
                    finite_width: Any = None) -> list[dict[str, Any]]:
-    """``[{"kind", "layers", "reason"}, ...]`` for the kinds that occur
-    (``finite_width``: a :class:`~varprop.theory.finite_width.Regime`, or None)."""
+    """``[{"kind", "layers", "reason", "detail"}, ...]`` for the kinds that occur
+    (``finite_width``: a :class:`~varprop.theory.finite_width.Regime`, or None).
+    ``layers`` lists the dense layers concerned as inclusive ``[first, last]`` ranges
+    (a 100,000-layer network would otherwise list every index); ``detail`` is this
+    network's numbers ("" when the kind has none)."""
     out = []
     for kind, layers in (("gaussian", gaussian), ("unresolved", unresolved)):
         if layers:
-            out.append({"kind": kind, "layers": list(layers),
-                        "reason": APPROXIMATION_REASONS[kind]})
+            out.append({"kind": kind, "layers": layer_ranges(layers),
+                        "reason": APPROXIMATION_REASONS[kind], "detail": ""})
     if finite_width is not None and finite_width.layers:
         fields = finite_width.reason_fields()
-        out.append({"kind": "finite_width", "layers": finite_width.layers,
-                    "reason": APPROXIMATION_REASONS["finite_width"].format(**fields)})
+        out.append({"kind": "finite_width", "layers": layer_ranges(finite_width.layers),
+                    "reason": APPROXIMATION_REASONS["finite_width"].format(**fields),
+                    "detail": f"spread {fields['sigma']}, {fields['factor']}x wider"})
     return out
+
+
+def layer_ranges(layers: Sequence[int]) -> list[list[int]]:
+    """Sorted layer indices as inclusive ``[first, last]`` runs: [0, 1, 2, 5] ->
+    [[0, 2], [5, 5]]."""
+    runs: list[list[int]] = []
+    for i in sorted(set(int(i) for i in layers)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
 
 
 def has_batch_norm(layers: Sequence[Layer]) -> bool:

@@ -6,6 +6,7 @@ import math
 import textwrap
 from typing import Any, Sequence
 
+from .._approximations import APPROXIMATION_SUMMARIES
 from .results import Entry, Report
 
 __all__ = ["fmt", "fmt_ci", "report_table", "report_markdown", "VERDICT_SHORT", "describe_settings",
@@ -213,13 +214,16 @@ def approximate_note(report: Report) -> str:
     """Sentences naming the entries whose theory is known to be only approximate, one
     per kind of approximation with its reason (``analyze``'s ``meta["approximations"]``),
     or ""."""
-    # grouped by the reason's text: a finite-width reason carries each network's numbers
-    reasons: dict[str, list[str]] = {}
+    # one sentence per kind: the networks (with their own numbers), then why
+    kinds: dict[str, list[str]] = {}
     for e in report.entries:
         for a in e.analytic.meta.get("approximations", []):
-            reasons.setdefault(a["reason"], []).append(f"{e.initializer} x {e.activation}")
-    return " ".join(f"Theory is approximate for {', '.join(names)}: {reason.rstrip('.')}."
-                    for reason, names in reasons.items())
+            name = f"{e.initializer} x {e.activation}"
+            detail = a.get("detail", "")
+            kinds.setdefault(a["kind"], []).append(f"{name} ({detail})" if detail else name)
+    return " ".join(
+        f"Theory is approximate for {', '.join(names)}: "
+        f"{APPROXIMATION_SUMMARIES.get(kind, kind)}." for kind, names in kinds.items())
 
 
 def report_table(report: Report) -> str:
