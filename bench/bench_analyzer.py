@@ -151,7 +151,7 @@ def check_measured(p: varprop.Profile) -> None:
     z, g = p.column("z_var"), p.column("grad_var")
     assert np.all(np.isfinite(z)) and np.all(np.isfinite(g))
     # He-ReLU: z_var = 2 and grad_var = 1/2 at every layer, up to finite-width
-    # fluctuations: sd of log z_var <= sqrt(5 * 50 / 512) = 0.7 (THEORY.md section 7)
+    # fluctuations: sd of log z_var <= sqrt(5 * 50 / 512) = 0.7 (docs/theory.md section 7)
     assert np.all(np.abs(np.log(z / 2.0)) < 5 * 0.7)
     assert np.all(np.abs(np.log(g / 0.5)) < 5 * 0.7)
     assert abs(p[0].z_var - 2.0) < 0.1  # the first layer is tight

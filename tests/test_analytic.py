@@ -95,7 +95,7 @@ def test_batchnorm_resets_and_residual_grows_linearly():
     net_plain = Network(64, tuple(Residual((relu, Dense(64, 64, he))) for _ in range(10)))
     p2 = analyze(net_plain)
     z = p2.column("z_var")
-    # no normalization: Var doubles per block (THEORY.md section 6)
+    # no normalization: Var doubles per block (docs/theory.md section 6)
     np.testing.assert_allclose(z[1:] / z[:-1], 2.0, rtol=1e-12)
 
 

@@ -15,7 +15,7 @@ def test_measured_matches_theory_for_a_wide_net(activation, init):
     depth, width, batch, seeds = 6, 512, 512, 4
     cmp = varprop.compare(varprop.mlp([width] * (depth + 1), activation, init),
                           batch=batch, seeds=seeds, n_threads=1)
-    # Finite width: log z_var at layer l wanders with variance ~ 5 * l / width (THEORY.md
+    # Finite width: log z_var at layer l wanders with variance ~ 5 * l / width (docs/theory.md
     # section 7, He ReLU; smaller for saturating activations), so across `seeds` networks
     # the mean of z_var sits within 4 standard errors of that spread of the theory.
     for rec_a, rec_e in zip(cmp.analytic, cmp.empirical):

@@ -1,6 +1,6 @@
 """varprop.measure: the empirical profile.
 
-Tolerances come from the sample sizes and from finite-width theory (THEORY.md section 7:
+Tolerances come from the sample sizes and from finite-width theory (docs/theory.md section 7:
 the log of a He-ReLU net's output norm ratio has variance ~ 5 * sum_l 1/n_l per input;
 averaging over S seeds divides it by S), or from floating-point error bounds; none is
 tuned until green.
@@ -183,7 +183,7 @@ def test_batchnorm_resets_whatever_the_init_scale():
 def test_residual_unnormalized_doubles_normalized_grows_linearly():
     width, blocks, seeds, batch = 256, 5, 2, 256
     he = get_init("he_normal")
-    # x + relu(x) W, He: Var[x_{l+1}] = Var[x_l] + 2 Var[x_l] / 2 -> 2^l (THEORY.md s. 6)
+    # x + relu(x) W, He: Var[x_{l+1}] = Var[x_l] + 2 Var[x_l] / 2 -> 2^l (docs/theory.md s. 6)
     plain = Network(width, tuple(Residual((Act(RELU), Dense(width, width, he)))
                                  for _ in range(blocks)))
     p = measure(plain, batch=batch, seeds=seeds)

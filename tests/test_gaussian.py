@@ -130,7 +130,7 @@ def mp_quad(name: str, kind: str, q: float) -> float:
 
 
 def mp_closed(name: str, kind: str, q: float, mean: float) -> float:
-    """The closed forms of THEORY.md section 5 (with a mean) evaluated at 30 digits."""
+    """The closed forms of docs/theory.md section 5 (with a mean) evaluated at 30 digits."""
     m, s = mp.mpf(mean), mp.sqrt(mp.mpf(q))
     a = m / s
     P, p = mp.ncdf(a), mp.npdf(a)

@@ -515,7 +515,7 @@ def _layer_second_moment(x: np.ndarray, w: np.ndarray, relu: bool) -> tuple[floa
     seed=st.integers(0, 2**32 - 1),
 )
 def test_linear_layer_second_moment_is_n_in_var_w(name: str, n_in: int, n_out: int, seed: int) -> None:
-    """E[z^2] = n_in Var[W] E[x^2] for z = x @ W, x ~ N(0, 1) (THEORY.md section 2).
+    """E[z^2] = n_in Var[W] E[x^2] for z = x @ W, x ~ N(0, 1) (docs/theory.md section 2).
 
     Var(estimate) = E[Var(. | W)] + Var(||W||^2 / n_out) = Var(s_b)/B + n_in (mu4 - sigma^4) / n_out.
     Xavier with n_in != n_out gives 2 n_in / (n_in + n_out), Glorot & Bengio's trade-off.

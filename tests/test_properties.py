@@ -119,7 +119,7 @@ def check_he_relu(slope: float, depth: int, width: int, seed: int) -> tuple:
     net = _relu_family(slope, depth, width)
     prof = varprop.analyze(net)
     # analytic, exactly: sigma_w^2 = 2 / (1 + s^2) and E[phi^2] = (1 + s^2) q / 2 keep q;
-    # chi_1 = sigma_w^2 (1 + s^2) / 2 = 1 keeps the gradient (THEORY.md sections 2, 3)
+    # chi_1 = sigma_w^2 (1 + s^2) / 2 = 1 keeps the gradient (docs/theory.md sections 2, 3)
     z, g = prof.column("z_var"), prof.column("grad_var")
     np.testing.assert_allclose(z, 2.0 / (1 + slope**2), rtol=1e-13)
     np.testing.assert_allclose(g, (1 + slope**2) / 2.0, rtol=1e-13)

@@ -1,7 +1,7 @@
 """The analytic (mean-field) half of the analyzer: per-layer moments from the initializers'
 own weight moments, propagated layer by layer.
 
-Assumptions (Poole et al. 2016; Schoenholz et al. 2017; THEORY.md sections 2-4, 6):
+Assumptions (Poole et al. 2016; Schoenholz et al. 2017; docs/theory.md sections 2-4, 6):
 
 * infinite width: a pre-activation unit of a layer of random weights is Gaussian,
   ``z ~ N(mean, var)``. Identity weights and constant weights over identical units pass

@@ -24,7 +24,7 @@ What each field of a record is (``z`` = the dense layer's pre-activation over th
   ``x2 = m + c (x1 - m) + sqrt(1 - c^2) s n`` (n standard normal, m and s the input mean
   and standard deviation) is pushed through the same weights; ``z_corr`` is the pooled,
   uncentred correlation ``sum(z1 * z2) / sqrt(sum(z1^2) sum(z2^2))`` over all samples
-  and units. It estimates the mean-field ``q12 / sqrt(q11 q22)`` (THEORY.md section 4):
+  and units. It estimates the mean-field ``q12 / sqrt(q11 q22)`` (docs/theory.md section 4):
   the q's there are second moments over the weights, i.e. over units of a wide layer.
 * ``symmetric``: ``init.moments(shape).symmetric`` of the layer's weight initializer.
 

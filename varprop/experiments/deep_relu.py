@@ -9,12 +9,12 @@ first layer's gradient is ``2^-28 ~ 4e-9`` times the last hidden layer's and the
 network does not move (its loss stays at log 10 = 2.303).
 
 Next to the curves the result shows, per layer, the gradient variance measured at the
-very first training step and the mean-field prediction of THEORY.md section 3,
+very first training step and the mean-field prediction of docs/theory.md section 3,
 ``Var[g^{l-1}] = n_l Var[W^l] E[phi'(z^{l-1})^2] Var[g^l]`` (``E[relu'^2] = 1/2``),
 anchored at the measured gradient of the logits. At finite width the measured values
 scatter around the prediction: the log of the ratio has a standard deviation of about
 ``sqrt(5 sum 1/n)`` over the hidden layers between (Hanin & Rolnick 2018, arXiv
-1803.01719; THEORY.md section 7), which :func:`finite_width_log_band` turns into a
+1803.01719; docs/theory.md section 7), which :func:`finite_width_log_band` turns into a
 band (a single network typically lies somewhat below the mean-field value: a product of
 random gains of mean 1 has a log of negative mean).
 """
@@ -57,7 +57,7 @@ def backward_variance(widths: Sequence[int], weight_var: Any, activation: Any = 
                       output_grad_var: float = 1.0) -> np.ndarray:
     """Mean-field variance of the back-propagated gradient g^l = dL/dz^l per layer.
 
-    The recursion of THEORY.md section 3, ``Var[g^{l-1}] = n_l Var[W^l] E[phi'^2]
+    The recursion of docs/theory.md section 3, ``Var[g^{l-1}] = n_l Var[W^l] E[phi'^2]
     Var[g^l]`` with ``n_l`` the fan-out of ``W^l`` (shape ``(n_{l-1}, n_l)``), started at
     the output layer with ``Var[g^{L-1}] = output_grad_var``. It needs no forward pass:
     for ReLU-like activations ``E[phi'^2]`` does not depend on the pre-activation's

@@ -7,7 +7,7 @@ Every scheme is an :class:`Initializer` object::
     init.moments((512, 256))                     # WeightMoments(mean=0.0, var=2/512, ...)
     get(init.get_config()) == init               # config round trip
 
-Conventions (varprop's, see ``shared/THEORY.md`` section 1):
+Conventions (varprop's, see docs/theory.md, section 1):
 
 * Dense weights are ``(n_in, n_out)`` (``z = x @ W + b``), the Keras layout
   ``(..., in, out)``; PyTorch's is ``(out, in, ...)``; JAX uses explicit axes. Every

@@ -56,7 +56,7 @@ def _leaky_relu_gain(slope: float) -> float:
 
 
 def _elu_gain(alpha: float) -> float:
-    # 1 / sqrt(E[elu_alpha(z)^2]), z ~ N(0, 1), closed form (THEORY.md section 5 at q = 1);
+    # 1 / sqrt(E[elu_alpha(z)^2]), z ~ N(0, 1), closed form (docs/theory.md section 5 at q = 1);
     # e^{t^2/2} Phi(-t) = erfcx(t / sqrt 2) / 2.
     second = 0.5 + alpha * alpha * (
         0.5 * special.erfcx(math.sqrt(2.0)) - special.erfcx(math.sqrt(0.5)) + 0.5
@@ -87,7 +87,7 @@ VARPROP_GAINS: Mapping[str, float] = MappingProxyType(
 
 Each is ``1 / sqrt(E[phi(z)^2])`` for z ~ N(0, 1): the gain for which a layer fed
 by unit-second-moment pre-activations passes unit second moment on
-(``q = g^2 E[phi(sqrt(q) z)^2] = 1`` at ``q = 1``, THEORY.md section 2). This is
+(``q = g^2 E[phi(sqrt(q) z)^2] = 1`` at ``q = 1``, docs/theory.md section 2). This is
 exactly PyTorch's rule for relu (sqrt 2), leaky_relu and linear (1); PyTorch's
 tanh (5/3), sigmoid (1) and selu (3/4) are kept as PyTorch has them, although the
 same rule gives 1.5925, 1.8462 and 1. The values were computed with mpmath

@@ -1,4 +1,4 @@
-"""Closed-form Gaussian expectations (THEORY.md section 5, extended to a non-zero mean).
+"""Closed-form Gaussian expectations (docs/theory.md section 5, extended to a non-zero mean).
 
 All functions take flat float64 arrays ``m`` (mean), ``s > 0`` (standard deviation) and
 ``q = s^2`` of ``x ~ N(m, q)`` and return a dict ``kind -> array`` for the kinds they know:
@@ -27,7 +27,7 @@ The building blocks, with ``a = m / s`` and ``Z ~ N(0, 1)``:
   Stegun 7.2.5).
 * ``E[e^(k x) 1{x < 0}] = e^(k m + k^2 s^2 / 2) Phi(-a - k s)``, written as
   ``e^(-a^2/2) erfcx((a + k s) / sqrt 2) / 2`` when ``a + k s >= 0`` so that nothing
-  overflows (THEORY.md's erfcx advice, generalized to a mean).
+  overflows (docs/theory.md's erfcx advice, generalized to a mean).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def _elu(act: Activation, m, s, q, kinds) -> Dict:
 
 def _gelu(act: Activation, m, s, q, kinds) -> Dict:
     """gelu = x Phi(x) (Hendrycks & Gimpel 2016). Mean-aware E[phi], E[phi'] (Stein's
-    lemma); E[phi^2], E[phi'^2] of THEORY.md section 5 at mean 0 only."""
+    lemma); E[phi^2], E[phi'^2] of docs/theory.md section 5 at mean 0 only."""
     v = 1.0 + q
     r = np.sqrt(v)
     b = m / r

@@ -7,7 +7,7 @@ the size. :func:`varprop.analyze` needs one ``(mean, var)`` point per layer, in 
 1000-layer MLP. :class:`ScalarMoments` computes the same four numbers
 ``(e_phi, e_phi2, e_dphi2, var_phi)`` for one point in a few microseconds:
 
-* closed forms (THEORY.md section 5) evaluated on Python floats in the order of
+* closed forms (docs/theory.md section 5) evaluated on Python floats in the order of
   operations of :mod:`.closed_forms`: linear at any mean; relu, leaky_relu, gelu at
   mean 0; elu and selu at mean 0 where :mod:`.closed_forms` uses them (``q >= 0.04``);
 * everything else at mean 0 (tanh, sigmoid, softplus, silu, softsign, gelu_tanh, elu and

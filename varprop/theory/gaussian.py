@@ -4,9 +4,9 @@
 ``E[phi'(x)^2]`` and ``Var[phi(x)]``; :func:`gaussian_expectation` any one of those or
 ``E[phi'(x)]``, ``E[phi''(x) phi(x)]`` (:data:`KINDS`);
 :func:`gaussian_cross_moments` gives ``E[phi(u1) phi(u2)]`` and ``E[phi'(u1) phi'(u2)]``
-for a correlated Gaussian pair (THEORY.md sections 2-4).
+for a correlated Gaussian pair (docs/theory.md sections 2-4).
 
-Closed forms are used wherever THEORY.md section 5 gives one (extended to a non-zero
+Closed forms are used wherever docs/theory.md section 5 gives one (extended to a non-zero
 mean where that stays exact: linear, relu, leaky_relu, elu, selu; gelu's ``E[phi]`` and
 ``E[phi']``; the arc-cosine kernel for the relu-like cross terms); everything else is the
 composite Gauss-Legendre rule of :mod:`varprop.theory.quadrature`. Exact symmetries are
@@ -262,7 +262,7 @@ def gaussian_moments(activation: "str | Activation", q: ArrayLike, *, mean: Arra
     for ``f = phi, phi^2, phi'^2`` and ``Var[phi(x)]`` (Poole et al. 2016,
     arXiv 1606.05340; Schoenholz et al. 2017, arXiv 1611.01232); ``E[phi'' phi]`` and
     ``E[phi']`` come from :func:`gaussian_expectation`. Closed forms where
-    THEORY.md section 5 has them, composite Gauss-Legendre quadrature elsewhere; relative
+    docs/theory.md section 5 has them, composite Gauss-Legendre quadrature elsewhere; relative
     error below 1e-12 for q in [1e-3, 1e3] at mean 0 (see the module docstring).
 
     Args:
@@ -327,7 +327,7 @@ def gaussian_cross_moments(activation: "str | Activation", q11: ArrayLike, q22: 
     """``E[phi(u1) phi(u2)]`` and ``E[phi'(u1) phi'(u2)]`` for a correlated Gaussian pair.
 
     ``u1 = mean + sqrt(q11) z1``, ``u2 = mean + sqrt(q22) (c z1 + sqrt(1 - c^2) z2)``
-    with ``z1, z2`` independent standard normals (THEORY.md section 4): the integrals of
+    with ``z1, z2`` independent standard normals (docs/theory.md section 4): the integrals of
     the correlation map ``q12' = sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2`` and of
     ``chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]``.
 

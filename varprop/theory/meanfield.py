@@ -2,7 +2,7 @@
 scales, the edge of chaos and the Jacobian's mean squared singular value.
 
 For a deep fully connected network with i.i.d. zero-mean weights of variance
-``sigma_w2 / n`` and biases of variance ``sigma_b2`` (THEORY.md sections 2-4):
+``sigma_w2 / n`` and biases of variance ``sigma_b2`` (docs/theory.md sections 2-4):
 
 * length map (Poole et al. 2016, arXiv 1606.05340):
   ``q' = T(q) = sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2``;
@@ -222,7 +222,7 @@ def _fixed_point(act: Activation, sw: float, sb: float, q0: float, tol: float,
 def chi1(activation: "str | Activation", sigma_w2: float, sigma_b2: float,
          q: Any = None, *, q0: float = 1.0, **activation_params: Any) -> Any:
     """``chi_1 = sigma_w2 E[phi'(sqrt(q) z)^2]``: the factor by which the back-propagated
-    gradient variance grows per layer (THEORY.md section 3).
+    gradient variance grows per layer (docs/theory.md section 3).
 
     With ``q=None`` it is taken at the fixed point ``q* = fixed_point(..., q0=q0)``; when
     that diverges (``q* = inf``), at the limit ``sigma_w2 (phi'(-inf)^2 + phi'(inf)^2) / 2``
@@ -341,7 +341,7 @@ def _c_fixed_point(act: Activation, q: float, sw: float, sb: float, c0: float,
 
 def depth_scales(activation: "str | Activation", sigma_w2: float, sigma_b2: float, *,
                  q0: float = 1.0, **activation_params: Any) -> DepthScales:
-    """``(xi_q, xi_c)``: the depth scales of Schoenholz et al. 2017 (THEORY.md section 4).
+    """``(xi_q, xi_c)``: the depth scales of Schoenholz et al. 2017 (docs/theory.md section 4).
 
     ``xi_q = -1 / log(chi_1 + sigma_w2 E[phi''(sqrt(q*) z) phi(sqrt(q*) z)])`` (the slope
     of the length map at q*), ``xi_c = -1 / log(sigma_w2 E[phi'(u1*) phi'(u2*)])`` at the

@@ -16,7 +16,7 @@ computed in the standardized variable ``t`` on ``|t| <= T_MAX`` (the Gaussian ma
   sits on a panel edge, and where the activation varies on its own scale (``|x| ~ 1``,
   i.e. ``|t| ~ 1/s`` for a large variance) the panels are that narrow.
 
-This is THEORY.md section 5's rule (panels of width ``min(2/sqrt(q), 2)`` split at 0)
+This is docs/theory.md section 5's rule (panels of width ``min(2/sqrt(q), 2)`` split at 0)
 with the narrow panels only where the activation varies: ``q = 1e3`` at mean 0 takes
 160 nodes (each evaluated at +-t) instead of ~2,500 (5,000 unfolded). The constants were set from measured
 error against mpmath at 30 digits over q in [1e-3, 1e3] and means in {0, -2, 0.5, 3}:
@@ -47,7 +47,7 @@ NODES = 16
 #: Half-width of the integration interval in standard deviations.
 T_MAX = 10.0
 #: Panel width (in standard deviations) of the grid that resolves the Gaussian density
-#: (THEORY.md's 2 gives the same accuracy, measured: below 1e-14 either way).
+#: (docs/theory.md's 2 gives the same accuracy, measured: below 1e-14 either way).
 GAUSS_WIDTH = 10.0 / 3.0
 #: Width, in units of the activation's argument x, of the finest panel at a centre.
 X_WIDTH = 1.0
