@@ -8,6 +8,7 @@ tuned until green.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -273,7 +274,7 @@ def test_ci_is_t_half_width_over_seeds():
 
 # ----------------------------------------------------------------------------- determinism
 def _records(p):
-    return [{k: v for k, v in vars(r).items()} for r in p.records]
+    return [dataclasses.asdict(r) for r in p.records]  # LayerRecord has slots: no vars()
 
 
 def _same(p, q):
