@@ -331,7 +331,13 @@ def analyze(
         a unit known not to be Gaussian, with no exact law here (an identity layer with
         random biases or more outputs than inputs, a residual sum of such units). Plain
         MLPs of random layers, and identity or constant layers with constant biases, have
-        none.
+        none. ``meta["approximations"]`` lists every known approximation as
+        ``{"kind", "layers" (inclusive [first, last] ranges), "reason", "detail"}``:
+        ``gaussian`` (the above), ``unresolved`` (an identity or constant chain whose
+        gradient the quadrature does not resolve) and ``finite_width`` (a plain chain
+        whose predicted spread of log(measured / theory) at its own widths passes 1;
+        ``meta["finite_width_sigma"]`` holds the predicted spreads). docs/theory.md,
+        sections 2, 6 and 11.
 
     Cost: a few microseconds per layer (1000 layers of any registry activation take a
     few milliseconds, bench/bench_analyzer.py): the Gaussian moments of each layer come
