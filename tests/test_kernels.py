@@ -1,6 +1,7 @@
 """The fused dense kernels against their numpy twins, with error bounds derived from the
 shapes (Higham's gamma_k for a k-term dot product), never tuned by hand."""
 
+import inspect
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -176,8 +177,18 @@ def test_bitwise_identical_for_any_thread_count(shape, dtype):
 
 
 def test_tile_grid_depends_on_shape_only():
-    # the rule the determinism rests on: no thread count among the inputs
-    assert forward_tiles(64, 1024) == forward_tiles(64, 1024)
+    # the rule the determinism rests on: no thread count among the inputs, and the same
+    # grid whatever the thread setting
+    assert list(inspect.signature(forward_tiles).parameters) == ["rows", "cols"]
+    saved = varprop.get_num_threads()
+    try:
+        grids = set()
+        for threads in (1, 2, 7):
+            varprop.set_num_threads(threads)
+            grids.add(forward_tiles(64, 1024))
+    finally:
+        varprop.set_num_threads(saved)
+    assert len(grids) == 1
     rows, cols = forward_tiles(64, 1024)
     assert rows == 64 and 64 <= cols <= 1024  # small batch: one row range, split by columns
     rows, cols = forward_tiles(4096, 512)
