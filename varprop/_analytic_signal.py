@@ -74,8 +74,7 @@ def _layer_norm_forward(x: _Signal, eps: float) -> tuple[_Signal, float]:
                    bcross=pair(x.bcross)), scale
 
 
-def _batch_norm_forward(x: _Signal, eps: float,
-                        batch: int | None) -> tuple[_Signal, float, bool]:
+def _batch_norm_forward(x: _Signal, eps: float, batch: int | None) -> tuple[_Signal, float]:
     """Each unit to mean 0, variance 1 over the batch (training mode).
 
     A unit of a layer of random weights carries an offset of its own that every sample
@@ -87,24 +86,21 @@ def _batch_norm_forward(x: _Signal, eps: float,
     grow by pi / (pi - 1) per block at initialization (Yang et al. 2019,
     arXiv 1902.08129; docs/theory.md, BatchNorm).
 
-    Returns the output, the factor of the gradient variance, and whether the output's
-    law is only approximated (a non-Gaussian unit with offsets: the law of what is left
-    is not tracked). The factor is ``1 / (within + eps)``, times ``(B - 2) / (B - 3)``
-    for a finite ``batch`` B: the mean of ``1 / s^2`` for the sample variance of a
+    Returns the output and the factor of the gradient variance. (A non-Gaussian unit
+    with offsets leaves a unit with no exact law: the next activation then flags its
+    layer as the Gaussian approximation.) The factor is ``1 / (within + eps)``, times
+    ``(B - 2) / (B - 3)`` for a finite ``batch`` B: the mean of ``1 / s^2`` for the sample variance of a
     Gaussian batch exceeds ``1 / E[s^2]`` by ``(B - 1) / (B - 3)``, and the Jacobian
     projects one more direction (the normalized output) out of a gradient already
     centred over the batch, keeping ``(B - 2) / (B - 1)`` of it (docs/theory.md)."""
     mean2 = x.mean * x.mean
     if math.isinf(x.second) or math.isinf(mean2):  # overflowed: normalized all the same
-        return _Signal(0.0, 1.0, x.identical, bcross=0.0), 0.0, True
+        return _Signal(0.0, 1.0, x.identical, bcross=0.0), 0.0
     bcross = mean2 if math.isnan(x.bcross) else x.bcross
     within = max(x.second - bcross, 0.0)
     scale = 1.0 / (within + eps)
     offsets = bcross - mean2 > 1e-12 * max(x.second, 1e-300)
     cross = (x.cross - bcross) * scale  # NaN stays NaN: not tracked
-    # the offsets are gone: two samples no longer share anything (the -1 / (B - 1)
-    # correlation a finite batch leaves is part of the (B - 2) / (B - 3) factor below)
-    out_bcross = 0.0
     if batch is None:
         factor = scale
     elif batch == 3:  # E[1 / s^2] of a chi-square with 2 degrees of freedom diverges
@@ -113,8 +109,9 @@ def _batch_norm_forward(x: _Signal, eps: float,
         factor = scale * (batch - 2) / (batch - 3)
     if not offsets:  # (x - mean) / sqrt(var + eps): an affine map of the unit
         law = x.affine_law(math.sqrt(scale), -x.mean * math.sqrt(scale))
-        return (_Signal(0.0, within * scale, x.identical, cross, gaussian=x.gaussian, law=law,
-                        bcross=out_bcross), factor, False)
-    # a Gaussian unit minus its own (Gaussian) offset: Gaussian; otherwise no exact law
-    return (_Signal(0.0, within * scale, x.identical, cross, gaussian=x.gaussian,
-                    bcross=out_bcross), factor, not x.gaussian)
+    else:  # a Gaussian unit minus its own (Gaussian) offset: Gaussian; else no exact law
+        law = None
+    # the offsets are gone: two samples no longer share anything, bcross = 0 (the
+    # -1 / (B - 1) correlation a finite batch leaves is part of the factor above)
+    return (_Signal(0.0, within * scale, x.identical, cross, gaussian=x.gaussian, law=law,
+                    bcross=0.0), factor)

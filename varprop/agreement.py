@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .profile import Profile
+from .profile import Profile, json_number
 
 __all__ = ["ALPHA", "FIELDS", "POWER", "LayerTest", "Agreement", "agreement"]
 
@@ -97,7 +97,7 @@ class LayerTest:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (_finite(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return {k: (json_number(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -177,11 +177,11 @@ class Agreement:
     def to_dict(self) -> dict[str, Any]:
         w = self.worst
         return {
-            "status": self.status, "p_value": _finite(self.p_value),
+            "status": self.status, "p_value": json_number(self.p_value),
             "alpha": self.alpha, "n_networks": self.n_networks, "n_seeds": self.n_seeds,
             "worst": None if w is None else w.to_dict(),
-            "detectable_error": _finite(self.detectable_error),
-            "detectable": {k: _finite(v) for k, v in self.detectable.items()},
+            "detectable_error": json_number(self.detectable_error),
+            "detectable": {k: json_number(v) for k, v in self.detectable.items()},
             "spread": dict(self.spread),
             "tests": [t.to_dict() for t in self.tests],
         }
@@ -390,10 +390,3 @@ def _direction(theory: float, values: np.ndarray) -> float:
     if np.isnan(values).any() or np.isinf(values).any():
         return 1.0
     return 1.0 if finite.size and float(np.mean(finite)) > theory else -1.0
-
-
-def _finite(v: Any) -> Any:
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None

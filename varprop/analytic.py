@@ -218,7 +218,7 @@ class _Analyzer:
                 ops.append(("act", e_dphi2, x, layer.activation))
                 pending, x = None, a
             elif isinstance(layer, BatchNorm):
-                x, factor, _ = _batch_norm_forward(x, check_eps(layer), self.batch)
+                x, factor = _batch_norm_forward(x, check_eps(layer), self.batch)
                 ops.append(("norm", factor))
                 pending = None
             elif isinstance(layer, LayerNorm):

@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "SEED_FIELDS", "PROFILE_SCHEMA_VERSION"]
+__all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "SEED_FIELDS", "PROFILE_SCHEMA_VERSION",
+           "json_number"]
 
 #: Version of the JSON layout of :meth:`Profile.to_dict`.
 PROFILE_SCHEMA_VERSION = 1
@@ -124,7 +125,7 @@ class Profile:
         rows = self.seed_values.get(name)
         if not rows:
             return np.empty((0, len(self.records)))
-        return np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=float)
+        return np.array(rows, dtype=float)  # None (JSON's null) becomes NaN
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -134,10 +135,10 @@ class Profile:
             "input_mean": self.input_mean,
             "input_var": self.input_var,
             "meta": self.meta,
-            "records": [{k: _json_number(v) for k, v in asdict(r).items()} for r in self.records],
+            "records": [{k: json_number(v) for k, v in asdict(r).items()} for r in self.records],
         }
         if self.seed_values:  # NaN and +-inf become null, as in the records
-            out["seed_values"] = {k: [[_json_number(v) for v in row] for row in rows]
+            out["seed_values"] = {k: [[json_number(v) for v in row] for row in rows]
                                   for k, rows in self.seed_values.items()}
         return out
 
@@ -155,7 +156,9 @@ class Profile:
                    data.get("input_mean", 0.0), data.get("meta", {}), seeds)
 
 
-def _json_number(v: Any) -> Any:
+def json_number(v: Any) -> Any:
+    """A value for JSON: NaN and +-inf become null (JSON has neither), numpy scalars
+    plain Python ones."""
     if isinstance(v, (float, np.floating)):
         return float(v) if math.isfinite(v) else None
     if isinstance(v, np.integer):
