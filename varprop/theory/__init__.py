@@ -15,16 +15,14 @@ from .gaussian import (
     gaussian_expectation,
     gaussian_moments,
 )
+from .criticality import NoEdgeOfChaosError, edge_of_chaos, jacobian_msv
 from .meanfield import (
     DepthScales,
-    NoEdgeOfChaosError,
     c_map,
     chi1,
     correlation_fixed_point,
     depth_scales,
-    edge_of_chaos,
     fixed_point,
-    jacobian_msv,
     q_map,
 )
 
