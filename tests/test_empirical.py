@@ -214,7 +214,7 @@ def _toy_ops():
 
 def test_backward_matches_finite_differences():
     net = _toy_ops()
-    ops = run.compile_layers(net.layers)
+    ops = net.steps
     seed_run = run.SeedRun(ops, net.depth, 11, np.float64, 1)
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal((4, 5))

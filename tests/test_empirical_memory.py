@@ -22,7 +22,7 @@ def test_default_checkpointing_keeps_small_nets_whole():
     small = mlp([64] * 11, "relu", "he_normal")
     assert measure(small, batch=32, seeds=1).meta["checkpoint_every"] == 10
     # 1,000 x (2 activations + 1 weight) x 256 KiB = 750 MiB: checkpoint every sqrt(n)
-    big = run.compile_layers(mlp([256] * 1001, "relu", "he_normal").layers)
+    big = mlp([256] * 1001, "relu", "he_normal").steps
     assert run.cache_bytes(big, 256, 256, 4)[0] == 1000 * 3 * 256 * 256 * 4
     assert run.default_checkpoint_every(big, 256, 256, 4) == 32
 

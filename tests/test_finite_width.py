@@ -35,7 +35,7 @@ def test_he_gelu_is_flagged_at_width_512():
     assert "amplified layer after layer" in entry["reason"] and "7,900 units" in entry["reason"]
     assert "infinite-width limit" in entry["reason"]
     assert entry["reason"] == APPROXIMATION_REASONS["finite_width"].format(
-        **fw.regime(dense_stack(512, 30, "gelu", "he_normal").layers, prof.column("z_var"),
+        **fw.regime(dense_stack(512, 30, "gelu", "he_normal"), prof.column("z_var"),
                     _ctx()).reason_fields())
 
 
@@ -124,9 +124,9 @@ def test_spline_of_the_constants_matches_their_quadrature(act, init, monkeypatch
     net = mlp([512] * 301, act, init)
     q = varprop.analyze(net).column("z_var")
     assert np.unique(q).size > fw.MAX_POINTS
-    spline = fw.regime(net.layers, q, _ctx()).bounds
+    spline = fw.regime(net, q, _ctx()).bounds
     monkeypatch.setattr(fw, "MAX_POINTS", 10**6)
-    exact = fw.regime(net.layers, q, _ctx()).bounds
+    exact = fw.regime(net, q, _ctx()).bounds
     np.testing.assert_allclose(spline.forward, exact.forward, rtol=1e-3)
     np.testing.assert_allclose(spline.backward, exact.backward, rtol=1e-3)
 
@@ -169,7 +169,7 @@ def test_deep_chains_stay_linear_in_depth():
         net = mlp([64] * 5001, act, "he_normal")
         prof = varprop.analyze(net)
         t = time.perf_counter()
-        r = fw.regime(net.layers, prof.column("z_var"), _ctx())
+        r = fw.regime(net, prof.column("z_var"), _ctx())
         assert time.perf_counter() - t < 2.0
         # 5,000 layers of width 64 are far into the finite-width regime
         assert r.layers and r.sigma["max"] > 10 and finite_width_entry(prof) is not None

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .activations import Activation
-from .network import Dense, Layer, plain_chain
+from .layers import Dense, Step, plain_chain
+from .layers.dense import backward_factor, forward_moments
 from .profile import LayerRecord
 
 __all__ = ["chain_plan", "analyze_chain"]
 
 
-def chain_plan(layers: Sequence[Layer], ctx: Any) -> list[tuple] | None:
+def chain_plan(steps: Sequence[Step], ctx: Any) -> list[tuple] | None:
     """One entry per dense layer when ``layers`` is a plain chain ``(Dense [Act])*`` of
     random (Var[W] > 0), non-identity weights, which is every ``mlp`` but the symmetric
     and identity ones; else None.
@@ -29,7 +30,7 @@ def chain_plan(layers: Sequence[Layer], ctx: Any) -> list[tuple] | None:
     bitwise equal, tested), without its per-layer objects. A layer configured like the
     one before it (same fans, equal initializers and activation) shares its entry.
     """
-    pairs = plain_chain(layers)
+    pairs = plain_chain(steps)
     if pairs is None:
         return None
     plan: list[tuple] = []
@@ -84,8 +85,7 @@ def analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecor
     zm, zv, am, av, xs, ed = [], [], [], [], [], []
     for entry in plan:
         _, _, fv, fm, fm2, b_mean, b_var, fn, _, _, _ = entry
-        z_mean = (fm * mean if fm and mean else 0.0) + b_mean
-        z_var = (fv * second if second else 0.0) + (fm2 * var if fm2 and var else 0.0) + b_var
+        z_mean, z_var = forward_moments(fv, fm, fm2, b_mean, b_var, mean, var, second)
         xs.append(second)
         if fn is None:
             mean, var = z_mean, z_var
@@ -109,5 +109,5 @@ def analyze_chain(plan: list[tuple], mean: float, var: float) -> list[LayerRecor
                                  a_var=av[i], grad_var=g,
                                  weight_grad_var=xs[i] * g if xs[i] and g else 0.0,
                                  symmetric=symmetric)
-        g = (bv * g if g else 0.0) + (bm2 * g if bm2 and g else 0.0)
+        g = backward_factor(bv, bm2, g)
     return records

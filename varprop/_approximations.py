@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .network import BatchNorm, Layer, Residual
+from .layers import BatchNorm, Step, iter_steps
 from .theory.finite_width import REASON as FINITE_WIDTH_REASON
 
 __all__ = ["APPROXIMATION_REASONS", "APPROXIMATION_SUMMARIES", "approximations",
@@ -75,7 +75,5 @@ def layer_ranges(layers: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def has_batch_norm(layers: Sequence[Layer]) -> bool:
-    return any(isinstance(layer, BatchNorm)
-               or (isinstance(layer, Residual) and has_batch_norm(layer.branch))
-               for layer in layers)
+def has_batch_norm(steps: Sequence[Step]) -> bool:
+    return any(isinstance(step.layer, BatchNorm) for step in iter_steps(steps))

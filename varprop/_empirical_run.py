@@ -1,8 +1,8 @@
 """The engine of :func:`varprop.measure`: one seed's forward and backward sweep.
 
-A network is compiled into a flat tuple of *ops* (a Dense fused with the Act that
-follows it, a lone Act, a normalization, or a Residual holding its own ops). One
-:class:`SeedRun` pushes a batch through the ops, writes the statistics of every dense
+A network's *ops* are its steps (:func:`varprop.layers.walk`: a Dense fused with the
+Act that follows it, a lone Act, a normalization, or a Residual holding its own steps),
+each computed by its layer. One :class:`SeedRun` pushes a batch through the ops, writes the statistics of every dense
 layer into a ``(len(FIELDS), n_dense)`` array, and, for the backward pass, recomputes
 what it needs from checkpoints:
 
@@ -45,12 +45,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .activations import Activation, get_activation
-from .kernels import activation_apply, dense_backward, dense_forward
-from .network import Act, BatchNorm, Dense, LayerNorm, Residual
+from .activations import get_activation
+from .layers import Step
 
-__all__ = ["FIELDS", "compile_layers", "SeedRun", "stream", "default_checkpoint_every",
-           "check_eps", "check_alpha"]
+__all__ = ["FIELDS", "SeedRun", "stream", "default_checkpoint_every", "cache_bytes"]
 
 #: Per-layer statistics one seed produces, rows of :attr:`SeedRun.values`.
 FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr",
@@ -66,95 +64,17 @@ def stream(base: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(base, spawn_key=tuple(key))
 
 
-# ----------------------------------------------------------------------------- ops
-@dataclass(frozen=True)
-class DenseOp:
-    index: int  # position among the network's dense layers
-    layer: Dense
-    act: Activation | None  # the Act fused into the kernel call, None = linear
-
-
-@dataclass(frozen=True)
-class ActOp:
-    act: Activation
-
-
-@dataclass(frozen=True)
-class NormOp:
-    axis: int  # 0: batch normalization (over the batch), 1: layer normalization
-    eps: float
-
-
-@dataclass(frozen=True)
-class ResidualOp:
-    ops: tuple[Any, ...]
-    alpha: float
-
-
-def compile_layers(layers: Sequence[Any], counter: list[int] | None = None) -> tuple[Any, ...]:
-    """Network layers -> ops; a Dense directly followed by an Act becomes one fused op."""
-    counter = [0] if counter is None else counter
-    ops: list[Any] = []
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        if isinstance(layer, Dense):
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            act = nxt.activation if isinstance(nxt, Act) else None
-            ops.append(DenseOp(counter[0], layer, act))
-            counter[0] += 1
-            i += 2 if act is not None else 1
-            continue
-        if isinstance(layer, Act):
-            ops.append(ActOp(layer.activation))
-        elif isinstance(layer, BatchNorm):
-            ops.append(NormOp(0, check_eps(layer)))
-        elif isinstance(layer, LayerNorm):
-            ops.append(NormOp(1, check_eps(layer)))
-        elif isinstance(layer, Residual):
-            ops.append(ResidualOp(compile_layers(layer.branch, counter), check_alpha(layer)))
-        else:  # Network validated its layers already; keep the message anyway
-            raise TypeError(f"measure: unknown layer type {type(layer).__name__}")
-        i += 1
-    return tuple(ops)
-
-
-def check_eps(layer: Any) -> float:
-    """A normalization layer's ``eps``: finite and >= 0, else a ValueError naming it."""
-    eps = layer.eps
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)) \
-            or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{type(layer).__name__}: eps must be a finite number >= 0, "
-                         f"got {eps!r}")
-    return float(eps)
-
-
-def check_alpha(layer: Any) -> float:
-    """A Residual's ``alpha``: a finite real number, else a ValueError naming it."""
-    alpha = layer.alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
-            or not math.isfinite(alpha):
-        raise ValueError(f"Residual: alpha must be a finite real number, got {alpha!r}")
-    return float(alpha)
-
-
 #: Keep every op's cache (no recomputation) when that needs at most this many bytes.
 KEEP_ALL_BYTES = 256 * 2**20
 
 
-def cache_bytes(ops: Sequence[Any], width: int, batch: int, itemsize: int) -> tuple[int, int]:
-    """(bytes the backward caches of ``ops`` hold when all are kept, output width)."""
+def cache_bytes(steps: Sequence[Step], width: int, batch: int, itemsize: int
+                ) -> tuple[int, int]:
+    """(bytes the backward caches of ``steps`` hold when all are kept, output width)."""
     total = 0
-    for op in ops:
-        if isinstance(op, DenseOp):
-            n_in, n_out = op.layer.n_in, op.layer.n_out
-            total += (batch * (n_in + n_out) + n_in * n_out) * itemsize  # x, z, w
-            width = n_out
-        elif isinstance(op, ResidualOp):
-            inner, width = cache_bytes(op.ops, width, batch, itemsize)
-            total += inner + batch * width * itemsize
-        else:
-            total += batch * width * itemsize
+    for step in steps:
+        size, width = step.layer.cache_bytes(step, width, batch, itemsize)
+        total += size
     return total, width
 
 
@@ -182,27 +102,16 @@ def pooled_corr(z1: np.ndarray, z2: np.ndarray) -> float:
         return float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
 
 
-def _normalize(x: np.ndarray, axis: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Training-mode normalization without affine: (y in x's dtype, 1/std in float64)."""
-    x64 = x.astype(np.float64)
-    centred = x64 - x64.mean(axis=axis, keepdims=True)
-    inv = 1.0 / np.sqrt(np.mean(centred * centred, axis=axis, keepdims=True) + eps)
-    return (centred * inv).astype(x.dtype), inv
-
-
-def _normalize_backward(grad: np.ndarray, y: np.ndarray, inv: np.ndarray, axis: int) -> np.ndarray:
-    """dL/dx of y = (x - mean) / sqrt(var + eps) (statistics over ``axis``)."""
-    g, y64 = grad.astype(np.float64), y.astype(np.float64)
-    dx = inv * (g - g.mean(axis=axis, keepdims=True)
-                - y64 * np.mean(g * y64, axis=axis, keepdims=True))
-    return dx.astype(grad.dtype)
-
-
 # ----------------------------------------------------------------------------- one seed
 class SeedRun:
-    """Forward (and backward) sweep of one seed; fills :attr:`values` (FIELDS x n_dense)."""
+    """Forward (and backward) sweep of one seed over a network's steps (each step's layer
+    computes itself; see :class:`varprop.layers.Layer`); fills :attr:`values`
+    (FIELDS x n_dense)."""
 
-    def __init__(self, ops: tuple[Any, ...], n_dense: int, base: int, dtype: np.dtype,
+    #: the activation of a weighted layer with none fused after it
+    linear = _LINEAR
+
+    def __init__(self, ops: tuple[Step, ...], n_dense: int, base: int, dtype: np.dtype,
                  n_threads: int, tick: Callable[[], None] | None = None) -> None:
         self.ops = ops
         self.base = base
@@ -247,96 +156,41 @@ class SeedRun:
             segment = []
             del checkpoints[start]
 
-    # ------------------------------------------------------------------ weights
-    def weights(self, op: DenseOp) -> tuple[np.ndarray, np.ndarray | None]:
-        """Draw (w, b) of a dense layer from its own streams: the same every time."""
-        layer = op.layer
-        shape = (layer.n_in, layer.n_out)
-        w = layer.init(shape, seed=stream(self.base, LAYER_KEY, op.index, 0), dtype=self.dtype)
-        if layer.bias_init is None:
-            return w, None
-        try:
-            b = layer.bias_init((layer.n_out,), seed=stream(self.base, LAYER_KEY, op.index, 1),
-                                dtype=self.dtype)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(
-                f"measure: dense layer {op.index}: bias_init {layer.bias_init!r} cannot draw "
-                f"a bias of shape ({layer.n_out},): {exc}") from exc
-        return w, b
+    # ------------------------------------------------------------------ what layers use
+    def stream(self, index: int, k: int) -> np.random.SeedSequence:
+        """The stream of parameter ``k`` of weighted layer ``index`` (module doc)."""
+        return stream(self.base, LAYER_KEY, index, k)
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, op: Any, x: np.ndarray, x2: np.ndarray | None, *, keep: bool,
+    def record_forward(self, index: int, stats: Any) -> None:
+        """A weighted layer's forward statistics (the kernels' pooled and per-unit ones)."""
+        col = self.values[:, index]
+        col[_ROW["z_mean"]] = stats.z_pooled_mean
+        col[_ROW["z_var"]] = stats.z_pooled_var
+        col[_ROW["a_mean"]] = stats.a_pooled_mean
+        col[_ROW["a_var"]] = stats.a_pooled_var
+        col[_ROW["channel_sq_mean"]] = float(np.mean(stats.z_mean ** 2))
+        col[_ROW["channel_var"]] = float(np.mean(stats.z_var))
+        if self.tick is not None:
+            self.tick()
+
+    def record_corr(self, index: int, z1: np.ndarray, z2: np.ndarray) -> None:
+        """The pre-activation correlation of the two correlated batches."""
+        self.values[_ROW["z_corr"], index] = pooled_corr(z1, z2)
+
+    def record_backward(self, index: int, grad_z: np.ndarray, grad_w: np.ndarray,
+                        batch: int) -> None:
+        """A weighted layer's gradient statistics; ``grad_w`` is summed over the batch."""
+        col = self.values[:, index]
+        col[_ROW["grad_var"]] = pooled_var(grad_z)
+        col[_ROW["weight_grad_var"]] = pooled_var(grad_w) / batch
+        if self.tick is not None:
+            self.tick()
+
+    def forward(self, step: Step, x: np.ndarray, x2: np.ndarray | None, *, keep: bool,
                 record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        """One op: (output, second batch's output or None, cache for backward or None)."""
-        if isinstance(op, DenseOp):
-            return self._dense_forward(op, x, x2, keep, record)
-        if isinstance(op, ActOp):
-            y = activation_apply(x, op.act)
-            y2 = None if x2 is None else activation_apply(x2, op.act)
-            return y, y2, (x if keep else None)
-        if isinstance(op, NormOp):
-            y, inv = _normalize(x, op.axis, op.eps)
-            y2 = None if x2 is None else _normalize(x2, op.axis, op.eps)[0]
-            return y, y2, ((y, inv) if keep else None)
-        # Residual: x + alpha * branch(x)
-        h, h2 = x, x2
-        caches: list[Any] | None = [] if keep else None
-        for sub in op.ops:
-            h, h2, cache = self.forward(sub, h, h2, keep=keep, record=record)
-            if caches is not None:
-                caches.append(cache)
-        alpha = self.dtype.type(op.alpha)
-        y = x + alpha * h
-        y2 = None if x2 is None else x2 + alpha * h2
-        return y, y2, caches
+        """One step: (output, second batch's output or None, cache for backward or None)."""
+        return step.layer.forward(step, self, x, x2, keep, record)
 
-    def _dense_forward(self, op: DenseOp, x: np.ndarray, x2: np.ndarray | None, keep: bool,
-                       record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        w, b = self.weights(op)
-        act = op.act if op.act is not None else _LINEAR
-        r = dense_forward(x, w, b, act, stats=record, n_threads=self.n_threads)
-        y = r.a if op.act is not None else r.z
-        y2 = None
-        if x2 is not None:
-            r2 = dense_forward(x2, w, b, act, stats=False, n_threads=self.n_threads)
-            y2 = r2.a if op.act is not None else r2.z
-            if record:
-                self.values[_ROW["z_corr"], op.index] = pooled_corr(r.z, r2.z)
-            del r2
-        if record:
-            s = r.stats
-            col = self.values[:, op.index]
-            col[_ROW["z_mean"]] = s.z_pooled_mean
-            col[_ROW["z_var"]] = s.z_pooled_var
-            col[_ROW["a_mean"]] = s.a_pooled_mean
-            col[_ROW["a_var"]] = s.a_pooled_var
-            col[_ROW["channel_sq_mean"]] = float(np.mean(s.z_mean ** 2))
-            col[_ROW["channel_var"]] = float(np.mean(s.z_var))
-            if self.tick is not None:
-                self.tick()
-        return y, y2, ((x, w, r.z) if keep else None)
-
-    # ------------------------------------------------------------------ backward
-    def backward(self, op: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
-        """dL/d(op input) from dL/d(op output), recording dense layers' gradient stats."""
-        if isinstance(op, DenseOp):
-            x, w, z = cache
-            act = op.act if op.act is not None else _LINEAR
-            g = dense_backward(x, w, z, grad, act, n_threads=self.n_threads)
-            col = self.values[:, op.index]
-            col[_ROW["grad_var"]] = pooled_var(g.grad_z)
-            col[_ROW["weight_grad_var"]] = pooled_var(g.grad_w) / x.shape[0]
-            if self.tick is not None:
-                self.tick()
-            return g.grad_x
-        if isinstance(op, ActOp):
-            return grad * activation_apply(cache, op.act, derivative=True)
-        if isinstance(op, NormOp):
-            y, inv = cache
-            return _normalize_backward(grad, y, inv, op.axis)
-        # Residual
-        alpha = self.dtype.type(op.alpha)
-        g = alpha * grad
-        for sub, sub_cache in zip(reversed(op.ops), reversed(cache)):
-            g = self.backward(sub, sub_cache, g)
-        return grad + g
+    def backward(self, step: Step, cache: Any, grad: np.ndarray) -> np.ndarray:
+        """dL/d(step input) from dL/d(step output), recording weighted layers' statistics."""
+        return step.layer.backward(step, self, cache, grad)

@@ -47,7 +47,7 @@ import numpy as np
 from scipy import stats as _stats
 
 from ._empirical_run import (FIELDS, INPUT_KEY, KEEP_ALL_BYTES, PAIR_KEY, SeedRun,
-                             cache_bytes, compile_layers, default_checkpoint_every, stream)
+                             cache_bytes, default_checkpoint_every, stream)
 from ._blas import single_threaded_blas
 from ._threads import resolve_n_threads, run_side_by_side
 from .network import Network
@@ -154,7 +154,7 @@ def measure(
     if not isinstance(backward, (bool, np.bool_)):
         raise TypeError(f"measure: backward must be True or False, got {backward!r}")
     threads = resolve_n_threads(n_threads)
-    ops = compile_layers(net.layers)
+    ops = net.steps
     dense = list(net.dense_layers())
     if checkpoint_every is None:
         k = default_checkpoint_every(ops, net.input_width, batch, dt.itemsize)

@@ -1,6 +1,7 @@
-"""Network specifications the analyzer reads: a small layer vocabulary and ``mlp``.
+"""Network specifications the analyzer reads: :class:`Network` and the ``mlp`` builder.
 
-A :class:`Network` is an input width and a sequence of layers:
+A :class:`Network` is an input width and a sequence of layers (:mod:`varprop.layers`,
+each a bundle of validation, array code and mean-field rule; re-exported here):
 
 * :class:`Dense` ``z = x @ W + b`` with its weight and bias initializers,
 * :class:`Act` ``a = phi(z)``,
@@ -14,66 +15,14 @@ side draws the weights (seeded) when it measures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence
 
 from .activations import Activation, get_activation
-from .initializers import Initializer
 from .initializers import get as get_initializer
+from .layers import Act, BatchNorm, Dense, Layer, LayerNorm, Residual, Step, walk
 
 __all__ = ["Dense", "Act", "Residual", "BatchNorm", "LayerNorm", "Network", "mlp",
-           "dense_stack", "plain_chain"]
-
-
-@dataclass(frozen=True)
-class Dense:
-    """A dense layer ``z = x @ W + b`` with ``W`` of shape ``(n_in, n_out)``."""
-
-    n_in: int
-    n_out: int
-    init: Initializer
-    bias_init: Initializer | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("n_in", "n_out"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
-
-    @property
-    def width(self) -> int:
-        return self.n_out
-
-
-@dataclass(frozen=True)
-class Act:
-    """An elementwise activation."""
-
-    activation: Activation
-
-
-@dataclass(frozen=True)
-class BatchNorm:
-    """Batch normalization in training mode: each unit to mean 0, variance 1 over the batch."""
-
-    eps: float = 1e-5
-
-
-@dataclass(frozen=True)
-class LayerNorm:
-    """Layer normalization: each sample's features to mean 0, variance 1."""
-
-    eps: float = 1e-5
-
-
-@dataclass(frozen=True)
-class Residual:
-    """``x + alpha * f(x)``: ``branch`` must map a width to the same width."""
-
-    branch: tuple["Layer", ...]
-    alpha: float = 1.0
-
-
-Layer = Union[Dense, Act, BatchNorm, LayerNorm, Residual]
+           "dense_stack", "Layer"]
 
 
 @dataclass(frozen=True)
@@ -89,61 +38,38 @@ class Network:
         if isinstance(self.input_width, bool) or not isinstance(self.input_width, int) \
                 or self.input_width < 1:
             raise ValueError(f"input_width must be a positive integer, got {self.input_width!r}")
-        _check_widths(self.layers, self.input_width)
+        if isinstance(self.layers, Layer) or not isinstance(self.layers, (list, tuple)):
+            raise TypeError(f"layers must be a sequence of varprop layers, got "
+                            f"{type(self.layers).__name__}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        steps, _ = walk(self.layers, self.input_width)
+        weighted = [s.layer for s in _iter_weighted(steps)]
+        object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_weighted", tuple(weighted))
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The walk of the layers (:func:`varprop.layers.walk`): what analyze, measure,
+        compare and the report run over."""
+        return self._steps  # type: ignore[attr-defined]
 
     def dense_layers(self) -> Iterator[Dense]:
-        """Every Dense layer in forward order, branches included."""
-        yield from _iter_dense(self.layers)
+        """Every weighted (Dense) layer in forward order, branches included."""
+        return iter(self._weighted)  # type: ignore[attr-defined]
 
     @property
     def depth(self) -> int:
-        return sum(1 for _ in self.dense_layers())
+        return len(self._weighted)  # type: ignore[attr-defined]
 
     def describe(self) -> str:
         return self.name or f"network of {self.depth} dense layers"
 
 
-def plain_chain(layers: Sequence[Layer]) -> list[tuple[Dense, Activation | None]] | None:
-    """``[(dense, the activation after it or None), ...]`` when ``layers`` is a plain
-    chain ``(Dense [Act])*`` (every ``mlp``), else None."""
-    pairs: list[tuple[Dense, Activation | None]] = []
-    i, n_layers = 0, len(layers)
-    while i < n_layers:
-        layer = layers[i]
-        if type(layer) is not Dense:
-            return None
-        act = None
-        if i + 1 < n_layers and type(layers[i + 1]) is Act:
-            act = layers[i + 1].activation
-            i += 1
-        i += 1
-        pairs.append((layer, act))
-    return pairs
-
-
-def _iter_dense(layers: Sequence[Layer]) -> Iterator[Dense]:
-    for layer in layers:
-        if isinstance(layer, Dense):
-            yield layer
-        elif isinstance(layer, Residual):
-            yield from _iter_dense(layer.branch)
-
-
-def _check_widths(layers: Sequence[Layer], width: int) -> int:
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Dense):
-            if layer.n_in != width:
-                raise ValueError(
-                    f"layer {i}: Dense expects {layer.n_in} inputs but receives width {width}")
-            width = layer.n_out
-        elif isinstance(layer, Residual):
-            out = _check_widths(layer.branch, width)
-            if out != width:
-                raise ValueError(
-                    f"layer {i}: a Residual branch must keep the width ({width}), it ends at {out}")
-        elif not isinstance(layer, (Act, BatchNorm, LayerNorm)):
-            raise TypeError(f"layer {i}: unknown layer type {type(layer).__name__}")
-    return width
+def _iter_weighted(steps: Sequence[Step]) -> Iterator[Step]:
+    for step in steps:
+        if step.layer.weighted:
+            yield step
+        yield from _iter_weighted(step.branch)
 
 
 def _per_layer(value: Any, n: int, name: str) -> list[Any]:

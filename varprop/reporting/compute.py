@@ -13,6 +13,7 @@ import numpy as np
 
 from .._blas import single_threaded_blas
 from .._threads import resolve_n_threads, run_side_by_side
+from .._validate import seed_key
 from ..agreement import agreement
 from ..analytic import analyze
 from ..compare import verdict
@@ -48,7 +49,7 @@ class SharedDraws(Initializer):
         self._lock = threading.Lock()
 
     def __call__(self, shape: Any, seed: Any = None, dtype: Any = np.float32) -> np.ndarray:
-        key = _seed_key(seed)
+        key = seed_key(seed)
         if key is None:
             return self.inner(shape, seed=seed, dtype=dtype)
         full = (tuple(int(s) for s in shape), key, np.dtype(dtype).str)
@@ -80,18 +81,6 @@ class SharedDraws(Initializer):
 
     def __repr__(self) -> str:
         return repr(self.inner)
-
-
-def _seed_key(seed: Any) -> Any:
-    """A hashable identity of a reproducible seed, None for one that is not (fresh
-    entropy, a Generator whose state moves)."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return ("int", int(seed))
-    if isinstance(seed, np.random.SeedSequence):
-        entropy = seed.entropy
-        entropy = tuple(entropy) if isinstance(entropy, (list, tuple)) else entropy
-        return ("ss", entropy, tuple(seed.spawn_key), seed.pool_size, seed.n_children_spawned)
-    return None
 
 
 def bias_initializer(bias_var: float) -> Any:
@@ -145,14 +134,7 @@ def _moments_key(net: Any) -> tuple[Any, ...]:
         return seen[k][1]
 
     for layer in net.layers:
-        if hasattr(layer, "init"):
-            shape = (layer.n_in, layer.n_out)
-            bias = None if layer.bias_init is None else once(
-                layer.bias_init, (layer.n_out,), lambda: layer.bias_init.moments((layer.n_out,)))
-            key.append((shape, once(layer.init, shape, lambda: layer.init.moments(shape)), bias))
-        else:
-            act = getattr(layer, "activation", layer)
-            key.append(once(act, type(layer), lambda: repr(layer)))
+        key.append(layer.analytic_key(once))
     return tuple(key)
 
 

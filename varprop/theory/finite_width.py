@@ -90,7 +90,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from ..activations import Activation
-from ..network import Layer, plain_chain
+from ..layers.base import plain_chain
 from . import quadrature
 from .gaussian import gaussian_moments
 
@@ -291,14 +291,13 @@ def _same_act(a: Activation | None, b: Activation | None) -> bool:
     return a is b or (a is not None and b is not None and a == b)
 
 
-def _chain_arrays(layers: Sequence[Layer], ctx: Any, plan: Sequence[Any] | None = None
-                  ) -> tuple | None:
+def _chain_arrays(net: Any, ctx: Any, plan: Sequence[Any] | None = None) -> tuple | None:
     """(widths, activations, bias variances) of a plain chain of zero-mean random
     weights and zero-mean biases (the module doc's setting), else None. ``ctx``: the
     analyzer's cache of initializer moments (``init_moments``, ``bias``); ``plan``:
     analyze's chain plan if it has one, whose entry a layer shares with the one before
     it when they are configured alike (then nothing is looked up again)."""
-    pairs = plain_chain(layers)
+    pairs = plain_chain(net.steps)
     if pairs is None:
         return None
     widths, acts, sb2 = [], [], []
@@ -317,7 +316,7 @@ def _chain_arrays(layers: Sequence[Layer], ctx: Any, plan: Sequence[Any] | None 
         sb2.append(b_var)
     if not acts:
         return None
-    widths.insert(0, layers[0].n_in)
+    widths.insert(0, net.input_width)
     return widths, acts, np.asarray(sb2)
 
 
@@ -326,7 +325,7 @@ def bounds(net: Any, prof: Any, batch: int | None, correlated: bool = True) -> B
     takes the batch's input correlations from the c-map (module doc), ``False`` takes
     them identical (``c = 1``, ``kappa = K_f``): the worst case, cheaper to compute."""
     from .._analytic_parts import _Context
-    parts = _chain_arrays(net.layers, _Context())
+    parts = _chain_arrays(net, _Context())
     if parts is None:
         raise ValueError("the finite-width bounds are for plain Dense [Act] chains of "
                          "zero-mean random weights")
@@ -372,7 +371,7 @@ def _round2(x: float) -> str:
     return f"{round(x, digits):,.{max(digits, 0)}f}"
 
 
-def regime(layers: Sequence[Layer], q: Sequence[float], ctx: Any,
+def regime(net: Any, q: Sequence[float], ctx: Any,
            batch: int | None = None, plan: Sequence[Any] | None = None) -> Regime | None:
     """The spread of a plain chain (zero-mean random weights and biases) around its
     mean-field ``z_var`` ``q``, and the layers where it passes ``THRESHOLD``; None for
@@ -381,7 +380,7 @@ def regime(layers: Sequence[Layer], q: Sequence[float], ctx: Any,
     gradients as ``batch`` independent samples give them (None: infinitely many, what
     analyze uses, so that its result does not depend on a batch). ``ctx``, ``plan``: see
     :func:`_chain_arrays`. O(L): about 0.2 s for 100,000 layers."""
-    parts = _chain_arrays(layers, ctx, plan)
+    parts = _chain_arrays(net, ctx, plan)
     if parts is None:
         return None
     q = np.asarray(q, dtype=np.float64)
