@@ -1,5 +1,5 @@
 """The residual block ``y = x + alpha * f(x)`` around a branch of layers: array forward
-and backward, and the mean-field rule (docs/theory.md, section 7)."""
+and backward, and the mean-field rule (docs/theory.md, section 6)."""
 
 from __future__ import annotations
 
