@@ -134,7 +134,7 @@ def test_bad_arguments(kwargs, error, message):
 def test_bad_network():
     with pytest.raises(TypeError, match="net must be a varprop Network"):
         analyze([4, 4])
-    with pytest.raises(ValueError, match="widths must be positive integers"):
+    with pytest.raises(ValueError, match="widths must be a positive integer"):
         mlp([4, 0, 4])
     with pytest.raises(ValueError, match="Dense expects 5 inputs but receives width 4"):
         Network(4, (Dense(5, 3, get_init("he_normal")),))

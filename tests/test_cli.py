@@ -213,11 +213,11 @@ def test_progress_bar_on_a_terminal_only_and_never_on_stdout(tmp_path):
 BAD = [
     (["report", "-i", "he_norml"], "unknown initializer 'he_norml'; did you mean 'he_normal'"),
     (["report", "-a", "rleu"], "unknown activation 'rleu'; did you mean 'relu'"),
-    (["report", "--depth", "0"], "--depth must be an integer >= 1"),
-    (["report", "--width", "-3"], "--width must be an integer >= 1"),
-    (["report", "--batch", "0"], "--batch must be an integer >= 1"),
+    (["report", "--depth", "0"], "--depth must be a positive integer; got 0"),
+    (["report", "--width", "-3"], "--width must be a positive integer; got -3"),
+    (["report", "--batch", "0"], "--batch must be a positive integer; got 0"),
     (["report", "--width", "100000000"], "needs about"),
-    (["report", "--bias-var", "-1"], "--bias-var must be a finite number >= 0"),
+    (["report", "--bias-var", "-1"], "--bias-var must be >= 0; got -1.0"),
     (["report", "--analytic-only", "--seeds", "3"], "--analytic-only measures nothing"),
     (["report", "--out", "a.html", "--no-out"], "contradict"),
     (["report", "--out", "nodir/r.html"], "does not exist"),
@@ -226,11 +226,15 @@ BAD = [
     (["phase", "tahn"], "did you mean 'tanh'"),
     (["phase", "tanh", "--sigma-w2", "3", "1"], "0 <= LOW < HIGH"),
     (["phase", "tanh", "--resolution", "2"], "between 3 and 2000"),
-    (["init", "he_normal", "--shape", "0", "4"], "--shape entries must be an integer >= 1"),
+    (["init", "he_normal", "--shape", "0", "4"], "--shape entries must be a positive integer; got 0"),
     (["init", "orthogonal", "--shape", "5"], "cannot fill shape"),
     (["init", "he_normal", "--shape", "4", "--param", "bogus=1"], "unexpected parameter"),
     (["init", "he_normal", "--shape", "4", "--out", "w.txt"], "use one of .npy"),
     (["experiment", "irsi"], "did you mean 'iris'"),
+    (["init", "he_normal", "--shape", "4", "--seed", "-1"],
+     "--seed must be a non-negative integer; got -1"),
+    (["demo", "--depth", "0"], "--depth must be a positive integer; got 0"),
+    (["demo", "--seed", "-1"], "--seed must be a non-negative integer; got -1"),
 ]
 
 

@@ -207,7 +207,7 @@ def test_load_mnist_errors(tmp_path):
         load_mnist(missing)
     with pytest.raises(ValueError, match="kind must be"):
         load_mnist(tmp_path, "validation")
-    with pytest.raises(ValueError, match="dtype must be"):
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         load_mnist(tmp_path, dtype=np.int32)
 
     # labels file missing

@@ -20,8 +20,8 @@ HE = "he_normal"
 
 @pytest.mark.parametrize("make, error, words", [
     (lambda: Dense(0, 4, HE), ValueError, "n_in"),
-    (lambda: Dense(4, True, HE), ValueError, "n_out"),
-    (lambda: Dense(4.0, 4, HE), ValueError, "n_in"),
+    (lambda: Dense(4, True, HE), TypeError, "n_out"),
+    (lambda: Dense(4.0, 4, HE), TypeError, "n_in"),
     (lambda: Dense(4, 4, 3.0), TypeError, "init"),
     (lambda: Dense(4, 4, "no_such_init"), ValueError, "init"),
     (lambda: Dense(4, 4, HE, 5), TypeError, "bias_init"),

@@ -26,7 +26,7 @@ def _layer_vars(weights, acts, x):
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "selu"])
 def test_lsuv_reaches_target_variance(digits_batch, activation):
-    model = train.mlp([64, 128, 96, 64, 10], activation, seed=0)
+    model = train.classifier([64, 128, 96, 64, 10], activation, seed=0)
     before = [w.copy() for w, _ in model.weights]
     res = lsuv(model, digits_batch, seed=1)
     assert res.converged
@@ -54,7 +54,7 @@ def test_lsuv_orthonormal_preinit_and_determinism(digits_batch):
 
 
 def test_lsuv_other_target_and_tolerance(digits_batch):
-    model = train.mlp([64, 64, 64, 10], "relu", seed=0, dtype=np.float64)
+    model = train.classifier([64, 64, 64, 10], "relu", seed=0, dtype=np.float64)
     res = lsuv(model, digits_batch, target_var=2.5, tol=1e-6, seed=0)
     assert res.converged
     for var, _ in _layer_vars(res.weights, res.model.activations, digits_batch):
@@ -70,7 +70,7 @@ def test_lsuv_with_biases_iterates_and_center_zeroes_means(digits_batch):
     for (w, b), (w0, b0) in zip(res.weights, pairs):
         np.testing.assert_array_equal(b, b0)  # the mean is not corrected by default
     centred = lsuv(pairs, digits_batch, orthogonal=False, center=True, tol=1e-6)
-    acts = [train.mlp([64, 48, 10]).activations[0], train.mlp([64, 48, 10]).activations[1]]
+    acts = [train.classifier([64, 48, 10]).activations[0], train.classifier([64, 48, 10]).activations[1]]
     for (var, unit_mean), rec in zip(_layer_vars(centred.weights, acts, digits_batch), centred.records):
         assert var == pytest.approx(1.0, abs=1e-6)
         np.testing.assert_allclose(unit_mean, 0, atol=1e-9)
@@ -98,7 +98,7 @@ def test_lsuv_max_iter_and_dead_layers(digits_batch):
 
 
 def test_lsuv_bad_input(digits_batch):
-    model = train.mlp([64, 8, 10], seed=0)
+    model = train.classifier([64, 8, 10], seed=0)
     with pytest.raises(ValueError, match="target_var"):
         lsuv(model, digits_batch, target_var=0)
     with pytest.raises(ValueError, match="tol"):

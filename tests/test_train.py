@@ -19,9 +19,9 @@ def _numeric_loss(model, x, y):
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu", "gelu", "sigmoid"])
 def test_gradients_match_finite_differences(activation):
     rng = np.random.default_rng(1)
-    model = train.mlp([3, 5, 4, 3], activation, kernel_initializer="glorot_normal",
-                      bias_initializer={"name": "random_normal", "stddev": 0.1}, seed=2,
-                      dtype=np.float64)
+    model = train.classifier([3, 5, 4, 3], activation, kernel_initializer="glorot_normal",
+                             bias_initializer={"name": "random_normal", "stddev": 0.1}, seed=2,
+                             dtype=np.float64)
     x = rng.standard_normal((6, 3))
     y = np.array([0, 1, 2, 2, 1, 0])
     cache = model.forward(x)
@@ -43,7 +43,7 @@ def test_gradients_match_finite_differences(activation):
 
 
 def test_grad_z_matches_finite_differences_on_logits():
-    model = train.mlp([2, 4, 3], "tanh", seed=0, dtype=np.float64)
+    model = train.classifier([2, 4, 3], "tanh", seed=0, dtype=np.float64)
     x = np.array([[0.3, -0.2], [1.0, 0.5]])
     y = np.array([2, 0])
     cache = model.forward(x)
@@ -76,7 +76,7 @@ def test_softmax_cross_entropy_is_stable_and_correct():
 
 def test_loss_decreases_on_separable_toy_set():
     data = make_toy_2d(300, "blobs", noise=0.5, seed=0)
-    model = train.mlp([2, 16, 2], "relu", kernel_initializer="he_normal", seed=0)
+    model = train.classifier([2, 16, 2], "relu", kernel_initializer="he_normal", seed=0)
     before = train.evaluate(model, data.x, data.y)
     hist = train.fit(model, data.x, data.y, epochs=30, batch_size=32, seed=0)
     after = train.evaluate(model, data.x, data.y)
@@ -90,7 +90,7 @@ def test_loss_decreases_on_separable_toy_set():
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 def test_every_optimizer_learns_moons(optimizer):
     data = make_toy_2d(200, "moons", seed=1)
-    model = train.mlp([2, 32, 32, 2], "tanh", seed=1)
+    model = train.classifier([2, 32, 32, 2], "tanh", seed=1)
     lr = 0.1 if optimizer in ("sgd", "momentum", "nesterov") else 0.01
     before = train.evaluate(model, data.x, data.y).loss
     hist = train.fit(model, data.x, data.y, epochs=40, batch_size=16, optimizer=optimizer,
@@ -100,7 +100,7 @@ def test_every_optimizer_learns_moons(optimizer):
 
 def _run(seed, n_threads=None, dtype=np.float32):
     data = make_toy_2d(120, "spiral", n_classes=3, seed=3)
-    model = train.mlp([2, 24, 24, 3], "relu", kernel_initializer="he_uniform", seed=5, dtype=dtype)
+    model = train.classifier([2, 24, 24, 3], "relu", kernel_initializer="he_uniform", seed=5, dtype=dtype)
     hist = train.fit(model, data.x, data.y, epochs=6, batch_size=10, seed=seed,
                      validation_split=0.25, n_threads=n_threads)
     return model, hist
@@ -129,19 +129,19 @@ def test_thread_count_does_not_change_the_run():
 
 
 def test_same_model_seed_same_weights_and_dtypes():
-    a = train.mlp([4, 8, 3], seed=11, dtype=np.float64)
-    b = train.mlp([4, 8, 3], seed=11, dtype="float64")
+    a = train.classifier([4, 8, 3], seed=11, dtype=np.float64)
+    b = train.classifier([4, 8, 3], seed=11, dtype="float64")
     assert a.dtype == np.float64
     for (wa, ba), (wb, bb) in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa, wb)
         np.testing.assert_array_equal(ba, bb)
-    c = train.mlp([4, 8, 3], seed=12)
+    c = train.classifier([4, 8, 3], seed=12)
     assert c.dtype == np.float32 and not np.array_equal(c.weights[0][0], a.weights[0][0])
 
 
 def test_validation_split_holds_out_the_last_rows():
     data = make_toy_2d(100, "blobs", seed=0)
-    model = train.mlp([2, 8, 2], seed=0)
+    model = train.classifier([2, 8, 2], seed=0)
     hist = train.fit(model, data.x, data.y, epochs=2, validation_split=0.2, seed=0)
     assert hist.params["n_train"] == 80 and hist.params["n_val"] == 20
     assert len(hist.val_loss) == 2
@@ -152,7 +152,7 @@ def test_validation_split_holds_out_the_last_rows():
 
 def test_history_outputs_and_callback():
     data = make_toy_2d(60, "xor", seed=0)
-    model = train.mlp([2, 8, 2], seed=0)
+    model = train.classifier([2, 8, 2], seed=0)
     seen = []
 
     def callback(epoch, logs):
@@ -170,14 +170,14 @@ def test_history_outputs_and_callback():
 
 def test_progress_prints_one_line_per_epoch(capsys):
     data = make_toy_2d(40, "blobs", seed=0)
-    train.fit(train.mlp([2, 4, 2], seed=0), data.x, data.y, epochs=2, progress=True, seed=0)
+    train.fit(train.classifier([2, 4, 2], seed=0), data.x, data.y, epochs=2, progress=True, seed=0)
     err = capsys.readouterr().err
     assert err.count("epoch ") == 2 and "loss" in err
 
 
 def test_predict_and_probabilities():
     data = make_toy_2d(50, "blobs", n_classes=3, seed=0)
-    model = train.mlp([2, 8, 3], seed=0)
+    model = train.classifier([2, 8, 3], seed=0)
     p = train.predict_proba(model, data.x)
     assert p.shape == (50, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
@@ -191,8 +191,8 @@ def test_predict_and_probabilities():
 
 def test_gradient_variances_match_numpy():
     rng = np.random.default_rng(0)
-    model = train.mlp([5, 7, 6, 3], "relu", kernel_initializer="he_normal", seed=0,
-                      dtype=np.float64)
+    model = train.classifier([5, 7, 6, 3], "relu", kernel_initializer="he_normal", seed=0,
+                             dtype=np.float64)
     x = rng.standard_normal((20, 5))
     y = rng.integers(0, 3, 20)
     gv = train.gradient_variances(model, x, y)
@@ -260,13 +260,13 @@ def test_sgd_and_momentum_updates():
 ])
 def test_fit_rejects_bad_arguments(kwargs, exc, match):
     data = make_toy_2d(20, "blobs", seed=0)
-    model = train.mlp([2, 4, 2], seed=0)
+    model = train.classifier([2, 4, 2], seed=0)
     with pytest.raises(exc, match=match):
         train.fit(model, data.x, data.y, **kwargs)
 
 
 def test_fit_rejects_bad_data():
-    model = train.mlp([2, 4, 3], seed=0)
+    model = train.classifier([2, 4, 3], seed=0)
     x = np.zeros((5, 2))
     with pytest.raises(ValueError, match=r"y must lie in 0\.\.2"):
         train.fit(model, x, np.array([0, 1, 2, 3, 0]))
@@ -289,7 +289,7 @@ def test_fit_rejects_bad_data():
 
 
 def test_nan_data_propagates_and_warns():
-    model = train.mlp([2, 4, 2], seed=0)
+    model = train.classifier([2, 4, 2], seed=0)
     x = np.array([[np.nan, 0.0], [1.0, 1.0]])
     with pytest.warns(RuntimeWarning, match="training loss is nan"):
         hist = train.fit(model, x, np.array([0, 1]), epochs=1, batch_size=2)
@@ -297,31 +297,65 @@ def test_nan_data_propagates_and_warns():
 
 
 def test_mlp_builder_options_and_errors():
-    m = train.mlp([3, 4, 5, 2], ["tanh", {"name": "leaky_relu", "negative_slope": 0.2}],
-                  kernel_initializer=["he_normal", "glorot_uniform", "zeros"],
-                  bias_initializer={"name": "constant", "value": 0.5}, seed=0)
+    m = train.classifier([3, 4, 5, 2], ["tanh", {"name": "leaky_relu", "negative_slope": 0.2}],
+                         kernel_initializer=["he_normal", "glorot_uniform", "zeros"],
+                         bias_initializer={"name": "constant", "value": 0.5}, seed=0)
     assert [a.name for a in m.activations] == ["tanh", "leaky_relu", "linear"]
     assert np.all(m.weights[2][0] == 0) and np.all(m.weights[0][1] == 0.5)
     assert m.n_params == 3 * 4 + 4 + 4 * 5 + 5 + 5 * 2 + 2 and m.widths == [3, 4, 5, 2]
     assert "MLP(widths=[3, 4, 5, 2]" in repr(m)
     with pytest.raises(ValueError, match="widths"):
-        train.mlp([3])
+        train.classifier([3])
     with pytest.raises(ValueError, match=r"widths\[1\]"):
-        train.mlp([3, 0, 2])
+        train.classifier([3, 0, 2])
     with pytest.raises(ValueError, match="activation"):
-        train.mlp([3, 4, 2], ["relu", "relu", "relu"])
+        train.classifier([3, 4, 2], ["relu", "relu", "relu"])
     with pytest.raises(ValueError, match="last layer must be linear"):
-        train.mlp([3, 4, 2], ["relu", "relu"])
+        train.classifier([3, 4, 2], ["relu", "relu"])
     with pytest.raises(ValueError, match="kernel_initializer"):
-        train.mlp([3, 4, 2], kernel_initializer="bogus")
+        train.classifier([3, 4, 2], kernel_initializer="bogus")
     with pytest.raises(ValueError, match="kernel_initializer"):
-        train.mlp([3, 4, 2], kernel_initializer=["zeros"])
-    with pytest.raises(ValueError, match="bias_initializer"):
-        train.mlp([3, 4, 2], bias_initializer="he_normal")
+        train.classifier([3, 4, 2], kernel_initializer=["zeros"])
+    with pytest.raises(ValueError, match="bias initializer of dense layer 0"):
+        train.classifier([3, 4, 2], bias_initializer="he_normal")
     with pytest.raises(TypeError, match="dtype"):
-        train.mlp([3, 4, 2], dtype=np.float16)
+        train.classifier([3, 4, 2], dtype=np.float16)
     with pytest.raises(ValueError, match="unknown name"):
-        train.mlp([3, 4, 2], "nope")
+        train.classifier([3, 4, 2], "nope")
+
+
+def test_from_network_draws_the_analyzers_spec():
+    import varprop
+
+    net = varprop.mlp([3, 6, 5, 2], "tanh", ["he_normal", "orthogonal", "lecun_uniform"],
+                      "random_normal", final_activation=False)
+    for dtype in (np.float32, np.float64):
+        a = train.MLP.from_network(net, seed=4, dtype=dtype)
+        b = train.classifier([3, 6, 5, 2], "tanh", seed=4, dtype=dtype,
+                             kernel_initializer=["he_normal", "orthogonal", "lecun_uniform"],
+                             bias_initializer="random_normal")
+        assert [a.name for a in a.activations] == ["tanh", "tanh", "linear"]
+        for (wa, ba), (wb, bb) in zip(a.weights, b.weights):  # bit for bit
+            assert wa.dtype == dtype and wa.tobytes() == wb.tobytes() and ba.tobytes() == bb.tobytes()
+    # one Generator draws W_0, b_0, W_1, ... in order: the same as drawing them by hand
+    rng = np.random.default_rng(4)
+    w0 = varprop.get_initializer("he_normal")((3, 6), seed=rng, dtype=np.float32)
+    c = train.MLP.from_network(net, seed=np.random.default_rng(4))
+    assert np.array_equal(c.weights[0][0], w0)
+    assert train.mlp is train.classifier  # the former name, kept for its callers
+    no_bias = train.MLP.from_network(varprop.mlp([2, 3], "relu", "ones", None,
+                                                 final_activation=False), seed=0)
+    assert np.all(no_bias.weights[0][1] == 0) and np.all(no_bias.weights[0][0] == 1)
+    with pytest.raises(ValueError, match="final_activation=False"):
+        train.MLP.from_network(varprop.mlp([2, 3], "relu"), seed=0)
+    with pytest.raises(ValueError, match="chain of Dense layers"):
+        train.MLP.from_network(varprop.Network(2, (varprop.BatchNorm(),)))
+    with pytest.raises(TypeError, match="net must be a varprop Network"):
+        train.MLP.from_network([2, 3])
+    with pytest.raises(TypeError, match="seed"):
+        train.MLP.from_network(net, seed=1.5)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        train.MLP.from_network(net, dtype=np.float16)
 
 
 def test_mlp_from_arrays_checks_shapes():

@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .profile import Profile, json_number
+from ._json import json_number
+from .profile import Profile
 
 __all__ = ["ALPHA", "FIELDS", "POWER", "LayerTest", "Agreement", "agreement"]
 

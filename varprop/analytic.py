@@ -26,10 +26,8 @@ layer sees E[a^2] = Var[a] + E[a]^2.
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
 
 from ._approximations import approximations, has_batch_norm
 from ._law_check import unresolved as unresolved_law
@@ -41,6 +39,7 @@ from .layers import Step
 from .network import Network
 from .profile import LayerRecord, Profile
 from .theory.finite_width import regime as finite_width_regime
+from ._validate import correlation, finite_real, variance_batch
 
 __all__ = ["analyze"]
 
@@ -170,23 +169,13 @@ def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
     general path (both for tests: the slow twins of the fast paths)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a varprop Network (varprop.mlp(...)), got {type(net).__name__}")
-    input_mean = _finite("input_mean", input_mean)
-    input_var = _finite("input_var", input_var)
-    if input_var <= 0:
-        raise ValueError(f"input_var must be > 0, got {input_var}")
+    input_mean = finite_real("input_mean", input_mean)
+    input_var = finite_real("input_var", input_var, positive=True)
     cross = math.nan
     if input_correlation is not None:
-        c = _finite("input_correlation", input_correlation)
-        if not -1.0 <= c <= 1.0:
-            raise ValueError(f"input_correlation must be in [-1, 1], got {c}")
+        c = correlation("input_correlation", input_correlation)
         cross = c * input_var + input_mean * input_mean
-    if batch is not None:
-        if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, numbers.Integral):
-            raise TypeError(f"batch must be an integer >= 2 or None, got {batch!r}")
-        if batch < 2:
-            raise ValueError(f"batch must be >= 2 (a batch variance needs two samples) "
-                             f"or None, got {batch}")
-        batch = int(batch)
+    batch = variance_batch("batch", batch, or_none=True)
     # two independent samples of a batch: their inputs are uncorrelated, E = mean^2;
     # tracked only where a BatchNorm needs it (it costs a cross moment per activation)
     bcross = input_mean * input_mean if has_batch_norm(net.steps) else math.nan
@@ -216,13 +205,3 @@ def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
             # first layer, max (docs/theory.md, section 11); None: not a plain chain
             "finite_width_sigma": None if fw is None else fw.sigma}
     return Profile("analytic", records, net.describe(), input_var, input_mean, meta)
-
-
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-

@@ -18,7 +18,8 @@ from typing import NoReturn
 import numpy as np
 
 from . import __version__
-from .reporting.output import UsageError
+from ._validate import as_generator, checked, non_negative_int
+from .reporting.output import UsageError, check_positive
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,9 +36,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .kernels import dense_forward
 
     for name in ("depth", "width", "batch"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
-    rng = np.random.default_rng(args.seed)
+        check_positive(f"--{name}", getattr(args, name))
+    checked(non_negative_int, UsageError, "--seed", args.seed)
+    rng = as_generator(args.seed)
     x0 = rng.standard_normal((args.batch, args.width)).astype(np.float32)
     schemes = {"he (2/n)": 2.0, "lecun (1/n)": 1.0}
     print(f"ReLU MLP, depth {args.depth}, width {args.width}, batch {args.batch}: "
@@ -45,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'layer':>5}  " + "  ".join(f"{name:>12}" for name in schemes))
     columns = {}
     for name, gain in schemes.items():
-        x, layer_rng, out = x0, np.random.default_rng(args.seed + 1), []
+        x, layer_rng, out = x0, as_generator(args.seed + 1), []
         for _ in range(args.depth):
             w = (layer_rng.standard_normal((args.width, args.width))
                  * np.sqrt(gain / args.width)).astype(np.float32)

@@ -37,7 +37,6 @@ log-space comparison of :mod:`varprop.agreement` reads them).
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import threading
 import time
@@ -50,6 +49,8 @@ from ._empirical_run import (FIELDS, INPUT_KEY, KEEP_ALL_BYTES, PAIR_KEY, SeedRu
                              cache_bytes, default_checkpoint_every, stream)
 from ._blas import single_threaded_blas
 from ._threads import resolve_n_threads, run_side_by_side
+from ._validate import (MIN_BATCH, boolean, correlation, finite_real, float_dtype, positive_int,
+                        seed_list, variance_batch)
 from .network import Network
 from .profile import SEED_FIELDS, LayerRecord, Profile
 
@@ -57,7 +58,7 @@ __all__ = ["measure"]
 
 _DEFAULT_BATCH = 1024
 #: Every field is a variance (or mean) estimate over the batch: one sample is not enough.
-_MIN_BATCH = 2
+_MIN_BATCH = MIN_BATCH
 _CI_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
 
 
@@ -132,17 +133,13 @@ def measure(
     if not isinstance(net, Network):
         raise TypeError(f"measure: net must be a varprop Network (e.g. varprop.mlp(...)), "
                         f"got {type(net).__name__}")
-    dt = _check_dtype(dtype)
-    bases = _check_seeds(seeds)
-    input_mean = _check_real("input_mean", input_mean)
-    input_var = _check_real("input_var", input_var)
-    if not input_var > 0:
-        raise ValueError(f"measure: input_var must be > 0, got {input_var!r}")
+    dt = float_dtype("dtype", dtype, kernels=True, owner="measure")
+    bases = seed_list("seeds", seeds, int_is_count=True, unique=True, owner="measure")
+    input_mean = finite_real("input_mean", input_mean, owner="measure")
+    input_var = finite_real("input_var", input_var, positive=True, owner="measure")
     corr = None
     if input_correlation is not None:
-        corr = _check_real("input_correlation", input_correlation)
-        if abs(corr) > 1:
-            raise ValueError(f"measure: input_correlation must be in [-1, 1], got {corr!r}")
+        corr = correlation("input_correlation", input_correlation, owner="measure")
     given = None
     if inputs is not None:
         given = _check_inputs(inputs, net.input_width, batch, dt)
@@ -150,16 +147,15 @@ def measure(
     elif batch is None:
         batch = _DEFAULT_BATCH
     else:
-        batch = _check_int("batch", batch, _MIN_BATCH)
-    if not isinstance(backward, (bool, np.bool_)):
-        raise TypeError(f"measure: backward must be True or False, got {backward!r}")
+        batch = variance_batch("batch", batch, owner="measure")
+    boolean("backward", backward, owner="measure")
     threads = resolve_n_threads(n_threads)
     ops = net.steps
     dense = list(net.dense_layers())
     if checkpoint_every is None:
         k = default_checkpoint_every(ops, net.input_width, batch, dt.itemsize)
     else:
-        k = _check_int("checkpoint_every", checkpoint_every, 1)
+        k = positive_int("checkpoint_every", checkpoint_every, owner="measure")
     report = _progress_reporter(progress, len(bases) * len(dense) * (2 if backward else 1))
     symmetric = [bool(d.init.moments((d.n_in, d.n_out)).symmetric) for d in dense]
 
@@ -279,60 +275,6 @@ def _inputs(base: int, batch: int, width: int, given: np.ndarray | None, mean: f
     return x, np.ascontiguousarray(x2.astype(dt))
 
 
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"measure: dtype must be np.float32 or np.float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"measure: dtype must be np.float32 or np.float64, got {dt}")
-    return dt
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"measure: {name} must be an integer >= {minimum}, "
-                        f"got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"measure: {name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"measure: {name} must be a real number, "
-                        f"got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"measure: {name} must be finite, got {value!r}")
-    return value
-
-
-def _check_seeds(seeds: Any) -> list[int]:
-    if isinstance(seeds, (bool, np.bool_)):
-        raise TypeError(f"measure: seeds must be a count >= 1 or a sequence of ints, got {seeds!r}")
-    if isinstance(seeds, numbers.Integral):
-        if seeds < 1:
-            raise ValueError(f"measure: seeds must be >= 1 (the number of draws), got {seeds}")
-        return list(range(int(seeds)))
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
-        raise TypeError(f"measure: seeds must be a count >= 1 or a sequence of ints, "
-                        f"got {type(seeds).__name__}")
-    bases = []
-    for s in seeds:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"measure: seeds must hold ints, got {type(s).__name__} {s!r}")
-        if s < 0:
-            raise ValueError(f"measure: seeds must be non-negative ints, got {s}")
-        bases.append(int(s))
-    if not bases:
-        raise ValueError("measure: seeds is an empty sequence; give at least one seed")
-    if len(set(bases)) != len(bases):
-        raise ValueError(f"measure: seeds repeat ({bases}): repeated draws would fake the "
-                         "confidence intervals")
-    return bases
-
-
 def _check_inputs(inputs: Any, width: int, batch: Any, dt: np.dtype) -> np.ndarray:
     if not isinstance(inputs, np.ndarray):
         raise TypeError(f"measure: inputs must be a numpy array of shape (batch, {width}), "
@@ -350,7 +292,7 @@ def _check_inputs(inputs: Any, width: int, batch: Any, dt: np.dtype) -> np.ndarr
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(inputs))[0])
         raise ValueError(f"measure: inputs must be finite, got {inputs[bad]!r} at index {bad}")
     if batch is not None:
-        batch = _check_int("batch", batch, _MIN_BATCH)
+        batch = variance_batch("batch", batch, owner="measure")
         if batch != inputs.shape[0]:
             raise ValueError(f"measure: batch={batch} disagrees with inputs, which have "
                              f"{inputs.shape[0]} rows; leave batch out with inputs")

@@ -57,6 +57,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from ._blas import single_threaded_blas
+from ._validate import as_generator, boolean, finite_real, integer, positive_int
 from .activations import Activation, get_activation
 from .kernels import dense_forward
 
@@ -116,15 +117,6 @@ class LSUVResult:
                          f"{r.final_var:>12.5g} {r.final_mean:>11.4g} {r.scale:>10.4g} "
                          f"{'yes' if r.converged else 'NO'}")
         return "\n".join(lines)
-
-
-def _finite_real(value: Any, name: str, *, positive: bool = True) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value!r}")
-    return value
 
 
 def _unpack(model_or_weights: Any, activation: Any) -> tuple[list, list[Activation], Any]:
@@ -228,13 +220,11 @@ def lsuv(
         TypeError, ValueError: naming the bad argument.
     """
     pairs, acts, model_cls = _unpack(model_or_weights, activation)
-    target_var = _finite_real(target_var, "target_var")
-    tol = _finite_real(tol, "tol", positive=False)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    for flag, name in ((center, "center"), (orthogonal, "orthogonal")):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    target_var = finite_real("target_var", target_var, positive=True)
+    tol = finite_real("tol", tol, non_negative=True)
+    max_iter = positive_int("max_iter", max_iter)
+    center = boolean("center", center)
+    orthogonal = boolean("orthogonal", orthogonal)
     dtype = pairs[0][0].dtype
     x = np.asarray(data)
     if x.dtype.kind not in "fiu":
@@ -248,7 +238,7 @@ def lsuv(
     if orthogonal:
         from .initializers import get
 
-        rng = np.random.default_rng(seed)
+        rng = as_generator(seed)
         ortho = get("orthogonal")
         pairs = [(ortho(w.shape, seed=rng, dtype=dtype), np.zeros_like(b)) for w, b in pairs]
 
@@ -303,14 +293,11 @@ def fixup_scaling(n_branches: int, layers_per_branch: int) -> float:
         >>> fixup_scaling(16, 2)     # 16 branches of 2 layers: 16 ** -0.5
         0.25
     """
-    for value, name, low in ((n_branches, "n_branches", 1), (layers_per_branch, "layers_per_branch", 2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-        if value < low:
-            extra = (" (a one-layer branch is only zeroed: Fixup's exponent -1/(2m-2) is "
-                     "undefined at m = 1)") if name == "layers_per_branch" else ""
-            raise ValueError(f"{name} must be >= {low}, got {value}{extra}")
-    return float(n_branches) ** (-1.0 / (2 * int(layers_per_branch) - 2))
+    n_branches = positive_int("n_branches", n_branches)
+    layers_per_branch = integer("layers_per_branch", layers_per_branch, minimum=2,
+                                note="a one-layer branch is only zeroed: Fixup's exponent "
+                                     "-1/(2m-2) is undefined at m = 1")
+    return float(n_branches) ** (-1.0 / (2 * layers_per_branch - 2))
 
 
 def apply_fixup(branches: Sequence[Sequence[Any]], *, classifier: Any = None,

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from .activations import Activation, get_activation
 from .initializers import get as get_initializer
+from ._validate import positive_int
 from .layers import Act, BatchNorm, Dense, Layer, LayerNorm, Residual, Step, walk
 
 __all__ = ["Dense", "Act", "Residual", "BatchNorm", "LayerNorm", "Network", "mlp",
@@ -35,9 +36,7 @@ class Network:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.input_width, bool) or not isinstance(self.input_width, int) \
-                or self.input_width < 1:
-            raise ValueError(f"input_width must be a positive integer, got {self.input_width!r}")
+        object.__setattr__(self, "input_width", positive_int("input_width", self.input_width))
         if isinstance(self.layers, Layer) or not isinstance(self.layers, (list, tuple)):
             raise TypeError(f"layers must be a sequence of varprop layers, got "
                             f"{type(self.layers).__name__}")
@@ -109,9 +108,7 @@ def mlp(
     widths = list(widths)
     if len(widths) < 2:
         raise ValueError(f"widths needs the input width and at least one layer width, got {widths}")
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"widths must be positive integers, got {widths}")
+    widths = [positive_int("widths", w) for w in widths]
     n = len(widths) - 1
     if isinstance(activation, (list, tuple)):
         acts = [get_activation(a, **activation_params)
@@ -134,6 +131,5 @@ def mlp(
 def dense_stack(width: int, depth: int, activation: Any = "relu", init: Any = "he_normal",
                 bias_init: Any = "zeros", **activation_params: Any) -> Network:
     """``mlp([width] * (depth + 1), ...)``: the square deep network of variance studies."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    depth = positive_int("depth", depth)
     return mlp([width] * (depth + 1), activation, init, bias_init, **activation_params)

@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._json import json_number  # re-exported: the one NaN-to-null helper lives in _json
+
 __all__ = ["LayerRecord", "Profile", "STAT_FIELDS", "SEED_FIELDS", "PROFILE_SCHEMA_VERSION",
            "json_number"]
 
@@ -154,15 +156,3 @@ class Profile:
                  for k, rows in data.get("seed_values", {}).items()}
         return cls(data["kind"], records, data.get("network", ""), data.get("input_var", 1.0),
                    data.get("input_mean", 0.0), data.get("meta", {}), seeds)
-
-
-def json_number(v: Any) -> Any:
-    """A value for JSON: NaN and +-inf become null (JSON has neither), numpy scalars
-    plain Python ones."""
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v

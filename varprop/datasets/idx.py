@@ -12,6 +12,7 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from .._validate import boolean, float_dtype, one_of
 from ._common import PathLike
 from ._shipped import Dataset
 
@@ -162,10 +163,8 @@ def save_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = No
         raise ValueError(f"array has {a.ndim} dimensions; IDX stores at most 255")
     if any(s > 0xFFFFFFFF for s in a.shape):
         raise ValueError(f"array shape {a.shape} has a dimension of 2**32 or more; IDX cannot store it")
-    if compress is None:
+    if boolean("compress", compress, or_none=True) is None:
         compress = p.suffix.lower() == ".gz"
-    elif not isinstance(compress, (bool, np.bool_)):
-        raise TypeError(f"compress must be None or a bool; got {type(compress).__name__}")
     header = bytes((0, 0, code, a.ndim)) + struct.pack(f">{a.ndim}I", *a.shape)
     body = np.ascontiguousarray(a, dtype=IDX_DTYPES[code]).tobytes()
     blob = header + body
@@ -229,16 +228,15 @@ def load_mnist(
         If ``directory`` or one of the two files is missing (the message names what was
         looked for).
     ValueError
-        If a file is not valid IDX (see :func:`load_idx`), the images are not a 3-D unsigned
-        byte array, the labels not a 1-D integer array, the two counts differ, or a label
-        has no class name.
+        If ``kind`` is not one of the names above, a file is not valid IDX (see
+        :func:`load_idx`), the images are not a 3-D unsigned byte array, the labels not a
+        1-D integer array, the two counts differ, or a label has no class name.
+    TypeError
+        If ``kind`` is not a string or ``dtype`` is not float32 or float64.
     """
     d = _as_path(directory, "directory")
-    if not isinstance(kind, str) or kind not in _MNIST_KINDS:
-        raise ValueError(f"kind must be 'train' or 't10k' (alias 'test'); got {kind!r}")
-    out_dtype = np.dtype(dtype)
-    if out_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64; got {out_dtype}")
+    one_of("kind", kind, tuple(_MNIST_KINDS))
+    out_dtype = float_dtype("dtype", dtype, kernels=True)
     names = tuple(str(i) for i in range(10)) if class_names is None else tuple(map(str, class_names))
     if not d.exists():
         raise FileNotFoundError(f"MNIST directory not found: '{d}'")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional
 
 import numpy as np
 
-from ._common import SeedLike, _as_rng
+from .._validate import as_generator, boolean, real_in_range
+from ._common import SeedLike
 
 # --------------------------------------------------------------------------------------
 # Splitting and scaling
@@ -92,12 +92,8 @@ def train_test_split(
         raise ValueError(
             f"x and y must have the same number of samples; got x with {len(x)} and y with {len(y)}"
         )
-    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
-        raise TypeError(f"test_size must be a float in (0, 1); got {type(test_size).__name__}")
-    if not 0.0 < float(test_size) < 1.0:
-        raise ValueError(f"test_size must be strictly between 0 and 1; got {test_size}")
-    if not isinstance(stratify, (bool, np.bool_)):
-        raise TypeError(f"stratify must be a bool; got {type(stratify).__name__}")
+    real_in_range("test_size", test_size, 0.0, 1.0, closed_low=False, closed_high=False)
+    boolean("stratify", stratify)
     n = len(y)
     n_test = math.ceil(round(float(test_size) * n, 9))
     n_train = n - n_test
@@ -106,7 +102,7 @@ def train_test_split(
             f"test_size={test_size} with {n} samples leaves an empty "
             f"{'test' if n_test < 1 else 'training'} set"
         )
-    rng = _as_rng(seed)
+    rng = as_generator(seed)
     if not stratify:
         order = rng.permutation(n)
         test_idx, train_idx = order[:n_test], order[n_test:]

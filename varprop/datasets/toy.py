@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional
 
 import numpy as np
 
-from ._common import SeedLike, _as_rng, _check_int
+from .._validate import as_generator, finite_real, integer, one_of
+from ._common import SeedLike
 from ._shipped import Dataset
 
 # --------------------------------------------------------------------------------------
@@ -72,20 +72,15 @@ def make_toy_2d(
     Dataset
         ``x`` float64 ``(n_samples, 2)``, ``y`` int64, ``name == "toy-<kind>"``.
     """
-    if not isinstance(kind, str) or kind not in TOY_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, TOY_KINDS))}; got {kind!r}")
-    n_classes = _check_int(n_classes, "n_classes", 2)
+    one_of("kind", kind, tuple(TOY_KINDS))
+    n_classes = integer("n_classes", n_classes, minimum=2)
     if n_classes != 2 and kind not in _MULTICLASS_KINDS:
         raise ValueError(f"n_classes must be 2 for kind={kind!r}; got {n_classes}")
-    n_samples = _check_int(n_samples, "n_samples", n_classes)
+    n_samples = integer("n_samples", n_samples, minimum=n_classes)
     if noise is None:
         noise = TOY_KINDS[kind]
-    if isinstance(noise, (bool, np.bool_)) or not isinstance(noise, numbers.Real):
-        raise TypeError(f"noise must be a real number or None; got {type(noise).__name__}")
-    noise = float(noise)
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be finite and >= 0; got {noise}")
-    rng = _as_rng(seed)
+    noise = finite_real("noise", noise, non_negative=True)
+    rng = as_generator(seed)
 
     sizes = [n_samples // n_classes + (k < n_samples % n_classes) for k in range(n_classes)]
     parts = []

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from .._validate import one_of, seed_list
 from ..datasets import Dataset, standardize, train_test_split
 
 __all__ = [
@@ -77,33 +78,21 @@ def normalize_inits(inits: Iterable[InitSpec], argname: str = "initializers") ->
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
-    """A non-empty tuple of non-negative ints."""
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        seeds = (seeds,)
-    try:
-        out = tuple(seeds)
-    except TypeError as exc:
-        raise TypeError(f"seeds must be an int or a sequence of ints, got {type(seeds).__name__}") from exc
-    if not out:
-        raise ValueError("seeds must hold at least one seed")
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"seeds must be non-negative ints, got {s!r}")
-    return tuple(int(s) for s in out)
+    """A non-empty tuple of non-negative ints; one int is one seed (not a count)."""
+    return tuple(seed_list("seeds", seeds, int_is_count=False))
 
 
 def prepare_split(data: Dataset, seed: int, test_size: float = 0.2, scale: str = "standardize"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeded stratified split, then ``"standardize"`` (training statistics), ``"divide"``
     (by the training maximum, e.g. 16 for the digits) or ``"none"``."""
+    one_of("scale", scale, ("standardize", "divide", "none"))
     xtr, xte, ytr, yte = train_test_split(data.x, data.y, test_size=test_size, seed=seed)
     if scale == "standardize":
         xtr, xte, _, _ = standardize(xtr, xte)
     elif scale == "divide":
         top = float(np.max(np.abs(xtr))) or 1.0
         xtr, xte = xtr / top, xte / top
-    elif scale != "none":
-        raise ValueError(f"scale must be 'standardize', 'divide' or 'none', got {scale!r}")
     return xtr, xte, ytr, yte
 
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..datasets import load_iris
-from ..training import evaluate, fit, mlp
+from ..training import classifier, evaluate, fit
 from ._common import (ExperimentResult, InitSpec, ProgressLike, check_seeds, format_table,
                       normalize_inits, prepare_split, reporter, require_pyplot)
 
@@ -137,7 +137,7 @@ def run_iris(
         a, l, c, v, g = [], [], [], [], []
         for s in seeds:
             xtr, xte, ytr, yte = splits[s]
-            model = mlp(IRIS_WIDTHS, "relu", kernel_initializer=spec, seed=s, dtype=dtype)
+            model = classifier(IRIS_WIDTHS, "relu", kernel_initializer=spec, seed=s, dtype=dtype)
             hist = fit(model, xtr, ytr, epochs=epochs, batch_size=batch_size, optimizer="adam",
                        learning_rate=learning_rate, validation_data=(xte, yte), seed=s)
             ev = evaluate(model, xte, yte)

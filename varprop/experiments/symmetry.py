@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..datasets import load_iris
-from ..training import MLP, evaluate, fit, mlp
+from ..training import MLP, classifier, evaluate, fit
 from ._common import (ExperimentResult, InitSpec, ProgressLike, format_table, normalize_inits,
                       prepare_split, reporter, require_pyplot)
 
@@ -154,7 +154,7 @@ def run_symmetry(
     for label, spec in inits:
         for dt in dtypes:
             dt = np.dtype(dt)
-            model = mlp(widths, "relu", kernel_initializer=spec, seed=seed, dtype=dt)
+            model = classifier(widths, "relu", kernel_initializer=spec, seed=seed, dtype=dt)
             before = unit_spread(model)
             hist = fit(model, xtr, ytr, epochs=epochs, batch_size=batch_size, optimizer="adam",
                        seed=seed)

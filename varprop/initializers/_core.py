@@ -1,15 +1,15 @@
 """Shared pieces of :mod:`varprop.initializers`.
 
-The constants, the :class:`WeightMoments` record, the input checks that every
-initializer runs, and the sampling primitives (normal, uniform, truncated normal)
+The constants, the :class:`WeightMoments` record, the shape and dtype checks that
+every draw runs, and the sampling primitives (normal, uniform, truncated normal)
 that the schemes build on. Nothing here keeps global state: every draw takes a
-:class:`numpy.random.Generator` made by :func:`as_generator`.
+:class:`numpy.random.Generator` made by :func:`as_generator` (which, like ``SeedLike``
+and every argument check, lives in :mod:`varprop._validate`).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +17,8 @@ from typing import Any, Union
 
 import numpy as np
 from scipy import special, stats
+
+from .._validate import SeedLike, as_generator, finite_real, float_dtype, shape_tuple
 
 __all__ = [
     "TRUNCATED_NORMAL_STD_FACTOR",
@@ -28,9 +30,6 @@ __all__ = [
     "check_shape",
     "check_dtype",
     "check_real",
-    "check_int",
-    "check_bool",
-    "check_choice",
     "standard_normal",
     "uniform",
     "standard_truncated_normal",
@@ -56,10 +55,6 @@ STRUCTURES: tuple[str, ...] = ("iid", "orthogonal", "identity", "constant", "spa
 * ``"sparse"``: independent Gaussian entries with an exact number of zeros per unit;
 * ``"dirac"``: the deterministic identity-preserving convolution kernel.
 """
-
-SeedLike = Union[None, int, np.random.SeedSequence, np.random.BitGenerator, np.random.Generator]
-"""What ``seed`` accepts: None (fresh OS entropy), an int, a SeedSequence, a
-BitGenerator or a Generator (used as it is, so its state advances)."""
 
 ShapeLike = Union[int, Sequence[int]]
 """A shape: one non-negative int or a sequence of them."""
@@ -112,144 +107,20 @@ class WeightMoments:
 
 
 # ---------------------------------------------------------------------------
-# input checks
+# input checks: varprop._validate; the names base.py and gains.py import
 # ---------------------------------------------------------------------------
 
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
-
-
-def as_generator(seed: SeedLike = None) -> np.random.Generator:
-    """Normalize ``seed`` with :func:`numpy.random.default_rng`.
-
-    A Generator is returned unaltered (its state advances as it draws); None, an
-    int, a SeedSequence or a BitGenerator make a new PCG64-based Generator, so the
-    same int gives the same arrays on every machine and thread count.
-
-    Raises:
-        TypeError: for anything else (bools, floats, strings, legacy RandomState).
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, (bool, np.bool_)) or not (
-        seed is None
-        or isinstance(seed, (numbers.Integral, np.random.SeedSequence, np.random.BitGenerator))
-    ):
-        raise TypeError(
-            "seed must be None, an int, a numpy.random.SeedSequence, a BitGenerator or a "
-            f"numpy.random.Generator; got {seed!r} ({_type_name(seed)})"
-        )
-    try:
-        return np.random.default_rng(seed)
-    except (ValueError, TypeError) as exc:  # e.g. a negative int
-        raise ValueError(f"seed: {exc}; got {seed!r}") from None
+check_real = finite_real
 
 
 def check_shape(shape: ShapeLike, argname: str = "shape") -> tuple[int, ...]:
-    """Return ``shape`` as a tuple of Python ints, or raise naming the bad entry.
-
-    Raises:
-        TypeError: not an int or a sequence of ints (floats such as 3.0, bools and
-            strings are refused: a shape is never guessed).
-        ValueError: a negative dimension.
-    """
-    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
-        return shape  # fast path: already a tuple of non-negative Python ints
-    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, (bool, np.bool_)):
-        dims: Sequence[Any] = (shape,)
-    elif isinstance(shape, np.ndarray) and shape.ndim == 1:
-        dims = list(shape)
-    elif isinstance(shape, Sequence) and not isinstance(shape, (str, bytes)):
-        dims = shape
-    else:
-        raise TypeError(
-            f"{argname} must be an int or a sequence of ints; got {shape!r} ({_type_name(shape)})"
-        )
-    out = []
-    for i, d in enumerate(dims):
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, np.integer)):
-            raise TypeError(
-                f"{argname} must hold integers; got {d!r} ({_type_name(d)}) at position {i} of {shape!r}"
-            )
-        d = int(d)
-        if d < 0:
-            raise ValueError(f"{argname} must hold non-negative integers; got {d} at position {i} of {shape!r}")
-        out.append(d)
-    return tuple(out)
+    """``shape`` as a tuple of non-negative Python ints (:func:`varprop._validate.shape_tuple`)."""
+    return shape_tuple(argname, shape)
 
 
 def check_dtype(dtype: Any) -> np.dtype:
-    """Return ``dtype`` as a real floating numpy dtype, or raise TypeError.
-
-    Integer, boolean and complex dtypes are refused: every initializer draws real
-    floating-point weights.
-    """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be a real floating dtype such as numpy.float32; got {dtype!r}") from None
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(
-            f"dtype must be a real floating dtype (float16, float32, float64); got {dt.name}"
-        )
-    return dt
-
-
-def check_real(
-    argname: str,
-    value: Any,
-    *,
-    positive: bool = False,
-    nonnegative: bool = False,
-    owner: str = "",
-) -> float:
-    """Return ``value`` as a finite float, optionally > 0 or >= 0.
-
-    Raises:
-        TypeError: not a real number (bools and strings included).
-        ValueError: not finite, or the sign condition fails.
-    """
-    where = f"{owner}: " if owner else ""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{where}{argname} must be a real number; got {value!r} ({_type_name(value)})")
-    x = float(value)
-    if not math.isfinite(x):
-        raise ValueError(f"{where}{argname} must be finite; got {value!r}")
-    if positive and not x > 0.0:
-        raise ValueError(f"{where}{argname} must be > 0; got {value!r}")
-    if nonnegative and not x >= 0.0:
-        raise ValueError(f"{where}{argname} must be >= 0; got {value!r}")
-    return x
-
-
-def check_int(argname: str, value: Any, *, minimum: int | None = None, owner: str = "") -> int:
-    """Return ``value`` as an int (bools refused), optionally >= ``minimum``."""
-    where = f"{owner}: " if owner else ""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{where}{argname} must be an int; got {value!r} ({_type_name(value)})")
-    n = int(value)
-    if minimum is not None and n < minimum:
-        raise ValueError(f"{where}{argname} must be >= {minimum}; got {n}")
-    return n
-
-
-def check_bool(argname: str, value: Any, *, owner: str = "") -> bool:
-    """Return ``value`` if it is a bool, else raise TypeError."""
-    if not isinstance(value, (bool, np.bool_)):
-        where = f"{owner}: " if owner else ""
-        raise TypeError(f"{where}{argname} must be True or False; got {value!r} ({_type_name(value)})")
-    return bool(value)
-
-
-def check_choice(argname: str, value: Any, choices: Sequence[str], *, owner: str = "") -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
-    where = f"{owner}: " if owner else ""
-    if not isinstance(value, str):
-        raise TypeError(f"{where}{argname} must be a string, one of {tuple(choices)}; got {value!r}")
-    if value not in choices:
-        raise ValueError(f"{where}{argname} must be one of {tuple(choices)}; got {value!r}")
-    return value
+    """``dtype`` as a real floating numpy dtype (:func:`varprop._validate.float_dtype`)."""
+    return float_dtype("dtype", dtype)
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ._core import ShapeLike, check_bool, check_choice, check_int, check_shape
+from .._validate import boolean, integer, one_of, positive_int, shape_tuple
+from ._core import ShapeLike
 
 __all__ = ["LAYOUTS", "FAN_OPTION_NAMES", "FanOptions", "compute_fans"]
 
@@ -59,7 +60,7 @@ def _axes_arg(argname: str, value: AxisSpec, *, allow_none: bool) -> Union[None,
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return int(value)
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return tuple(check_int(f"{argname}[{i}]", v) for i, v in enumerate(value))
+        return tuple(integer(f"{argname}[{i}]", v) for i, v in enumerate(value))
     raise TypeError(f"{argname} must be an int or a sequence of ints; got {value!r} ({type(value).__name__})")
 
 
@@ -109,14 +110,14 @@ class FanOptions:
         depthwise: bool = False,
     ) -> "FanOptions":
         """Validate the fan options of :func:`compute_fans` and bundle them."""
-        layout = check_choice("layout", layout, LAYOUTS)
+        layout = one_of("layout", layout, LAYOUTS)
         ia = _axes_arg("in_axis", in_axis, allow_none=True)
         oa = _axes_arg("out_axis", out_axis, allow_none=True)
         ba = _axes_arg("batch_axis", batch_axis, allow_none=False)
         ba = (ba,) if isinstance(ba, int) else ba
-        groups = check_int("groups", groups, minimum=1)
-        transposed = check_bool("transposed", transposed)
-        depthwise = check_bool("depthwise", depthwise)
+        groups = positive_int("groups", groups)
+        transposed = boolean("transposed", transposed)
+        depthwise = boolean("depthwise", depthwise)
         if depthwise:
             if layout == "torch":
                 raise ValueError(
@@ -290,4 +291,4 @@ def compute_fans(
         (144, 288)
     """
     opts = FanOptions.create(layout, in_axis, out_axis, batch_axis, groups, transposed, depthwise)
-    return opts.fans(check_shape(shape))
+    return opts.fans(shape_tuple("shape", shape))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Union
 
+from .._validate import close_matches
 from .base import Initializer
 from .fans import FAN_OPTION_NAMES
 from .gains import GAIN_ALIASES, calculate_gain
@@ -135,7 +135,7 @@ def resolve_name(name: str) -> str:
     base = key.lower().rstrip("_")
     if base in _AMBIGUOUS:
         raise ValueError(f"ambiguous initializer name {name!r}: {_AMBIGUOUS[base]}")
-    matches = difflib.get_close_matches(key, list(_LOOKUP), n=6, cutoff=0.6)
+    matches = close_matches(key, list(_LOOKUP), n=6)
     close = list(dict.fromkeys(_LOOKUP[m] for m in matches))[:4]
     raise ValueError(_unknown("initializer", name, close, available_initializers()))
 
@@ -274,7 +274,7 @@ def recommended_initializer(activation: str, **params: Any) -> Initializer:
     key = GAIN_ALIASES.get(key, key)
     if key not in _RECOMMENDATIONS:
         names = sorted({*_RECOMMENDATIONS, *GAIN_ALIASES})
-        close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+        close = close_matches(key, names)
         raise ValueError(_unknown("activation", activation, close, names))
     family, act_param = _RECOMMENDATIONS[key]
     fan_options = {k: v for k, v in params.items() if k in FAN_OPTION_NAMES}

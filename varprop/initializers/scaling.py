@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import finite_real, one_of
 from ._core import (
     TRUNCATED_NORMAL_STD_FACTOR,
     WeightMoments,
-    check_choice,
-    check_real,
     standard_normal,
     standard_truncated_normal,
     uniform,
@@ -99,11 +98,11 @@ class VarianceScaling(Initializer):
         **fan_options: Any,
     ) -> None:
         super().__init__(**fan_options)
-        self.scale = check_real("scale", scale, positive=True, owner=self.name)
-        self.mode = check_choice("mode", mode, MODES, owner=self.name)
+        self.scale = finite_real("scale", scale, positive=True, owner=self.name)
+        self.mode = one_of("mode", mode, MODES, owner=self.name)
         if isinstance(distribution, str):
             distribution = _DISTRIBUTION_ALIASES.get(distribution, distribution)
-        self.distribution = check_choice(
+        self.distribution = one_of(
             "distribution", distribution, DISTRIBUTIONS + tuple(_DISTRIBUTION_ALIASES), owner=self.name
         )
 
@@ -267,7 +266,7 @@ class XavierNormal(VarianceScaling):
     _distribution = "normal"
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
-        self.gain = check_real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
         super().__init__(self.gain**2, "fan_avg", self._distribution, **fan_options)
 
     def _params(self) -> dict[str, Any]:
@@ -311,10 +310,10 @@ class KaimingNormal(VarianceScaling):
     def __init__(
         self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", **fan_options: Any
     ) -> None:
-        self.a = check_real("a", a, owner=self.name)
+        self.a = finite_real("a", a, owner=self.name)
         self.nonlinearity = nonlinearity
         gain = calculate_gain(nonlinearity, self.a)
-        check_choice("mode", mode, ("fan_in", "fan_out"), owner=self.name)
+        one_of("mode", mode, ("fan_in", "fan_out"), owner=self.name)
         super().__init__(gain * gain, mode, self._distribution, **fan_options)
         self.gain = gain
 

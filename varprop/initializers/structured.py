@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from ._core import WeightMoments, _draw_dtype, check_real
-
 from .._blas import single_threaded_blas
+from .._validate import finite_real
+from ._core import WeightMoments, _draw_dtype
 from .base import Initializer
 from .fans import FanOptions
 
@@ -108,7 +108,7 @@ class Orthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = check_real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -158,7 +158,7 @@ class Identity(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = check_real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -284,7 +284,7 @@ class DeltaOrthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = check_real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -340,10 +340,10 @@ class Sparse(Initializer):
 
     def __init__(self, sparsity: float, std: float = 0.01, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.sparsity = check_real("sparsity", sparsity, owner=self.name)
+        self.sparsity = finite_real("sparsity", sparsity, owner=self.name)
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"{self.name}: sparsity must be in [0, 1); got {sparsity!r}")
-        self.std = check_real("std", std, positive=True, owner=self.name)
+        self.std = finite_real("std", std, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"sparsity": self.sparsity, "std": self.std}

@@ -26,6 +26,7 @@ from .._analytic_signal import _Signal
 from ..initializers import Initializer
 from ..initializers import get as get_initializer
 from ..profile import LayerRecord
+from .._validate import positive_int
 from .base import Layer, Step
 from .elementwise import act_analytic
 
@@ -82,11 +83,7 @@ class Dense(Layer):
 
     def __post_init__(self) -> None:
         for name in ("n_in", "n_out"):
-            value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-                    or value < 1:
-                raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, positive_int(name, getattr(self, name), owner="Dense"))
         object.__setattr__(self, "init", _initializer("Dense", "init", self.init, False))
         object.__setattr__(self, "bias_init",
                            _initializer("Dense", "bias_init", self.bias_init, True))

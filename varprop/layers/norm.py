@@ -12,6 +12,7 @@ import numpy as np
 
 from .._analytic_parts import _Gradient
 from .._analytic_signal import _Signal
+from .._validate import finite_real
 from .base import Layer, Step
 
 __all__ = ["BatchNorm", "LayerNorm"]
@@ -25,12 +26,8 @@ class _Norm(Layer):
     axis = 0
 
     def __post_init__(self) -> None:
-        eps = self.eps
-        if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.number)) \
-                or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"{type(self).__name__}: eps must be a finite number >= 0, "
-                             f"got {eps!r}")
-        object.__setattr__(self, "eps", float(eps))
+        object.__setattr__(self, "eps", finite_real("eps", self.eps, non_negative=True,
+                                                    owner=type(self).__name__))
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:

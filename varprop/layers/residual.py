@@ -3,7 +3,6 @@ and backward, and the mean-field rule (docs/theory.md, section 6)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from .._analytic_parts import _Gradient
 from .._analytic_signal import _Signal
+from .._validate import finite_real
 from .base import Layer, Step
 
 __all__ = ["Residual"]
@@ -32,11 +32,7 @@ class Residual(Layer):
             raise TypeError(f"Residual: branch must be a sequence of layers, got "
                             f"{type(branch).__name__} {branch!r}")
         object.__setattr__(self, "branch", tuple(branch))
-        alpha = self.alpha
-        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.number)) \
-                or not math.isfinite(alpha):
-            raise ValueError(f"Residual: alpha must be a finite real number, got {alpha!r}")
-        object.__setattr__(self, "alpha", float(alpha))
+        object.__setattr__(self, "alpha", finite_real("alpha", self.alpha, owner="Residual"))
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:

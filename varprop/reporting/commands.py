@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .._json import json_clean
+from .._validate import checked, finite_real, non_negative_int
 from .output import OutputPath, Progress, UsageError, check_positive, resolve_names
 from .results import DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
 
@@ -38,23 +40,13 @@ def _command_line() -> str:
     return "varprop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def clean_json(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats as null and numpy scalars as Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
+#: ``obj`` with NaN/inf floats as null and numpy scalars as Python ones (the one helper
+#: of :mod:`varprop._json`, under the name this module has always exported).
+clean_json = json_clean
 
 
 def _json_text(doc: dict[str, Any]) -> str:
-    return json.dumps(clean_json(doc), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_clean(doc), indent=2, allow_nan=False) + "\n"
 
 
 def _split_names(values: list[str] | None) -> list[str]:
@@ -136,8 +128,7 @@ def report_settings(args: Namespace) -> ReportSettings:
     seeds = DEFAULT_SEEDS if args.seeds is None else check_positive("--seeds", args.seeds)
     if args.threads is not None:
         check_positive("--threads", args.threads)
-    if not (math.isfinite(args.bias_var) and args.bias_var >= 0):
-        raise UsageError(f"--bias-var must be a finite number >= 0, got {args.bias_var}")
+    checked(finite_real, UsageError, "--bias-var", args.bias_var, non_negative=True)
     if not args.analytic_only:
         need = 4.0 * (2 * args.width * args.width + 6 * batch * args.width)
         mem = _memory_bytes()
@@ -285,8 +276,7 @@ def run_init(args: Namespace) -> int:
     if n * dtype.itemsize > 0.5 * _memory_bytes():
         raise UsageError(f"--shape {' '.join(map(str, shape))} needs {_gb(n * dtype.itemsize)}, "
                          f"more than half of this machine's {_gb(_memory_bytes())}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    checked(non_negative_int, UsageError, "--seed", args.seed)
     out = None
     if args.out is not None:
         out = OutputPath(args.out, "--out", ("npy",))

@@ -8,7 +8,6 @@ stderr and exits with status 2, before computing anything and without creating a
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import sys
@@ -16,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TextIO
+
+from .._validate import checked, close_matches, integer
 
 __all__ = ["UsageError", "resolve_names", "check_positive", "OutputPath", "Progress",
            "FILE_FORMATS"]
@@ -55,9 +56,7 @@ def resolve_names(kind: str, given: Sequence[str], valid: Sequence[str],
             canonical = lookup[name.lower()]
         if canonical is None:
             pool = list(dict.fromkeys([*valid, *aliases]))
-            close = difflib.get_close_matches(name.lower(), [p.lower() for p in pool], n=3,
-                                              cutoff=0.6)
-            close = [next(p for p in pool if p.lower() == c) for c in close]
+            close = close_matches(name, pool, ignore_case=True)
             if resolve is not None:  # aliases of one scheme count once, by canonical name
                 close = list(dict.fromkeys(_safe(resolve, c) for c in close))
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else \
@@ -69,9 +68,9 @@ def resolve_names(kind: str, given: Sequence[str], valid: Sequence[str],
 
 
 def check_positive(name: str, value: int, *, minimum: int = 1) -> int:
-    if value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
+    """``value`` if it is an int >= ``minimum`` (:func:`varprop._validate.integer`), else
+    a :class:`UsageError` with the check's message."""
+    return checked(integer, UsageError, name, value, minimum=minimum)
 
 
 def _safe(resolve: Callable[[str], str], name: str) -> str:

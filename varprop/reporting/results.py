@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._json import json_number  # re-exported (phase.py imports it from here)
 from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
@@ -68,14 +69,6 @@ class ReportSettings:
         d["activations"] = list(self.activations)
         d["dtype"] = "float32"
         return d
-
-
-def json_number(v: Any) -> Any:
-    """A float for JSON: NaN and +-inf become null (JSON has neither; same as Profile)."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def verdict_dict(v: Verdict) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The small trainer behind the seed experiments (public face: :mod:`varprop.train`).
 
-MLPs whose forward and backward passes run on the fused kernels, the stable softmax
+MLPs drawn from the analyzer's network spec (:meth:`MLP.from_network` of a
+:func:`varprop.mlp`; :func:`classifier` with Keras's defaults) whose forward and
+backward passes run on the fused kernels, the stable softmax
 cross-entropy, SGD / momentum / Adam with Keras's defaults, a seeded mini-batch loop
 with validation and a per-epoch history of loss, accuracy and per-layer gradient
 variance. See :mod:`varprop.training.model`, :mod:`varprop.training.optimizers` and
@@ -9,11 +11,12 @@ variance. See :mod:`varprop.training.model`, :mod:`varprop.training.optimizers` 
 
 from .fit import (Evaluation, GradientVariances, History, evaluate, fit, gradient_variances,
                   predict, predict_proba)
-from .model import MLP, ForwardCache, log_softmax, mlp, softmax_cross_entropy
+from .model import MLP, ForwardCache, classifier, log_softmax, mlp, softmax_cross_entropy
 from .optimizers import OPTIMIZER_NAMES, SGD, Adam, Momentum, Optimizer, get_optimizer
 
 __all__ = [
     "MLP",
+    "classifier",
     "mlp",
     "ForwardCache",
     "softmax_cross_entropy",

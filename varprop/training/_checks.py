@@ -1,69 +1,13 @@
-"""Argument checks shared by the trainer: each error names the argument, what was
-expected and what came (the package convention)."""
+"""The trainer's array checks (features and labels): each error names the argument,
+what was expected and what came. The scalar checks are :mod:`varprop._validate`'s."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "check_positive_int",
-    "check_positive_float",
-    "check_fraction",
-    "check_features",
-    "check_labels",
-    "check_dtype",
-]
-
-
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; TypeError for non-integers (bools included)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    bad = (value < 0) if allow_zero else (value <= 0)
-    if not math.isfinite(value) or bad:
-        what = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return value
-
-
-def check_fraction(value: Any, name: str, *, low: float, high: float,
-                   closed_low: bool = False, closed_high: bool = False) -> float:
-    """``value`` as a float in the interval from ``low`` to ``high``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    ok_low = value >= low if closed_low else value > low
-    ok_high = value <= high if closed_high else value < high
-    if not (math.isfinite(value) and ok_low and ok_high):
-        lb = "[" if closed_low else "("
-        rb = "]" if closed_high else ")"
-        raise ValueError(f"{name} must lie in {lb}{low:g}, {high:g}{rb}, got {value!r}")
-    return value
-
-
-def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    """float32 or float64 (anything numpy reads as one of them)."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{name} must be float32 or float64, got {dt}")
-    return dt
+__all__ = ["check_features", "check_labels"]
 
 
 def check_features(x: Any, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:

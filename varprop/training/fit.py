@@ -30,7 +30,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .._blas import single_threaded_blas
-from ._checks import check_features, check_fraction, check_labels, check_positive_int
+from .._validate import as_generator, positive_int, real_in_range
+from ._checks import check_features, check_labels
 from .model import MLP, softmax_cross_entropy
 from .optimizers import Optimizer, get_optimizer
 
@@ -116,7 +117,8 @@ class History:
 
 def _as_model(model: Any) -> MLP:
     if not isinstance(model, MLP):
-        raise TypeError(f"model must be a varprop MLP (see varprop.train.mlp), got {type(model).__name__}")
+        raise TypeError(f"model must be a varprop MLP (see varprop.train.classifier), "
+                        f"got {type(model).__name__}")
     return model
 
 
@@ -193,8 +195,8 @@ def fit(
         that differ, non-positive epochs/batch size/learning rate, unknown optimizer).
     """
     model = _as_model(model)
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
+    epochs = positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
     xa = check_features(x, "x", model.n_features, model.dtype)
     ya = check_labels(y, "y", xa.shape[0], model.n_classes)
     if learning_rate is not None:
@@ -204,8 +206,8 @@ def fit(
         opt = get_optimizer(optimizer, learning_rate=learning_rate)
     else:
         opt = get_optimizer(optimizer)
-    validation_split = check_fraction(validation_split, "validation_split", low=0.0, high=1.0,
-                                      closed_low=True)
+    validation_split = real_in_range("validation_split", validation_split, 0.0, 1.0,
+                                     closed_high=False)
     if validation_data is not None and validation_split > 0:
         raise ValueError("give validation_split or validation_data, not both")
     if validation_data is not None:
@@ -230,7 +232,7 @@ def fit(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed)
     n = xa.shape[0]
     history = History(model.n_layers, {
         "epochs": epochs, "batch_size": batch_size, "optimizer": opt.get_config(),
@@ -326,8 +328,7 @@ def evaluate(model: MLP, x: Any, y: Any, *, batch_size: int | None = None,
     model = _as_model(model)
     xa = check_features(x, "x", model.n_features, model.dtype)
     ya = check_labels(y, "y", xa.shape[0], model.n_classes)
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = positive_int("batch_size", batch_size, or_none=True)
     return _evaluate(model, xa, ya, n_threads, batch_size)
 
 

@@ -5,9 +5,13 @@ layer is linear and gives the logits. Its forward and backward passes run only t
 the fused kernels :func:`varprop.kernels.dense_forward` and
 :func:`varprop.kernels.dense_backward`; nothing here multiplies matrices in numpy.
 
-Build one with :func:`mlp`::
+A new MLP is drawn from the analyzer's network spec (:func:`varprop.mlp`) by
+:meth:`MLP.from_network`; :func:`classifier` builds that spec with Keras's defaults and
+the last layer linear::
 
-    model = mlp([4, 32, 16, 3], "relu", kernel_initializer="he_normal", seed=0)
+    model = classifier([4, 32, 16, 3], "relu", kernel_initializer="he_normal", seed=0)
+    # the same network: MLP.from_network(varprop.mlp([4, 32, 16, 3], "relu", "he_normal",
+    #                                                final_activation=False), seed=0)
     logits = model.logits(x)                    # (batch, 3)
 """
 
@@ -20,12 +24,14 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .._blas import single_threaded_blas
+from .._validate import SeedLike, as_generator, float_dtype, positive_int
 from ..activations import Activation, get_activation
 from ..kernels import activation_apply, dense_backward, dense_forward
-from ._checks import check_dtype, check_features, check_positive_int
+from ._checks import check_features
 
 __all__ = [
     "MLP",
+    "classifier",
     "mlp",
     "ForwardCache",
     "softmax_cross_entropy",
@@ -127,6 +133,67 @@ class MLP:
         self.weights: list[tuple[np.ndarray, np.ndarray]] = pairs
         self.activations: list[Activation] = acts
 
+    @classmethod
+    def from_network(cls, net: Any, *, seed: SeedLike = None, dtype: Any = np.float32) -> "MLP":
+        """Draw the weights of the analyzer's network spec: the one way an MLP is built.
+
+        Args:
+            net: a :class:`varprop.network.Network` that is a chain of ``Dense`` layers,
+                each followed by at most one ``Act`` -- what :func:`varprop.mlp` builds --
+                whose last dense layer is linear: ``varprop.mlp(..., final_activation=False)``
+                (or a ``"linear"`` activation last).
+            seed: None, int, SeedSequence or Generator (:func:`varprop._validate.as_generator`);
+                one Generator draws every layer in order (W_0, b_0, W_1, b_1, ...), so the
+                same seed gives the same network. A dense layer without a bias
+                initializer gets zero biases (nothing drawn).
+            dtype: float32 (default) or float64.
+
+        Example:
+            >>> import varprop
+            >>> net = varprop.mlp([4, 32, 3], "relu", "he_normal", final_activation=False)
+            >>> MLP.from_network(net, seed=0).widths
+            [4, 32, 3]
+        """
+        from ..network import Act, Dense, Network
+
+        if not isinstance(net, Network):
+            raise TypeError(f"net must be a varprop Network (e.g. varprop.mlp(...)), "
+                            f"got {type(net).__name__}")
+        dt = float_dtype("dtype", dtype, kernels=True)
+        chain: list[tuple[Any, Any]] = []
+        layers = list(net.layers)
+        i = 0
+        while i < len(layers):
+            if not isinstance(layers[i], Dense):
+                raise ValueError(f"net: layer {i} is a {type(layers[i]).__name__}; an MLP is a "
+                                 "chain of Dense layers, each followed by at most one Act")
+            act = None
+            if i + 1 < len(layers) and isinstance(layers[i + 1], Act):
+                act = layers[i + 1].activation
+            chain.append((layers[i], act))
+            i += 1 if act is None else 2
+        if not chain:
+            raise ValueError("net has no Dense layer")
+        last = chain[-1][1]
+        if last is not None and get_activation(last).name != "linear":
+            raise ValueError(f"the last layer must be linear (it outputs logits), got {last!r}: "
+                             "build the network with varprop.mlp(..., final_activation=False)")
+        rng = as_generator(seed)
+        weights, acts = [], []
+        for l, (dense, act) in enumerate(chain):
+            w = dense.init((dense.n_in, dense.n_out), seed=rng, dtype=dt)
+            if dense.bias_init is None:
+                b = np.zeros(dense.n_out, dtype=dt)
+            else:
+                try:
+                    b = dense.bias_init((dense.n_out,), seed=rng, dtype=dt)
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"the bias initializer of dense layer {l} (shape "
+                                    f"({dense.n_out},)): {exc}") from exc
+            weights.append((np.ascontiguousarray(w, dt), np.ascontiguousarray(b, dt)))
+            acts.append("linear" if act is None else act)
+        return cls(weights, acts)
+
     # ----------------------------------------------------------------- properties
     @property
     def dtype(self) -> np.dtype:
@@ -221,7 +288,7 @@ class MLP:
         """
         xa = check_features(x, "x", self.n_features, self.dtype)
         if batch_size is not None:
-            batch_size = check_positive_int(batch_size, "batch_size")
+            batch_size = positive_int("batch_size", batch_size)
         if batch_size is None or xa.shape[0] <= batch_size:
             return self.forward(xa, n_threads=n_threads).logits
         parts = [self.forward(xa[i:i + batch_size], n_threads=n_threads).logits
@@ -283,7 +350,7 @@ def _per_layer(value: Any, n: int, argname: str, scalar_types: tuple) -> list:
     return list(value)
 
 
-def mlp(
+def classifier(
     widths: Sequence[int],
     activation: Union[ActivationLike, Sequence[ActivationLike]] = "relu",
     *,
@@ -292,34 +359,37 @@ def mlp(
     seed: Any = None,
     dtype: Any = np.float32,
 ) -> MLP:
-    """Build an :class:`MLP` ``widths[0] -> widths[1] -> ... -> widths[-1]``.
+    """A classifier :class:`MLP` ``widths[0] -> ... -> widths[-1]`` with Keras's defaults.
+
+    The analyzer's :func:`varprop.mlp` with the last layer linear (it gives the
+    logits), drawn by :meth:`MLP.from_network`. What differs from :func:`varprop.mlp`:
+    the output layer is always linear, the weights default to ``glorot_uniform``
+    (Keras's ``Dense`` default, where the analyzer's default is ``he_normal``), and the
+    weights are drawn (``seed``, ``dtype``).
 
     Args:
         widths: input features, hidden widths, classes (at least two entries, all >= 1).
         activation: the hidden layers' activation, or a list with one per hidden layer
-            (``len(widths) - 2`` entries) or one per layer (the last ``"linear"``). The
-            output layer is always linear: it gives the logits.
+            (``len(widths) - 2`` entries) or one per layer (the last ``"linear"``).
         kernel_initializer: a name, a config dict or an Initializer (see
-            :func:`varprop.initializers.get`), or a list with one per layer. The default
-            ``glorot_uniform`` is Keras's ``Dense`` default.
+            :func:`varprop.initializers.get`), or a list with one per layer.
         bias_initializer: the same for the biases, drawn with shape ``(n_out,)``
             (default zeros, as in Keras).
-        seed: None, int, SeedSequence or Generator, normalized with
-            :func:`numpy.random.default_rng`; one Generator draws every layer in order
-            (W_0, b_0, W_1, b_1, ...), so the same seed gives the same network.
-        dtype: float32 (default) or float64.
+        seed, dtype: as in :meth:`MLP.from_network`.
 
     Example:
-        >>> model = mlp([4, 32, 16, 3], kernel_initializer="he_normal", seed=0)
+        >>> model = classifier([4, 32, 16, 3], kernel_initializer="he_normal", seed=0)
         >>> model.widths
         [4, 32, 16, 3]
     """
+    from ..network import mlp as network_mlp
+
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise TypeError(f"widths must be a list of layer widths, got {type(widths).__name__}")
-    widths = [check_positive_int(n, f"widths[{i}]") for i, n in enumerate(widths)]
+    widths = [positive_int(f"widths[{i}]", n) for i, n in enumerate(widths)]
     if len(widths) < 2:
         raise ValueError(f"widths must have at least 2 entries (inputs, outputs), got {widths}")
-    dt = check_dtype(dtype)
+    dt = float_dtype("dtype", dtype, kernels=True)
     n_layers = len(widths) - 1
     n_hidden = n_layers - 1
     if isinstance(activation, (str, Activation, Mapping)):
@@ -336,22 +406,20 @@ def mlp(
         raise TypeError(f"activation must be a name, a config dict, an Activation or a list, "
                         f"got {type(activation).__name__}")
     acts = [get_activation(a) for a in acts]
+    if acts[-1].name != "linear":
+        raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
     scalars = (str, Mapping) + _initializer_types()
     kinits = [_resolve_initializer(k, "kernel_initializer")
               for k in _per_layer(kernel_initializer, n_layers, "kernel_initializer", scalars)]
     binits = [_resolve_initializer(k, "bias_initializer")
               for k in _per_layer(bias_initializer, n_layers, "bias_initializer", scalars)]
-    rng = np.random.default_rng(seed)
-    weights = []
-    for l in range(n_layers):
-        shape = (widths[l], widths[l + 1])
-        w = kinits[l](shape, seed=rng, dtype=dt)
-        try:
-            b = binits[l]((widths[l + 1],), seed=rng, dtype=dt)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"bias_initializer (layer {l}, shape ({widths[l + 1]},)): {exc}") from exc
-        weights.append((np.ascontiguousarray(w, dt), np.ascontiguousarray(b, dt)))
-    return MLP(weights, acts)
+    net = network_mlp(widths, acts, kinits, binits, final_activation=False)
+    return MLP.from_network(net, seed=seed, dtype=dt)
+
+
+#: The former name of :func:`classifier`, kept while callers move over
+#: (``experiments/deep_relu.py``, ``bench/bench_train.py``).
+mlp = classifier
 
 
 def _initializer_types() -> tuple:

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._checks import check_fraction, check_positive_float
+from .._validate import boolean, finite_real, one_of, real_in_range
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "get_optimizer", "OPTIMIZER_NAMES"]
 
@@ -37,7 +37,7 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, learning_rate: float) -> None:
-        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+        self.learning_rate = finite_real("learning_rate", learning_rate, positive=True)
         self.iterations = 0
         self._state: list[list[np.ndarray]] | None = None
 
@@ -100,10 +100,8 @@ class Momentum(Optimizer):
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9,
                  nesterov: bool = False) -> None:
         super().__init__(learning_rate)
-        self.momentum = check_fraction(momentum, "momentum", low=0.0, high=1.0, closed_low=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-        self.nesterov = bool(nesterov)
+        self.momentum = real_in_range("momentum", momentum, 0.0, 1.0, closed_high=False)
+        self.nesterov = boolean("nesterov", nesterov)
 
     def _init_state(self, params):
         return [[np.zeros_like(p) for p in params]]
@@ -138,9 +136,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate: float = 1e-3, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate)
-        self.beta_1 = check_fraction(beta_1, "beta_1", low=0.0, high=1.0, closed_low=True)
-        self.beta_2 = check_fraction(beta_2, "beta_2", low=0.0, high=1.0, closed_low=True)
-        self.epsilon = check_positive_float(epsilon, "epsilon")
+        self.beta_1 = real_in_range("beta_1", beta_1, 0.0, 1.0, closed_high=False)
+        self.beta_2 = real_in_range("beta_2", beta_2, 0.0, 1.0, closed_high=False)
+        self.epsilon = finite_real("epsilon", epsilon, positive=True)
 
     def _init_state(self, params):
         return [[np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]]
@@ -195,10 +193,7 @@ def get_optimizer(optimizer: "str | Mapping[str, Any] | Optimizer" = "adam", **k
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name, a config dict or an Optimizer, "
                         f"got {type(optimizer).__name__}")
-    key = optimizer.lower()
-    if key not in _CLASSES:
-        raise ValueError(f"optimizer: unknown name {optimizer!r}; valid names: "
-                         f"{', '.join(OPTIMIZER_NAMES)}")
+    key = one_of("optimizer", optimizer.lower(), OPTIMIZER_NAMES)
     if "lr" in kwargs:
         if "learning_rate" in kwargs:
             raise TypeError("optimizer: give learning_rate or lr, not both")
