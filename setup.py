@@ -66,10 +66,25 @@ def _openmp_flags(compiler):
     return None
 
 
+def _require_compiler(compiler):
+    """Stop with one clear message when the C compiler the build would call is missing
+    (instead of an OpenMP warning followed by a compiler traceback)."""
+    if compiler.compiler_type == "msvc":
+        return
+    command = getattr(compiler, "compiler_so", None) or getattr(compiler, "compiler", None)
+    program = command[0] if command else os.environ.get("CC", "cc")
+    if shutil.which(program) is None:
+        raise RuntimeError(
+            f"varprop: building its kernels needs a C compiler, and {program!r} was not "
+            "found. Install one (Debian/Ubuntu: apt install gcc; Fedora: dnf install gcc; "
+            "macOS: xcode-select --install) or set CC to it, then install varprop again.")
+
+
 class BuildExtWithOpenMP(build_ext):
     """build_ext that probes for OpenMP and passes its flags at compile and link time."""
 
     def build_extensions(self):
+        _require_compiler(self.compiler)
         flags = _openmp_flags(self.compiler)
         if flags is None:
             message = (

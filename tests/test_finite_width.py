@@ -5,7 +5,6 @@ docs/theory.md section 11; varprop/theory/finite_width.py derives the spread).""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -163,13 +162,11 @@ def test_paths_agree_and_batch_does_not_enter():
     assert np.all(corr.forward <= worst.forward) and np.all(corr.backward <= worst.backward)
 
 
-def test_deep_chains_stay_linear_in_depth():
-    # ~0.01 s for 5,000 layers (0.2 s for 100,000): generous for a shared machine
+def test_deep_chains_are_flagged():
+    # (its cost, linear in depth, is timed in bench/bench_theory.py)
     for act in ("relu", "tanh", "gelu"):
         net = mlp([64] * 5001, act, "he_normal")
         prof = varprop.analyze(net)
-        t = time.perf_counter()
         r = fw.regime(net, prof.column("z_var"), _ctx())
-        assert time.perf_counter() - t < 2.0
         # 5,000 layers of width 64 are far into the finite-width regime
         assert r.layers and r.sigma["max"] > 10 and finite_width_entry(prof) is not None

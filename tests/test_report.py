@@ -141,13 +141,18 @@ def test_entries_come_initializer_major_with_both_sides(small_report):
 def test_ratios_follow_the_profile_definitions(small_report):
     e = small_report.entry("he_normal", "relu")
     a, m = e.ratios("analytic"), e.ratios("measured")
-    assert a.forward == pytest.approx(e.analytic.forward_ratio())
-    assert a.gradient == pytest.approx(e.analytic.gradient_ratio())
-    assert m.forward == pytest.approx(e.measured[-1].a_var / e.measured.input_var)
-    assert m.forward_ci == pytest.approx(e.measured[-1].a_var_ci)
+    # the definitions, from the layer records: last Var[a] over the input variance, and
+    # Var[dL/dz] of the first layer over that of the last
+    for r, p in ((a, e.analytic), (m, e.measured)):
+        assert r.forward == pytest.approx(p[-1].a_var / p.input_var, rel=1e-12)
+        assert r.gradient == pytest.approx(p[0].grad_var / p[-1].grad_var, rel=1e-12)
+    assert m.forward_ci == pytest.approx(e.measured[-1].a_var_ci / e.measured.input_var)
     assert math.isnan(a.forward_ci) and m.gradient_ci > 0
-    # He + ReLU keeps Var[z] (= 2 Var[x]); Var[relu(z)] = (1/2 - 1/(2 pi)) Var[z]
+    # closed forms (docs/theory.md sections 2-3): He + ReLU keeps Var[z] = 2 Var[x] and
+    # Var[relu(z)] = (1/2 - 1/(2 pi)) Var[z]; backward, chi_1 = n Var[W] E[relu'(z)^2]
+    # = 2 * 1/2 = 1 at every layer of the square stack, so the gradient ratio is 1
     assert a.forward == pytest.approx(2 * (0.5 - 0.5 / math.pi), rel=1e-9)
+    assert a.gradient == pytest.approx(1.0, rel=1e-9)
 
 
 def test_a_zero_gradient_gives_ieee_ratios_not_an_exception():

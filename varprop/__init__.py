@@ -15,7 +15,7 @@ Entry points:
 """
 
 from . import activations, initializers, theory
-from ._kernels import built_with_openmp
+from .kernels import built_with_openmp  # imports the compiled extension lazily
 from ._results import DenseForward, DenseGradients, LayerStats
 from ._threads import get_num_threads, set_num_threads
 from .activations import ACTIVATION_NAMES, Activation, get_activation

@@ -2,17 +2,31 @@
 """Fused dense-layer kernels: BLAS GEMM on fixed tiles inside an OpenMP parallel region,
 with the epilogue (bias, activation, statistics) applied to each tile while it is hot.
 
-Everything here trusts its caller (varprop.kernels validates shapes, dtypes, contiguity
-and allocates). The tile grid depends on the shapes only, never on the thread count, and
-every reduction runs in a fixed order afterwards: results are bitwise identical for any
-number of threads.
+Every entry point checks its arguments before touching memory, in O(1) on the buffer
+descriptors (no pass over the data): each array is float32 or float64 (outputs of
+statistics float64), C-contiguous, of the documented rank and of a shape consistent with
+the others; outputs are writeable and share no memory with any other argument (the C
+loops declare their pointers ``restrict``); the activation id is known; tile sizes and
+thread counts are >= 1 and every derived count fits a C int. A violation is a TypeError
+(type or dtype) or ValueError naming the argument, so no call from Python can read or
+write out of bounds. varprop.kernels gives the user-facing checks and allocates.
+
+The tile grid depends on the shapes only, never on the thread count, and every
+reduction runs in a fixed order afterwards: results are bitwise identical for any number
+of threads (a thread count above the number of tiles is lowered to it: same result).
 """
 
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_IsContiguous,
+                             PyBuffer_Release, PyObject_GetBuffer)
+from cpython.number cimport PyNumber_Index
 from cython.parallel cimport prange
+from libc.limits cimport INT_MAX
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uintptr_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "vp_activations.h" nogil:
+    enum: VP_N_ACTIVATIONS
     ctypedef struct vp_moments:
         double *shift
         double *s1
@@ -45,12 +59,20 @@ cdef extern from *:
     #else
     static int vp_max_threads(void) { return 1; }
     #endif
+    static int vp_little_endian(void) { const unsigned u = 1; return *(const unsigned char *)&u; }
     """
     int vp_max_threads() nogil
+    int vp_little_endian() nogil
 
 ctypedef fused floating:
     float
     double
+
+#: Number of activation kernels: ids 0 .. N_ACTIVATIONS - 1, in ACTIVATION_NAMES order.
+N_ACTIVATIONS = VP_N_ACTIVATIONS
+
+cdef char _OWN_ORDER = c'<' if vp_little_endian() else c'>'
+_DTYPES = {4: "float32", 8: "float64"}
 
 
 def built_with_openmp():
@@ -61,6 +83,121 @@ def built_with_openmp():
 def openmp_max_threads():
     """omp_get_max_threads() (1 without OpenMP): the default thread count."""
     return vp_max_threads()
+
+
+# ---------------------------------------------------------------------- argument checks
+cdef int _float_size(const char *fmt, Py_ssize_t itemsize) noexcept:
+    """4 (float32) or 8 (float64) for a native-order 'f' / 'd' buffer format, else 0."""
+    if fmt == NULL:  # NULL means unsigned bytes
+        return 0
+    if fmt[0] == c'@' or fmt[0] == c'=' or fmt[0] == _OWN_ORDER:
+        fmt += 1
+    if fmt[0] == c'f' and fmt[1] == 0 and itemsize == 4:
+        return 4
+    if fmt[0] == c'd' and fmt[1] == 0 and itemsize == 8:
+        return 8
+    return 0
+
+
+cdef int _fail(Py_buffer *view, exc, str message) except -1:
+    PyBuffer_Release(view)
+    raise exc(message)
+
+
+cdef int _take(Py_buffer *view, object obj, str name, int ndim, bint writable,
+               int size, str like) except -1:
+    """Acquire ``obj``'s buffer into ``view`` (the caller releases it) and check it: rank
+    ``ndim``, float32 or float64 (``size`` bytes, as argument ``like``, unless 0),
+    C-contiguous, writeable if ``writable``, dimensions <= INT_MAX. Returns the item size;
+    on error nothing stays acquired."""
+    cdef int got, i
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT)
+    except Exception:  # not a buffer, or one numpy cannot export (object dtype, ...)
+        raise TypeError(f"{name} must be a float32 or float64 numpy array, got "
+                        f"{type(obj).__name__} {getattr(obj, 'dtype', '')}".rstrip()) from None
+    got = _float_size(view.format, view.itemsize)
+    if got == 0:
+        _fail(view, TypeError, f"{name} must have dtype float32 or float64, got "
+              f"{getattr(obj, 'dtype', view.format.decode() if view.format else 'B')}")
+    if size != 0 and got != size:
+        _fail(view, TypeError, f"{name} must have dtype {_DTYPES[size]} like {like}, "
+              f"got {_DTYPES[got]}")
+    if view.ndim != ndim:
+        _fail(view, ValueError, f"{name} must be {ndim}-D, got {view.ndim}-D shape "
+              f"{tuple([view.shape[i] for i in range(view.ndim)])}")
+    if not PyBuffer_IsContiguous(view, c'C'):
+        _fail(view, ValueError, f"{name} must be C-contiguous (np.ascontiguousarray)")
+    if writable and view.readonly:
+        _fail(view, ValueError, f"{name} is read-only, but the kernel writes to it")
+    for i in range(ndim):
+        if view.shape[i] > INT_MAX:
+            _fail(view, ValueError, f"{name} has a dimension over 2**31 - 1")
+    return got
+
+
+cdef int _shape(Py_buffer *views, tuple names, int k, Py_ssize_t d0, Py_ssize_t d1,
+                Py_ssize_t d2, str what) except -1:
+    """Check that argument k has shape (d0, d1[, d2]) (a negative size: any)."""
+    cdef Py_buffer *v = &views[k]
+    cdef Py_ssize_t want[3]
+    want[0], want[1], want[2] = d0, d1, d2
+    for i in range(v.ndim):
+        if want[i] >= 0 and v.shape[i] != want[i]:
+            got = tuple([v.shape[j] for j in range(v.ndim)])
+            raise ValueError(f"{names[k]} must have shape {what}, got {got}")
+    return 0
+
+
+cdef int _disjoint(Py_buffer *views, tuple names, int n, int first_out) except -1:
+    """Outputs (indices >= first_out) must share no byte with any other argument."""
+    cdef int i, j
+    cdef uintptr_t a0, a1, b0, b1
+    for i in range(first_out, n):
+        a0 = <uintptr_t>views[i].buf
+        a1 = a0 + <uintptr_t>views[i].len
+        for j in range(n):
+            b0 = <uintptr_t>views[j].buf
+            b1 = b0 + <uintptr_t>views[j].len
+            if j != i and views[i].len and views[j].len and a0 < b1 and b0 < a1:
+                raise ValueError(f"{names[i]} overlaps {names[j]} in memory: each output "
+                                 "must be a separate array")
+    return 0
+
+
+cdef int _int_arg(object value, str name, int lo, int hi) except? -1:
+    """An integer argument in [lo, hi]: an int or an object with __index__ (numpy ints;
+    bool counts as an int, as in Python), never a float."""
+    cdef long long v
+    if not isinstance(value, int):
+        try:
+            value = PyNumber_Index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    try:
+        v = value
+    except OverflowError:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}") from None
+    if v < lo or v > hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+    return <int>v
+
+
+cdef double _real_arg(object value, str name) except? -1.0:
+    try:
+        return value
+    except TypeError:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+
+
+cdef long long _ceil_div(long long a, long long b) noexcept:
+    return (a + b - 1) // b
+
+
+cdef void _release(Py_buffer *views, int held) noexcept:
+    cdef int i
+    for i in range(held):
+        PyBuffer_Release(&views[i])
 
 
 # ------------------------------------------------------------------------- helpers
@@ -138,120 +275,226 @@ cdef void _forward_tile(const floating *x, const floating *w, const floating *bi
                       (bias + c0) if bias != NULL else NULL, &zm, &am)
 
 
-def forward(const floating[:, ::1] x,      # IN  (batch, n_in)
-            const floating[:, ::1] w,      # IN  (n_in, n_out)
-            const floating[::1] bias,      # IN  (n_out,), or length 0 for no bias
-            floating[:, ::1] z,            # OUT (batch, n_out) pre-activation
-            floating[:, ::1] a,            # OUT (batch, n_out) activation
-            double[:, :, ::1] moments,     # OUT (6, n_row_tiles, n_out) or (0, 0, 0)
-            int kind, double p0, double p1,
-            int tile_rows, int tile_cols, int n_threads):
+cdef void _forward_run(floating tag, Py_buffer *v, bint stats, int batch, int n_in,
+                       int n_out, int n_row_tiles, int n_col_tiles, int tile_rows,
+                       int tile_cols, int kind, double p0, double p1,
+                       int n_threads) noexcept nogil:
+    """The tile loop over the checked buffers v (forward's order); tag picks the dtype."""
+    cdef const floating *xp = <const floating *>v[0].buf
+    cdef const floating *wp = <const floating *>v[1].buf
+    cdef const floating *bp = <const floating *>v[2].buf if v[2].len else NULL
+    cdef floating *zp = <floating *>v[3].buf
+    cdef floating *ap = <floating *>v[4].buf
+    cdef double *mp = <double *>v[5].buf if stats else NULL
+    cdef ptrdiff_t plane = <ptrdiff_t>n_row_tiles * n_out
+    cdef int n_tiles = n_row_tiles * n_col_tiles
+    cdef int t, rt, ct
+    for t in prange(n_tiles, num_threads=n_threads, schedule="static"):
+        rt = t // n_col_tiles
+        ct = t % n_col_tiles
+        _forward_tile(xp, wp, bp, zp, ap, mp, plane, n_in, n_out,
+                      rt * tile_rows, min(tile_rows, batch - rt * tile_rows),
+                      ct * tile_cols, min(tile_cols, n_out - ct * tile_cols),
+                      <ptrdiff_t>rt * n_out + ct * tile_cols, kind, p0, p1)
+
+
+_FORWARD_NAMES = ("x", "w", "bias", "z", "a", "moments")
+
+
+def forward(x, w, bias, z, a, moments, kind, p0, p1, tile_rows, tile_cols, n_threads):
     """z = x @ w + bias, a = phi(z), tile by tile; per-tile column moments if asked.
 
-    moments[0:3] are the shift, sum and sum of squares of deviations of z per row tile
-    and column; moments[3:6] the same for a. The caller combines them in a fixed order.
+    x (batch, n_in), w (n_in, n_out), bias (n_out,) or (0,) for none: inputs; z and a
+    (batch, n_out): outputs of x's dtype; moments float64 (6, n_row_tiles, n_out) with
+    n_row_tiles = ceil(batch / tile_rows), or first dimension 0 for no statistics.
+    moments[0:3] are the shift, sum and sum of squares of deviations of z per row tile and
+    column; moments[3:6] the same for a. The caller combines them in a fixed order.
     """
-    cdef int batch = x.shape[0]
-    cdef int n_in = x.shape[1]
-    cdef int n_out = w.shape[1]
-    cdef int n_row_tiles = (batch + tile_rows - 1) // tile_rows
-    cdef int n_col_tiles = (n_out + tile_cols - 1) // tile_cols
-    cdef int n_tiles = n_row_tiles * n_col_tiles
-    cdef const floating *xp = &x[0, 0]
-    cdef const floating *wp = &w[0, 0]
-    cdef const floating *bp = &bias[0] if bias.shape[0] > 0 else NULL
-    cdef floating *zp = &z[0, 0]
-    cdef floating *ap = &a[0, 0]
-    cdef double *mp = &moments[0, 0, 0] if moments.shape[0] > 0 else NULL
-    cdef ptrdiff_t plane = <ptrdiff_t>n_row_tiles * n_out
-    cdef int t, rt, ct
-
-    with nogil:
-        for t in prange(n_tiles, num_threads=n_threads, schedule="static"):
-            rt = t // n_col_tiles
-            ct = t % n_col_tiles
-            _forward_tile(xp, wp, bp, zp, ap, mp, plane, n_in, n_out,
-                          rt * tile_rows, min(tile_rows, batch - rt * tile_rows),
-                          ct * tile_cols, min(tile_cols, n_out - ct * tile_cols),
-                          <ptrdiff_t>rt * n_out + ct * tile_cols, kind, p0, p1)
+    cdef Py_buffer v[6]
+    cdef int held = 0, size, k
+    cdef int c_kind = _int_arg(kind, "kind (activation id)", 0, VP_N_ACTIVATIONS - 1)
+    cdef double c_p0 = _real_arg(p0, "p0"), c_p1 = _real_arg(p1, "p1")
+    cdef int c_rows = _int_arg(tile_rows, "tile_rows", 1, INT_MAX)
+    cdef int c_cols = _int_arg(tile_cols, "tile_cols", 1, INT_MAX)
+    cdef int threads = _int_arg(n_threads, "n_threads", 1, INT_MAX)
+    cdef Py_ssize_t batch, n_in, n_out
+    cdef long long n_row_tiles, n_col_tiles
+    cdef bint stats
+    try:
+        size = _take(&v[0], x, "x", 2, False, 0, ""); held += 1
+        for k, arr, ndim, out in ((1, w, 2, False), (2, bias, 1, False), (3, z, 2, True),
+                                  (4, a, 2, True)):
+            _take(&v[k], arr, _FORWARD_NAMES[k], ndim, out, size, "x"); held += 1
+        _take(&v[5], moments, "moments", 3, True, 8, "the statistics (float64)"); held += 1
+        batch, n_in, n_out = v[0].shape[0], v[0].shape[1], v[1].shape[1]
+        _shape(v, _FORWARD_NAMES, 1, n_in, -1, -1, f"({n_in}, n_out): x has {n_in} columns")
+        if v[2].shape[0] != 0:
+            _shape(v, _FORWARD_NAMES, 2, n_out, -1, -1, f"({n_out},) or (0,)")
+        for k in (3, 4):
+            _shape(v, _FORWARD_NAMES, k, batch, n_out, -1, f"(batch, n_out) = {(batch, n_out)}")
+        n_row_tiles = _ceil_div(batch, c_rows)
+        n_col_tiles = _ceil_div(n_out, c_cols)
+        if n_row_tiles * n_col_tiles > INT_MAX:
+            raise ValueError(f"tile_rows={c_rows}, tile_cols={c_cols}: more than 2**31 - 1 tiles")
+        stats = v[5].shape[0] != 0
+        if stats:
+            _shape(v, _FORWARD_NAMES, 5, 6, n_row_tiles, n_out,
+                   f"(6, ceil(batch / tile_rows), n_out) = {(6, n_row_tiles, n_out)} or (0, ...)")
+        _disjoint(v, _FORWARD_NAMES, 6, 3)
+        if n_row_tiles * n_col_tiles == 0:
+            return
+        threads = <int>min(<long long>threads, n_row_tiles * n_col_tiles)
+        with nogil:
+            if size == 4:
+                _forward_run(<float>0, v, stats, <int>batch, <int>n_in, <int>n_out,
+                             <int>n_row_tiles, <int>n_col_tiles, c_rows, c_cols, c_kind,
+                             c_p0, c_p1, threads)
+            else:
+                _forward_run(<double>0, v, stats, <int>batch, <int>n_in, <int>n_out,
+                             <int>n_row_tiles, <int>n_col_tiles, c_rows, c_cols, c_kind,
+                             c_p0, c_p1, threads)
+    finally:
+        _release(v, held)
 
 
 # ------------------------------------------------------------------------ backward
-def backward(const floating[:, ::1] x,      # IN  (batch, n_in)
-             const floating[:, ::1] w,      # IN  (n_in, n_out)
-             const floating[:, ::1] z,      # IN  (batch, n_out) pre-activation
-             const floating[:, ::1] grad_a, # IN  (batch, n_out) dL/da
-             floating[:, ::1] grad_z,       # OUT (batch, n_out) dL/dz
-             floating[:, ::1] grad_x,       # OUT (batch, n_in)
-             floating[:, ::1] grad_w,       # OUT (n_in, n_out)
-             double[:, ::1] bias_partials,  # OUT (n_row_blocks, n_out) column sums of dz
-             int kind, double p0, double p1,
-             int block_rows, int dx_tile_rows, int dx_tile_cols,
-             int dw_tile_rows, int dw_tile_cols, int n_threads):
-    """Three phases: dz = g * phi'(z) with per-row-block bias partials; then one parallel
-    loop over the dX tiles (dz @ w^T, by rows and input columns) and the dW tiles
-    (x^T @ dz, by input rows and output columns, the whole batch as inner dimension)."""
-    cdef int batch = x.shape[0]
-    cdef int n_in = x.shape[1]
-    cdef int n_out = w.shape[1]
-    cdef int n_blocks = (batch + block_rows - 1) // block_rows
-    cdef int dx_rt = (batch + dx_tile_rows - 1) // dx_tile_rows
-    cdef int dx_ct = (n_in + dx_tile_cols - 1) // dx_tile_cols
-    cdef int dw_rt = (n_in + dw_tile_rows - 1) // dw_tile_rows
-    cdef int dw_ct = (n_out + dw_tile_cols - 1) // dw_tile_cols
-    cdef int n_dx = dx_rt * dx_ct
-    cdef int n_tiles = n_dx + dw_rt * dw_ct
-    cdef const floating *xp = &x[0, 0]
-    cdef const floating *wp = &w[0, 0]
-    cdef const floating *zp = &z[0, 0]
-    cdef const floating *gp = &grad_a[0, 0]
-    cdef floating *dzp = &grad_z[0, 0]
-    cdef floating *dxp = &grad_x[0, 0]
-    cdef floating *dwp = &grad_w[0, 0]
-    cdef double *bpp = &bias_partials[0, 0]
+cdef void _backward_run(floating tag, Py_buffer *v, int batch, int n_in, int n_out,
+                        int kind, double p0, double p1, int block_rows, int n_blocks,
+                        int dx_tile_rows, int dx_tile_cols, int dx_ct, int n_dx,
+                        int dw_tile_rows, int dw_tile_cols, int dw_ct, int n_tiles,
+                        int block_threads, int tile_threads) noexcept nogil:
+    """The two phases over the checked buffers v (backward's order); tag: the dtype."""
+    cdef const floating *xp = <const floating *>v[0].buf
+    cdef const floating *wp = <const floating *>v[1].buf
+    cdef const floating *zp = <const floating *>v[2].buf
+    cdef const floating *gp = <const floating *>v[3].buf
+    cdef floating *dzp = <floating *>v[4].buf
+    cdef floating *dxp = <floating *>v[5].buf
+    cdef floating *dwp = <floating *>v[6].buf
+    cdef double *bpp = <double *>v[7].buf
     cdef int blk, r0, rows, t, u, i0, c0, cols
     cdef ptrdiff_t off
+    for blk in prange(n_blocks, num_threads=block_threads, schedule="static"):
+        r0 = blk * block_rows
+        rows = min(block_rows, batch - r0)
+        off = <ptrdiff_t>r0 * n_out
+        _backward_epilogue(kind, p0, p1, zp + off, gp + off, dzp + off,
+                           <ptrdiff_t>rows * n_out)
+        _column_sums(dzp + off, n_out, rows, n_out, bpp + <ptrdiff_t>blk * n_out)
 
-    with nogil:
-        for blk in prange(n_blocks, num_threads=n_threads, schedule="static"):
-            r0 = blk * block_rows
-            rows = min(block_rows, batch - r0)
-            off = <ptrdiff_t>r0 * n_out
-            _backward_epilogue(kind, p0, p1, zp + off, gp + off, dzp + off,
-                               <ptrdiff_t>rows * n_out)
-            _column_sums(dzp + off, n_out, rows, n_out, bpp + <ptrdiff_t>blk * n_out)
+    for t in prange(n_tiles, num_threads=tile_threads, schedule="dynamic"):
+        if t < n_dx:
+            # dX[r0:, c0:] = dz[r0:] @ w[c0:]^T  (column-major: w'^T-op times dz^T)
+            r0 = (t // dx_ct) * dx_tile_rows
+            c0 = (t % dx_ct) * dx_tile_cols
+            rows = min(dx_tile_rows, batch - r0)
+            cols = min(dx_tile_cols, n_in - c0)
+            _gemm(c'T', c'N', cols, rows, n_out, wp + <ptrdiff_t>c0 * n_out, n_out,
+                  dzp + <ptrdiff_t>r0 * n_out, n_out, dxp + <ptrdiff_t>r0 * n_in + c0, n_in)
+        else:
+            # dW[i0:, c0:] = x[:, i0:]^T @ dz[:, c0:]  (column-major: dz^T x)
+            u = t - n_dx
+            i0 = (u // dw_ct) * dw_tile_rows
+            c0 = (u % dw_ct) * dw_tile_cols
+            rows = min(dw_tile_rows, n_in - i0)
+            cols = min(dw_tile_cols, n_out - c0)
+            _gemm(c'N', c'T', cols, rows, batch, dzp + c0, n_out, xp + i0, n_in,
+                  dwp + <ptrdiff_t>i0 * n_out + c0, n_out)
 
-        for t in prange(n_tiles, num_threads=n_threads, schedule="dynamic"):
-            if t < n_dx:
-                # dX[r0:, c0:] = dz[r0:] @ w[c0:]^T  (column-major: w'^T-op times dz^T)
-                r0 = (t // dx_ct) * dx_tile_rows
-                c0 = (t % dx_ct) * dx_tile_cols
-                rows = min(dx_tile_rows, batch - r0)
-                cols = min(dx_tile_cols, n_in - c0)
-                _gemm(c'T', c'N', cols, rows, n_out, wp + <ptrdiff_t>c0 * n_out, n_out,
-                      dzp + <ptrdiff_t>r0 * n_out, n_out,
-                      dxp + <ptrdiff_t>r0 * n_in + c0, n_in)
+
+_BACKWARD_NAMES = ("x", "w", "z", "grad_a", "grad_z", "grad_x", "grad_w", "bias_partials")
+
+
+def backward(x, w, z, grad_a, grad_z, grad_x, grad_w, bias_partials, kind, p0, p1,
+             block_rows, dx_tile_rows, dx_tile_cols, dw_tile_rows, dw_tile_cols, n_threads):
+    """Three phases: dz = g * phi'(z) with per-row-block bias partials; then one parallel
+    loop over the dX tiles (dz @ w^T, by rows and input columns) and the dW tiles
+    (x^T @ dz, by input rows and output columns, the whole batch as inner dimension).
+
+    Inputs x (batch, n_in), w (n_in, n_out), z and grad_a (batch, n_out); outputs of x's
+    dtype grad_z (batch, n_out), grad_x (batch, n_in), grad_w (n_in, n_out), and float64
+    bias_partials (ceil(batch / block_rows), n_out), the column sums of dz per row block.
+    """
+    cdef Py_buffer v[8]
+    cdef int held = 0, size, k
+    cdef int c_kind = _int_arg(kind, "kind (activation id)", 0, VP_N_ACTIVATIONS - 1)
+    cdef double c_p0 = _real_arg(p0, "p0"), c_p1 = _real_arg(p1, "p1")
+    cdef int c_block = _int_arg(block_rows, "block_rows", 1, INT_MAX)
+    cdef int dxr = _int_arg(dx_tile_rows, "dx_tile_rows", 1, INT_MAX)
+    cdef int dxc = _int_arg(dx_tile_cols, "dx_tile_cols", 1, INT_MAX)
+    cdef int dwr = _int_arg(dw_tile_rows, "dw_tile_rows", 1, INT_MAX)
+    cdef int dwc = _int_arg(dw_tile_cols, "dw_tile_cols", 1, INT_MAX)
+    cdef int threads = _int_arg(n_threads, "n_threads", 1, INT_MAX)
+    cdef Py_ssize_t batch, n_in, n_out
+    cdef long long n_blocks, dx_ct, dw_ct, n_dx, n_tiles
+    cdef int block_threads, tile_threads
+    try:
+        size = _take(&v[0], x, "x", 2, False, 0, ""); held += 1
+        for k, arr, out in ((1, w, False), (2, z, False), (3, grad_a, False),
+                            (4, grad_z, True), (5, grad_x, True), (6, grad_w, True)):
+            _take(&v[k], arr, _BACKWARD_NAMES[k], 2, out, size, "x"); held += 1
+        _take(&v[7], bias_partials, "bias_partials", 2, True, 8, "the partial sums (float64)")
+        held += 1
+        batch, n_in, n_out = v[0].shape[0], v[0].shape[1], v[1].shape[1]
+        n_blocks = _ceil_div(batch, c_block)
+        _shape(v, _BACKWARD_NAMES, 1, n_in, -1, -1, f"({n_in}, n_out): x has {n_in} columns")
+        for k in (2, 3, 4):
+            _shape(v, _BACKWARD_NAMES, k, batch, n_out, -1, f"(batch, n_out) = {(batch, n_out)}")
+        _shape(v, _BACKWARD_NAMES, 5, batch, n_in, -1, f"x's shape {(batch, n_in)}")
+        _shape(v, _BACKWARD_NAMES, 6, n_in, n_out, -1, f"w's shape {(n_in, n_out)}")
+        _shape(v, _BACKWARD_NAMES, 7, n_blocks, n_out, -1,
+               f"(ceil(batch / block_rows), n_out) = {(n_blocks, n_out)}")
+        dx_ct = _ceil_div(n_in, dxc)
+        dw_ct = _ceil_div(n_out, dwc)
+        n_dx = _ceil_div(batch, dxr) * dx_ct
+        n_tiles = n_dx + _ceil_div(n_in, dwr) * dw_ct
+        if n_tiles > INT_MAX:
+            raise ValueError("dx_tile_rows, dx_tile_cols, dw_tile_rows, dw_tile_cols: more "
+                             "than 2**31 - 1 tiles")
+        _disjoint(v, _BACKWARD_NAMES, 8, 4)
+        with nogil:
+            block_threads = <int>max(1, min(threads, n_blocks))
+            tile_threads = <int>max(1, min(threads, n_tiles))
+            if size == 4:
+                _backward_run(<float>0, v, <int>batch, <int>n_in, <int>n_out, c_kind, c_p0,
+                              c_p1, c_block, <int>n_blocks, dxr, dxc, <int>dx_ct, <int>n_dx,
+                              dwr, dwc, <int>dw_ct, <int>n_tiles, block_threads, tile_threads)
             else:
-                # dW[i0:, c0:] = x[:, i0:]^T @ dz[:, c0:]  (column-major: dz^T x)
-                u = t - n_dx
-                i0 = (u // dw_ct) * dw_tile_rows
-                c0 = (u % dw_ct) * dw_tile_cols
-                rows = min(dw_tile_rows, n_in - i0)
-                cols = min(dw_tile_cols, n_out - c0)
-                _gemm(c'N', c'T', cols, rows, batch, dzp + c0, n_out, xp + i0, n_in,
-                      dwp + <ptrdiff_t>i0 * n_out + c0, n_out)
+                _backward_run(<double>0, v, <int>batch, <int>n_in, <int>n_out, c_kind, c_p0,
+                              c_p1, c_block, <int>n_blocks, dxr, dxc, <int>dx_ct, <int>n_dx,
+                              dwr, dwc, <int>dw_ct, <int>n_tiles, block_threads, tile_threads)
+    finally:
+        _release(v, held)
 
 
 # ---------------------------------------------------------------------- activations
-def activation_apply(const floating[::1] x, floating[::1] out, int kind, double p0,
-                     double p1, bint derivative):
+_APPLY_NAMES = ("x", "out")
+
+
+def activation_apply(x, out, kind, p0, p1, derivative):
     """out = phi(x) or phi'(x) with the C math of the kernels (for tests and for users
-    who want the fast activation alone)."""
-    cdef ptrdiff_t n = x.shape[0]
-    if n == 0:
-        return
-    with nogil:
-        if floating is float:
-            vp_activation_apply_f32(kind, p0, p1, derivative, &x[0], &out[0], n)
-        else:
-            vp_activation_apply_f64(kind, p0, p1, derivative, &x[0], &out[0], n)
+    who want the fast activation alone). x and out: 1-D, C-contiguous, of one dtype
+    (float32 or float64) and length, and not overlapping (out is written)."""
+    cdef Py_buffer v[2]
+    cdef int held = 0, size
+    cdef int c_kind = _int_arg(kind, "kind (activation id)", 0, VP_N_ACTIVATIONS - 1)
+    cdef double c_p0 = _real_arg(p0, "p0"), c_p1 = _real_arg(p1, "p1")
+    cdef bint deriv = derivative
+    cdef ptrdiff_t n
+    try:
+        size = _take(&v[0], x, "x", 1, False, 0, ""); held += 1
+        _take(&v[1], out, "out", 1, True, size, "x"); held += 1
+        n = v[0].shape[0]
+        _shape(v, _APPLY_NAMES, 1, n, -1, -1, f"({n},) like x")
+        _disjoint(v, _APPLY_NAMES, 2, 1)
+        if n == 0:
+            return
+        with nogil:
+            if size == 4:
+                vp_activation_apply_f32(c_kind, c_p0, c_p1, deriv, <const float *>v[0].buf,
+                                        <float *>v[1].buf, n)
+            else:
+                vp_activation_apply_f64(c_kind, c_p0, c_p1, deriv, <const double *>v[0].buf,
+                                        <double *>v[1].buf, n)
+    finally:
+        _release(v, held)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from . import _kernels
+try:
+    from . import _kernels
+except ImportError:  # no compiled extension: one thread by default; varprop.kernels raises
+    from types import SimpleNamespace  # ExtensionMissingError when a kernel is called
+
+    _kernels = SimpleNamespace(openmp_max_threads=lambda: 1)
+from ._validate import positive_int
 
 _default_threads: int | None = None
 
@@ -18,7 +23,7 @@ def set_num_threads(n: int) -> None:
         n: a positive integer. Results do not depend on it (bitwise), only the speed.
     """
     global _default_threads
-    _default_threads = _check_positive(n, "n")
+    _default_threads = positive_int("n", n)
 
 
 def get_num_threads() -> int:
@@ -33,15 +38,7 @@ def resolve_n_threads(n_threads: int | None) -> int:
     """None -> :func:`get_num_threads`; a positive int as is; anything else rejected."""
     if n_threads is None:
         return get_num_threads()
-    return _check_positive(n_threads, "n_threads")
-
-
-def _check_positive(n: object, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer or None, got {type(n).__name__} {n!r}")
-    if n < 1:
-        raise ValueError(f"{name} must be a positive integer (1, 2, ...) or None, got {n}")
-    return int(n)
+    return positive_int("n_threads", n_threads, or_none=True)
 
 
 def run_side_by_side(fn: Callable[[int], object], n: int, workers: int, name: str) -> None:

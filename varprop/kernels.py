@@ -17,21 +17,28 @@ Input rules (the same for every kernel):
     * NaN and inf propagate as IEEE arithmetic says.
 
 The plain-numpy twins are in :mod:`varprop._reference`.
+
+The compiled extension ``varprop._kernels`` is loaded on the first kernel call, not at
+import: without it ``import varprop`` and the mean-field theory still work, and a kernel
+call raises :class:`ExtensionMissingError` saying why the extension is missing.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from . import _kernels
 from ._blas import single_threaded_blas
 from ._results import DenseForward, DenseGradients, LayerStats, pooled
 from ._threads import resolve_n_threads
 from .activations import Activation, get_activation
 
-__all__ = ["dense_forward", "dense_backward", "activation_apply", "forward_tiles"]
+__all__ = ["dense_forward", "dense_backward", "activation_apply", "forward_tiles",
+           "built_with_openmp", "extension_available", "ExtensionMissingError"]
 
 # The tile grid is a function of the shapes alone, so results cannot depend on threads.
 _TARGET_TILES = 8  # independent tiles wanted per GEMM: keeps up to 8 cores busy
@@ -41,6 +48,68 @@ _MIN_TILE_COLS = 64  # narrower tiles spend more on packing than they gain in pa
 _COL_ALIGN = 16  # tile widths are multiples of 16 elements (64-byte lines in float32)
 _BACKWARD_BLOCK = 32768  # elements per block of the elementwise backward phase
 _INT32_MAX = 2**31 - 1  # BLAS (LP64) takes 32-bit dimensions
+
+
+class ExtensionMissingError(ImportError, RuntimeError):
+    """The compiled extension ``varprop._kernels`` cannot be imported; the message says
+    why (not built, a source tree without a build, or a build that fails to load) and
+    how to build it. Both an ImportError and a RuntimeError."""
+
+
+_extension_module: ModuleType | None = None
+
+
+def _missing_message(exc: BaseException) -> str:
+    """Why ``varprop._kernels`` did not import, and what to do about it."""
+    package = Path(__file__).resolve().parent
+    built = [p.name for p in package.glob("_kernels.*") if p.suffix in (".so", ".pyd")]
+    loadable = [n for n in built
+                if any(n == "_kernels" + s for s in importlib.machinery.EXTENSION_SUFFIXES)]
+    head = ("varprop's compiled extension varprop._kernels cannot be imported, so the "
+            "kernels (dense_forward, dense_backward, activation_apply, and measure, compare "
+            "and train, which call them) cannot run; the mean-field theory (varprop.analyze, "
+            "varprop.theory) works without it. ")
+    if loadable:
+        return head + (f"{package / loadable[0]} exists but failed to load ({exc}): "
+                       "rebuild it with `pip install -e .` in the source tree, or reinstall "
+                       "with `pip install --force-reinstall varprop`.")
+    if (package / "_kernels.pyx").exists():
+        other = f" (found {', '.join(built)}, built for another Python)" if built else ""
+        return head + (f"varprop was imported from the source tree {package.parent}, which "
+                       f"holds no compiled extension for this Python{other}: build it with "
+                       "`pip install -e .` (or `python setup.py build_ext --inplace`) in "
+                       f"{package.parent}, or run from another directory to use an "
+                       f"installed varprop. ({type(exc).__name__}: {exc})")
+    return head + (f"It was not built ({type(exc).__name__}: {exc}): install varprop "
+                   "with `pip install .` (or `pip install -e .` from a source checkout), "
+                   "which needs a C compiler, Cython and numpy.")
+
+
+def _extension() -> ModuleType:
+    """The compiled module, imported on first use; ExtensionMissingError without it."""
+    global _extension_module
+    if _extension_module is None:
+        try:
+            from . import _kernels
+        except ImportError as exc:
+            raise ExtensionMissingError(_missing_message(exc)) from exc
+        _extension_module = _kernels
+    return _extension_module
+
+
+def extension_available() -> bool:
+    """True when the compiled kernels import (without them only the theory works)."""
+    try:
+        _extension()
+    except ExtensionMissingError:
+        return False
+    return True
+
+
+def built_with_openmp() -> bool:
+    """True when the compiled kernels were built with OpenMP (ExtensionMissingError
+    without the compiled extension)."""
+    return bool(_extension().built_with_openmp())
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -131,6 +200,7 @@ def dense_forward(
         >>> dense_forward(x, w, activation="tanh").a.shape
         (4, 2)
     """
+    kernels = _extension()
     arrays = {"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b}
     dtype = _same_dtype(arrays)
     _check_ndim("x", x, 2, "(batch, n_in)")
@@ -163,7 +233,7 @@ def dense_forward(
     p0, p1 = act.kernel_params
     xc, wc = _c(x), _c(w)
     with single_threaded_blas():
-        _kernels.forward(xc, wc, bias, z, a, moments, act.kernel_id, p0, p1,
+        kernels.forward(xc, wc, bias, z, a, moments, act.kernel_id, p0, p1,
                          tile_rows, tile_cols, threads)
     layer_stats = _combine_moments(moments, batch, tile_rows) if stats else None
     return DenseForward(z, a, layer_stats)
@@ -214,6 +284,7 @@ def dense_backward(
     Returns:
         :class:`DenseGradients` with ``grad_x``, ``grad_w``, ``grad_b`` and ``grad_z``.
     """
+    kernels = _extension()
     dtype = _same_dtype({"x": x, "w": w, "z": z, "grad_a": grad_a})
     _check_ndim("x", x, 2, "(batch, n_in)")
     _check_ndim("w", w, 2, "(n_in, n_out)")
@@ -249,7 +320,7 @@ def dense_backward(
     partials = np.empty((n_blocks, n_out), np.float64)
     p0, p1 = act.kernel_params
     with single_threaded_blas():
-        _kernels.backward(_c(x), _c(w), _c(z), _c(grad_a), grad_z, grad_x, grad_w,
+        kernels.backward(_c(x), _c(w), _c(z), _c(grad_a), grad_z, grad_x, grad_w,
                           partials, act.kernel_id, p0, p1, block_rows,
                           dx_rows, dx_cols, dw_rows, dw_cols, threads)
     grad_b = np.sum(partials, axis=0).astype(dtype)
@@ -265,10 +336,11 @@ def activation_apply(x: np.ndarray, activation: "str | Activation" = "relu", *,
         activation, **activation_params: as in :func:`dense_forward`.
         derivative: return phi'(x) instead of phi(x).
     """
+    kernels = _extension()
     _dtype_of("x", x)
     act = _resolve_activation(activation, activation_params)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     p0, p1 = act.kernel_params
-    _kernels.activation_apply(flat, out, act.kernel_id, p0, p1, bool(derivative))
+    kernels.activation_apply(flat, out, act.kernel_id, p0, p1, bool(derivative))
     return out.reshape(x.shape)
