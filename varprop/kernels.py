@@ -35,6 +35,7 @@ import numpy as np
 from ._blas import single_threaded_blas
 from ._results import DenseForward, DenseGradients, LayerStats, pooled
 from ._threads import resolve_n_threads
+from ._validate import boolean
 from .activations import Activation, get_activation
 
 __all__ = ["dense_forward", "dense_backward", "activation_apply", "forward_tiles",
@@ -338,6 +339,7 @@ def activation_apply(x: np.ndarray, activation: "str | Activation" = "relu", *,
     """
     kernels = _extension()
     _dtype_of("x", x)
+    derivative = boolean("derivative", derivative)
     act = _resolve_activation(activation, activation_params)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
