@@ -117,7 +117,16 @@ def variance_batch(name: str, value: Any, *, or_none: bool = False,
 def _real(name: str, value: Any, what: str, owner: str) -> float:
     if _is_bool(value) or not isinstance(value, numbers.Real):
         raise _wrong_type(name, what, value, owner)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int (or Fraction) beyond float64: as good as infinite
+        return math.inf if value > 0 else -math.inf
+
+
+def _short(value: Any) -> str:
+    """repr of a value, cut to 40 characters (an int of 400 digits is not a message)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
 def finite_real(name: str, value: Any, *, positive: bool = False, non_negative: bool = False,
@@ -127,7 +136,7 @@ def finite_real(name: str, value: Any, *, positive: bool = False, non_negative: 
         return None
     x = _real(name, value, "a real number or None" if or_none else "a real number", owner)
     if not math.isfinite(x):
-        raise ValueError(f"{_where(owner)}{name} must be finite; got {value!r}")
+        raise ValueError(f"{_where(owner)}{name} must be finite; got {_short(value)}")
     if positive and not x > 0.0:
         raise ValueError(f"{_where(owner)}{name} must be > 0; got {value!r}")
     if non_negative and not x >= 0.0:
