@@ -13,6 +13,9 @@ from .fans import FAN_OPTION_NAMES, FanOptions
 
 __all__ = ["Initializer"]
 
+_MAX_SIZE = np.iinfo(np.intp).max
+"""The most entries an array can have (numpy's limit)."""
+
 
 class Initializer:
     """A weight-initialization scheme: draws arrays and states their analytic moments.
@@ -60,22 +63,54 @@ class Initializer:
     def __call__(self, shape: ShapeLike, seed: SeedLike = None, dtype: Any = np.float32) -> np.ndarray:
         """Draw a C-contiguous array of ``shape`` and ``dtype`` (a real floating dtype).
 
-        Shapes with a zero dimension give an empty array (after the rank checks).
+        ``dtype=None`` means the default, float32 (as Keras's ``dtype=None`` means its
+        float32 ``floatx``), not numpy's ``np.dtype(None)``, float64.
+
+        Shapes with a zero dimension give an empty array (after the rank checks). The
+        rank-0 shape ``()`` gives a 0-d array from the elementwise schemes (zeros,
+        random_normal, ...); the fan-based ones need ``in_axis=()``, ``out_axis=()``
+        there (fans ``(1, 1)``, as :func:`compute_fans`), the structured ones refuse it.
+
+        Entries beyond the dtype's range are refused, never returned as ``inf``: with
+        ``random_normal(stddev=1e300)`` a float64 draw is finite (``1e300 * N(0, 1)``)
+        while a float32 one raises ValueError naming ``stddev`` (float32 ends at 3.4e38).
 
         Raises:
             TypeError: bad ``shape`` entries, a non-floating ``dtype``, a bad ``seed``.
-            ValueError: a shape this scheme cannot fill (e.g. orthogonal of rank 1).
+            ValueError: a shape this scheme cannot fill (e.g. orthogonal of rank 1), a
+                shape with more entries than an array can hold, parameters whose
+                entries overflow ``dtype``.
         """
         shape = check_shape(shape)
         dt = check_dtype(dtype)
         rng = as_generator(seed)
         self._check(shape, self.fan_options)
-        if math.prod(shape) == 0:
+        size = math.prod(shape)
+        if size == 0:
             return np.zeros(shape, dtype=dt)
-        out = self._draw(shape, rng, dt, self.fan_options)
-        if out.dtype != dt:
-            out = out.astype(dt)
-        return np.ascontiguousarray(out)
+        if size > _MAX_SIZE:
+            raise ValueError(
+                f"{self.name}: shape {shape} has a {len(str(size))}-digit number of entries, more than "
+                f"an array can hold ({_MAX_SIZE})"
+            )
+        bound, params = self._magnitude(shape, self.fan_options)
+        top = float(np.finfo(dt).max)
+        if bound <= top:  # entries cannot leave the dtype's range: no check needed
+            out = np.asarray(self._draw(shape, rng, dt, self.fan_options))
+            if out.dtype != dt:
+                out = out.astype(dt)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = np.asarray(self._draw(shape, rng, dt, self.fan_options))
+                if out.dtype != dt:
+                    out = out.astype(dt)
+            if not np.isfinite(out).all():
+                raise ValueError(
+                    f"{self.name}: with {params} the entries exceed the {dt.name} range "
+                    f"(|x| <= {top:.4g}); draw in a wider dtype (dtype=np.float64) or use smaller values"
+                )
+        # np.asarray keeps a 0-d result 0-d (np.ascontiguousarray would make it 1-d).
+        return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
     def moments(self, shape: ShapeLike, **fan_options: Any) -> WeightMoments:
         """Analytic per-entry moments of what this initializer draws for ``shape``.
@@ -150,6 +185,13 @@ class Initializer:
     def _params(self) -> dict[str, Any]:
         """The scheme's own parameters, JSON-able (not the fan options)."""
         return {}
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        """``(bound, params)``: a bound on ``|W|`` that a draw exceeds with probability
+        below 1e-300 (``inf`` if unknown, or where it overflows), and the parameters that
+        set it, as ``"stddev=0.05"`` for the message. A draw whose bound exceeds the
+        dtype's range is checked for entries that overflowed."""
+        return math.inf, ", ".join(f"{k}={v!r}" for k, v in self._params().items()) or "its parameters"
 
     def _check(self, shape: tuple[int, ...], opts: FanOptions) -> None:
         """Raise ValueError if this scheme cannot fill ``shape`` (rank, channel rules)."""

@@ -157,15 +157,17 @@ def get(identifier: Union[str, Mapping[str, Any], Initializer], **kwargs: Any) -
       parameters as keywords: ``get("random_normal", stddev=0.1)``,
       ``get("kaiming_normal", a=0.2, layout="torch")``;
     * a config: ``get(init.get_config())`` (``{"name": ..., **params}``), or a Keras
-      config ``{"class_name": "HeNormal", "config": {...}}`` (its ``seed`` must be
-      None: varprop takes the seed when drawing); ``kwargs`` override its entries;
+      config ``{"class_name": "HeNormal", "config": {...}}`` (``config`` a dict or
+      null; its ``seed`` must be None: varprop takes the seed when drawing; Keras 3's
+      ``input_axes``/``output_axes`` are understood, see
+      :class:`~varprop.initializers.VarianceScaling`); ``kwargs`` override its entries;
     * an :class:`Initializer`: returned as is (no ``kwargs`` allowed).
 
     Raises:
         ValueError: unknown or ambiguous name (with close matches and the valid
             names), a malformed config, bad parameter values.
         TypeError: unexpected parameters (listing the accepted ones), a wrong
-            identifier type.
+            identifier type, a Keras ``config`` that is not a dict.
 
     Example:
         >>> get("he_normal").moments((256, 128)).var == 2 / 256
@@ -184,7 +186,15 @@ def get(identifier: Union[str, Mapping[str, Any], Initializer], **kwargs: Any) -
         config = dict(identifier)
         if "class_name" in config:  # Keras serialization
             name = config["class_name"]
-            params = dict(config.get("config") or {})
+            inner = config.get("config")
+            if inner is None:
+                inner = {}
+            if not isinstance(inner, Mapping):
+                raise TypeError(
+                    f"get: the Keras config of {name!r} has 'config' = {inner!r} "
+                    f"({type(inner).__name__}); config must be a dict of parameters (or null)"
+                )
+            params = dict(inner)
             seed = params.pop("seed", None)
             if seed is not None:
                 raise ValueError(
@@ -199,6 +209,9 @@ def get(identifier: Union[str, Mapping[str, Any], Initializer], **kwargs: Any) -
                 f"get: a config dict needs a 'name' key (or Keras's 'class_name'); got keys {sorted(config)}"
             )
         params.update(kwargs)
+        bad = [k for k in params if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"get: config parameter names must be strings; got {bad!r}")
         return _build(resolve_name(name), params)
     raise TypeError(
         "get: identifier must be an initializer name, a config dict or an Initializer; "

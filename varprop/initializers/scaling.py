@@ -10,20 +10,26 @@ PyTorch's layer default are one-line subclasses that fix ``scale``, ``mode`` and
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from .._validate import finite_real, one_of
+from .._validate import integer, one_of
 from ._core import (
+    NORMAL_REACH,
     TRUNCATED_NORMAL_STD_FACTOR,
     WeightMoments,
+    real,
+    square,
+    square_times,
     standard_normal,
     standard_truncated_normal,
     uniform,
 )
 from .base import Initializer
-from .fans import FanOptions
+from .fans import FAN_OPTION_NAMES, FanOptions
 from .gains import calculate_gain
 
 __all__ = [
@@ -50,6 +56,31 @@ DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "normal", "uniform")
 """Distributions of :class:`VarianceScaling` (Keras's ``"untruncated_normal"`` is accepted for ``"normal"``)."""
 
 _DISTRIBUTION_ALIASES = {"untruncated_normal": "normal"}
+
+_KERAS_AXES = ("input_axes", "output_axes")
+_NAMED_AXES_EXCLUDE = ("in_axis", "out_axis", "batch_axis", "groups", "transposed", "depthwise")
+_DEFAULT_FANS = FanOptions()
+
+
+def _keras_axes(owner: str, argname: str, value: Any) -> Optional[tuple[int, ...]]:
+    """Keras's ``input_axes``/``output_axes``: None or a list of ints, as a tuple."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{owner}: {argname} must be a list of ints or None; got {value!r} ({type(value).__name__})")
+    return tuple(integer(f"{argname}[{i}]", v, owner=owner) for i, v in enumerate(value))
+
+
+def _axes_of(owner: str, argname: str, axes: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    rank = len(shape)
+    for a in axes:
+        if not -rank <= a < rank:
+            raise ValueError(f"{owner}: {argname}={list(axes)} names axis {a}, out of range for the "
+                             f"rank-{rank} shape {shape}")
+    out = tuple(a % rank for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{owner}: {argname}={list(axes)} names an axis twice for shape {shape}")
+    return out
 
 
 class VarianceScaling(Initializer):
@@ -80,6 +111,20 @@ class VarianceScaling(Initializer):
             options of :func:`~varprop.initializers.compute_fans`. ``in_axis`` and
             ``out_axis`` default to the layout's axes (-2 and -1 for ``keras`` and
             ``jax``, as in JAX).
+        input_axes, output_axes: Keras 3's named fan axes (keyword-only, every class of
+            this family takes them; Keras writes them into every config, ``null`` by
+            default). None means the default. When both are lists the fans are the
+            products of the named axes alone, ``fan_in = prod(shape[input_axes])`` and
+            ``fan_out = prod(shape[output_axes])``, with no receptive field (Keras's
+            ``compute_fans``; its EinsumDense names every axis, so the receptive field is 1
+            there anyway); they then cannot be combined with ``in_axis``, ``out_axis``,
+            ``batch_axis``, ``groups``, ``transposed`` or ``depthwise``. Given alone, one
+            is ignored (kept in the config), as Keras ignores it.
+
+    Huge scales: ``moments`` reports ``var = inf`` where ``scale / n`` overflows (e.g.
+    ``xavier_normal(gain=1e300)``: ``gain^2``), while the draw uses the finite standard
+    deviation ``gain / sqrt(n)`` (a float64 draw is finite; entries beyond the dtype's
+    range raise ValueError, see :meth:`Initializer.__call__`).
 
     Example:
         >>> init = VarianceScaling(2.0, "fan_in", "normal")
@@ -95,10 +140,18 @@ class VarianceScaling(Initializer):
         scale: float = 1.0,
         mode: str = "fan_in",
         distribution: str = "truncated_normal",
+        *,
+        input_axes: Optional[Sequence[int]] = None,
+        output_axes: Optional[Sequence[int]] = None,
         **fan_options: Any,
     ) -> None:
         super().__init__(**fan_options)
-        self.scale = finite_real("scale", scale, positive=True, owner=self.name)
+        self.scale = real("scale", scale, positive=True, owner=self.name)
+        self._root_scale = math.sqrt(self.scale)
+        self.input_axes = _keras_axes(self.name, "input_axes", input_axes)
+        self.output_axes = _keras_axes(self.name, "output_axes", output_axes)
+        if self.named_axes:
+            self._named_axes_conflict(self.fan_options)
         self.mode = one_of("mode", mode, MODES, owner=self.name)
         if isinstance(distribution, str):
             distribution = _DISTRIBUTION_ALIASES.get(distribution, distribution)
@@ -109,17 +162,75 @@ class VarianceScaling(Initializer):
     def _params(self) -> dict[str, Any]:
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
+    def _set_gain(self, gain: float, scale: float, source: str) -> None:
+        """Set ``scale = gain^2`` as computed by the caller (inf where it overflows, 0 where
+        it underflows) while the draw keeps the standard deviation ``gain / sqrt(n)``."""
+        if not gain > 0.0:
+            raise ValueError(f"{self.name}: the gain must be > 0; {source} gives {gain!r}")
+        self.scale = scale
+        self._root_scale = gain
+
+    # ------------------------------------------------------------- Keras's named axes
+    @property
+    def named_axes(self) -> bool:
+        """Whether Keras's ``input_axes`` and ``output_axes`` are both given: then the fans
+        are the products of the named axes alone (no receptive field), Keras's rule."""
+        return self.input_axes is not None and self.output_axes is not None
+
+    def _named_axes_conflict(self, opts: FanOptions) -> None:
+        clash = [n for n in _NAMED_AXES_EXCLUDE if getattr(opts, n) != getattr(_DEFAULT_FANS, n)]
+        if clash:
+            raise ValueError(
+                f"{self.name}: input_axes and output_axes (Keras's named fan axes) fix the fans; they "
+                f"cannot be combined with {', '.join(clash)}: pass one or the other"
+            )
+
+    def _check(self, shape: tuple[int, ...], opts: FanOptions) -> None:
+        if self.named_axes:
+            self._named_axes_conflict(opts)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.input_axes is not None or self.output_axes is not None:
+            config.update({k: None if v is None else list(v)
+                           for k, v in zip(_KERAS_AXES, (self.input_axes, self.output_axes))})
+        return config
+
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        own = [n for n in super().parameter_names() if n not in FAN_OPTION_NAMES]
+        return tuple(dict.fromkeys([*own, *_KERAS_AXES, *FAN_OPTION_NAMES]))
+
     # --------------------------------------------------------------------- the contract
+    def fans(self, shape: tuple[int, ...], opts: FanOptions | None = None) -> tuple[int, int]:
+        """``(fan_in, fan_out)`` of ``shape``: :func:`compute_fans` under the fan options,
+        or with :attr:`named_axes` the products of ``input_axes`` and ``output_axes``."""
+        shape = tuple(shape)
+        if self.named_axes:
+            assert self.input_axes is not None and self.output_axes is not None
+            ia = _axes_of(self.name, "input_axes", self.input_axes, shape)
+            oa = _axes_of(self.name, "output_axes", self.output_axes, shape)
+            if set(ia) & set(oa):
+                raise ValueError(f"{self.name}: input_axes {list(ia)} and output_axes {list(oa)} share "
+                                 f"axes of shape {shape}; each axis plays one role")
+            return math.prod(shape[i] for i in ia), math.prod(shape[i] for i in oa)
+        return (opts or self.fan_options).fans(shape)
+
     def fan(self, shape: tuple[int, ...], opts: FanOptions | None = None) -> float:
         """The ``n`` of ``scale / n`` for ``shape`` (see :data:`MODES`)."""
-        fan_in, fan_out = (opts or self.fan_options).fans(tuple(shape))
+        fan_in, fan_out = self.fans(shape, opts)
+        if max(fan_in, fan_out) > sys.float_info.max / 2:
+            raise ValueError(f"{self.name}: the fans of shape {tuple(shape)} exceed the float range")
         if self.mode == "fan_in":
             return float(fan_in)
         if self.mode == "fan_out":
             return float(fan_out)
         if self.mode == "fan_avg":
             return (fan_in + fan_out) / 2.0
-        return math.sqrt(fan_in * fan_out)
+        try:
+            return math.sqrt(fan_in * fan_out)
+        except OverflowError:  # the product exceeds a float; the root does not
+            return math.sqrt(fan_in) * math.sqrt(fan_out)
 
     def variance(self, shape: tuple[int, ...], opts: FanOptions | None = None) -> float:
         """``scale / n``; ValueError when the fan is 0 (a zero-size channel axis)."""
@@ -129,23 +240,50 @@ class VarianceScaling(Initializer):
                 f"{self.name}: the {self.mode} of shape {tuple(shape)} is 0, so scale / {self.mode} is "
                 "undefined; a zero-size channel axis has no weights to scale"
             )
-        return self.scale / n
+        var = self.scale / n
+        if var == math.inf:  # scale = gain^2 overflowed; gain^2 / n may not
+            var = square_times(self._root_scale, 1.0 / n)
+        return var
+
+    def _std(self, shape: tuple[int, ...], opts: FanOptions) -> float:
+        """sqrt(scale / n): as ``math.sqrt(var)`` (the historical bits) where the variance
+        is a normal float, else ``sqrt(scale) / sqrt(n)`` (scale = gain^2 overflowed to inf
+        or underflowed, while the standard deviation is a float)."""
+        var = self.variance(shape, opts)
+        if sys.float_info.min <= var < math.inf and sys.float_info.min <= self.scale < math.inf:
+            return math.sqrt(var)
+        return self._root_scale / math.sqrt(self.fan(shape, opts))
+
+    def _limit(self, shape: tuple[int, ...], opts: FanOptions) -> float:
+        """The uniform bound sqrt(3 scale / n), overflow-safe as :meth:`_std`."""
+        var = self.variance(shape, opts)
+        if sys.float_info.min <= var and 3.0 * var < math.inf and sys.float_info.min <= self.scale < math.inf:
+            return math.sqrt(3.0 * var)
+        return math.sqrt(3.0) * self._std(shape, opts)
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        if self.distribution == "uniform":
+            bound = self._limit(shape, opts)
+        else:
+            reach = 2.0 / TRUNCATED_NORMAL_STD_FACTOR if self.distribution == "truncated_normal" else NORMAL_REACH
+            bound = reach * self._std(shape, opts)
+        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return bound, f"{params + ', ' if params else ''}shape {shape}"
 
     def _draw(
         self, shape: tuple[int, ...], rng: np.random.Generator, dtype: np.dtype, opts: FanOptions
     ) -> np.ndarray:
-        fan_in, fan_out = opts.fans(shape)
+        fan_in, fan_out = self.fans(shape, opts)
         if min(fan_in, fan_out) == 0:  # nothing to draw would reach here: prod(shape) > 0
             raise ValueError(f"{self.name}: zero fan for non-empty shape {shape}")
-        var = self.variance(shape, opts)
         if self.distribution == "truncated_normal":
-            std = math.sqrt(var) / TRUNCATED_NORMAL_STD_FACTOR
+            std = self._std(shape, opts) / TRUNCATED_NORMAL_STD_FACTOR
             return standard_truncated_normal(rng, shape, -2.0, 2.0, dtype, scale=std)
         if self.distribution == "normal":
             x = standard_normal(rng, shape, dtype)
-            x *= x.dtype.type(math.sqrt(var))
+            x *= x.dtype.type(self._std(shape, opts))
             return x
-        limit = math.sqrt(3.0 * var)
+        limit = self._limit(shape, opts)
         return uniform(rng, shape, -limit, limit, dtype)
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
@@ -266,8 +404,9 @@ class XavierNormal(VarianceScaling):
     _distribution = "normal"
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
-        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
-        super().__init__(self.gain**2, "fan_avg", self._distribution, **fan_options)
+        self.gain = real("gain", gain, positive=True, owner=self.name)
+        super().__init__(1.0, "fan_avg", self._distribution, **fan_options)
+        self._set_gain(self.gain, square(self.gain), f"gain={gain!r}")
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -310,11 +449,12 @@ class KaimingNormal(VarianceScaling):
     def __init__(
         self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", **fan_options: Any
     ) -> None:
-        self.a = finite_real("a", a, owner=self.name)
+        self.a = real("a", a, owner=self.name)
         self.nonlinearity = nonlinearity
         gain = calculate_gain(nonlinearity, self.a)
         one_of("mode", mode, ("fan_in", "fan_out"), owner=self.name)
-        super().__init__(gain * gain, mode, self._distribution, **fan_options)
+        super().__init__(1.0, mode, self._distribution, **fan_options)
+        self._set_gain(gain, gain * gain, f"calculate_gain({nonlinearity!r}, a={a!r})")
         self.gain = gain
 
     def _params(self) -> dict[str, Any]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
-from .._validate import finite_real, positive_int
+from .._validate import positive_int
 from ._core import (
+    NORMAL_REACH,
     WeightMoments,
+    real,
+    square,
+    square_times,
     standard_normal,
     standard_truncated_normal,
     truncated_normal_moments,
@@ -52,7 +57,7 @@ class Constant(Initializer):
 
     def __init__(self, value: float = 0.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.value = finite_real("value", value, owner=self.name)
+        self.value = real("value", value, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"value": self.value}
@@ -64,6 +69,9 @@ class Constant(Initializer):
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
         return WeightMoments(self.value, 0.0, symmetric=True, structure="constant")
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return abs(self.value), f"value={self.value!r}"
 
 
 class Zeros(Constant):
@@ -113,8 +121,8 @@ class RandomNormal(Initializer):
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.mean = finite_real("mean", mean, owner=self.name)
-        self.stddev = finite_real("stddev", stddev, positive=True, owner=self.name)
+        self.mean = real("mean", mean, owner=self.name)
+        self.stddev = real("stddev", stddev, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"mean": self.mean, "stddev": self.stddev}
@@ -129,7 +137,10 @@ class RandomNormal(Initializer):
         return x
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
-        return WeightMoments(self.mean, self.stddev**2)
+        return WeightMoments(self.mean, square(self.stddev))  # inf where stddev^2 overflows
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return abs(self.mean) + NORMAL_REACH * self.stddev, f"mean={self.mean!r}, stddev={self.stddev!r}"
 
 
 class RandomUniform(Initializer):
@@ -149,8 +160,8 @@ class RandomUniform(Initializer):
 
     def __init__(self, minval: float = -0.05, maxval: float = 0.05, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.minval = finite_real("minval", minval, owner=self.name)
-        self.maxval = finite_real("maxval", maxval, owner=self.name)
+        self.minval = real("minval", minval, owner=self.name)
+        self.maxval = real("maxval", maxval, owner=self.name)
         if not self.maxval > self.minval:
             raise ValueError(
                 f"{self.name}: maxval must be greater than minval; got minval={minval!r}, maxval={maxval!r}"
@@ -166,13 +177,25 @@ class RandomUniform(Initializer):
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
         lo, hi = self.minval, self.maxval
-        return WeightMoments((lo + hi) / 2.0, (hi - lo) ** 2 / 12.0)
+        mean = (lo + hi) / 2.0
+        if not math.isfinite(mean):  # lo + hi overflowed (both huge, same sign)
+            mean = lo / 2.0 + hi / 2.0
+        var = square(hi - lo) / 12.0
+        if var == math.inf:  # (hi - lo)^2 or hi - lo overflowed: (hi/2 - lo/2)^2 / 3
+            var = square_times(hi / 2.0 - lo / 2.0, 1.0 / 3.0)
+        return WeightMoments(mean, var)
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return max(abs(self.minval), abs(self.maxval)), f"minval={self.minval!r}, maxval={self.maxval!r}"
 
 
 def _truncated_moments(mean: float, std: float, lower: float, upper: float) -> WeightMoments:
     """Moments of mean + std * X, X ~ N(0, 1) truncated to [lower, upper]."""
     m, v = truncated_normal_moments(lower, upper)
-    return WeightMoments(mean + std * m, std * std * v)
+    var = std * std * v
+    if var == math.inf:  # std^2 overflowed; the variance itself may not
+        var = square_times(std, v)
+    return WeightMoments(mean + std * m, var)
 
 
 class TruncatedNormal(Initializer):
@@ -205,10 +228,10 @@ class TruncatedNormal(Initializer):
         **fan_options: Any,
     ) -> None:
         super().__init__(**fan_options)
-        self.mean = finite_real("mean", mean, owner=self.name)
-        self.stddev = finite_real("stddev", stddev, positive=True, owner=self.name)
-        self.lower = finite_real("lower", lower, owner=self.name)
-        self.upper = finite_real("upper", upper, owner=self.name)
+        self.mean = real("mean", mean, owner=self.name)
+        self.stddev = real("stddev", stddev, positive=True, owner=self.name)
+        self.lower = real("lower", lower, owner=self.name)
+        self.upper = real("upper", upper, owner=self.name)
         if not self.upper > self.lower:
             raise ValueError(f"{self.name}: upper must be greater than lower; got lower={lower!r}, upper={upper!r}")
 
@@ -224,6 +247,10 @@ class TruncatedNormal(Initializer):
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
         return _truncated_moments(self.mean, self.stddev, self.lower, self.upper)
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return (abs(self.mean) + self.stddev * max(abs(self.lower), abs(self.upper)),
+                f"mean={self.mean!r}, stddev={self.stddev!r}, lower={self.lower!r}, upper={self.upper!r}")
 
 
 class TruncNormal(Initializer):
@@ -247,12 +274,18 @@ class TruncNormal(Initializer):
         self, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, **fan_options: Any
     ) -> None:
         super().__init__(**fan_options)
-        self.mean = finite_real("mean", mean, owner=self.name)
-        self.std = finite_real("std", std, positive=True, owner=self.name)
-        self.a = finite_real("a", a, owner=self.name)
-        self.b = finite_real("b", b, owner=self.name)
+        self.mean = real("mean", mean, owner=self.name)
+        self.std = real("std", std, positive=True, owner=self.name)
+        self.a = real("a", a, owner=self.name)
+        self.b = real("b", b, owner=self.name)
         if not self.b > self.a:
             raise ValueError(f"{self.name}: b must be greater than a; got a={a!r}, b={b!r}")
+        for key, bound in zip("ab", self._std_bounds()):
+            if not math.isfinite(bound):
+                raise ValueError(
+                    f"{self.name}: ({key} - mean) / std overflows a float (a={a!r}, b={b!r}, mean={mean!r}, "
+                    f"std={std!r}): the bound lies too many standard deviations from the mean"
+                )
 
     def _params(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "a": self.a, "b": self.b}
@@ -269,6 +302,11 @@ class TruncNormal(Initializer):
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
         return _truncated_moments(self.mean, self.std, *self._std_bounds())
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        # |mean + std X| <= max(|a|, |b|), but std X alone may reach |mean| + max(|a|, |b|)
+        return (abs(self.mean) + 2.0 * max(abs(self.a), abs(self.b)),
+                f"mean={self.mean!r}, std={self.std!r}, a={self.a!r}, b={self.b!r}")
 
 
 class TorchDefaultBias(Initializer):
@@ -290,6 +328,9 @@ class TorchDefaultBias(Initializer):
     def __init__(self, fan_in: int, **fan_options: Any) -> None:
         super().__init__(**fan_options)
         self.fan_in = positive_int("fan_in", fan_in, owner=self.name)
+        if self.fan_in > sys.float_info.max:
+            raise ValueError(f"{self.name}: fan_in must be at most {sys.float_info.max:.4g} (a float); "
+                             f"got an integer of {len(str(self.fan_in))} digits")
 
     @property
     def bound(self) -> float:
@@ -306,3 +347,6 @@ class TorchDefaultBias(Initializer):
 
     def _moments(self, shape: tuple[int, ...], opts: FanOptions) -> WeightMoments:
         return WeightMoments(0.0, 1.0 / (3.0 * self.fan_in))
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return self.bound, f"fan_in={self.fan_in}"

@@ -14,8 +14,7 @@ import numpy as np
 import scipy.linalg
 
 from .._blas import single_threaded_blas
-from .._validate import finite_real
-from ._core import WeightMoments, _draw_dtype
+from ._core import NORMAL_REACH, WeightMoments, _draw_dtype, real, square, square_times
 from .base import Initializer
 from .fans import FanOptions
 
@@ -108,7 +107,7 @@ class Orthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
+        self.gain = real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -134,7 +133,14 @@ class Orthogonal(Initializer):
         _, rows, cols = self._matrix_dims(shape, opts)
         if max(rows, cols) == 0:
             raise ValueError(f"{self.name}: shape {shape} has no entries; its moments are undefined")
-        return WeightMoments(0.0, self.gain**2 / max(rows, cols), structure="orthogonal")
+        n = max(rows, cols)
+        var = square(self.gain) / n
+        if var == math.inf:  # gain^2 overflowed, gain^2 / n may not
+            var = square_times(self.gain, 1.0 / n)
+        return WeightMoments(0.0, var, structure="orthogonal")
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return self.gain, f"gain={self.gain!r}"  # |entries of an orthonormal matrix| <= 1
 
 
 class Identity(Initializer):
@@ -158,7 +164,7 @@ class Identity(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
+        self.gain = real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -181,7 +187,13 @@ class Identity(Initializer):
             raise ValueError(f"{self.name}: shape {shape} has no entries; its moments are undefined")
         p = min(shape) / size
         mean = self.gain * p
-        return WeightMoments(mean, self.gain**2 * p - mean**2, structure="identity")
+        var = square(self.gain) * p - square(mean)
+        if not math.isfinite(var):  # gain^2 overflowed: var = gain^2 p (1 - p)
+            var = square_times(self.gain, p * (1.0 - p))
+        return WeightMoments(mean, var, structure="identity")
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return self.gain, f"gain={self.gain!r}"
 
 
 def _conv_axes(owner: str, shape: tuple[int, ...], opts: FanOptions) -> tuple[int, int, tuple[int, ...]]:
@@ -260,6 +272,9 @@ class Dirac(Initializer):
         p = opts.groups * k / size
         return WeightMoments(p, p - p * p, structure="dirac")
 
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return 1.0, ""
+
 
 class DeltaOrthogonal(Initializer):
     """Delta-orthogonal convolution kernel (Xiao et al. 2018, arXiv 1806.05393; JAX ``delta_orthogonal``).
@@ -284,7 +299,7 @@ class DeltaOrthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
+        self.gain = real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -314,7 +329,13 @@ class DeltaOrthogonal(Initializer):
         denom = math.prod(shape[s] for s in spatial) * shape[oa]
         if denom == 0:
             raise ValueError(f"{self.name}: shape {shape} has no entries; its moments are undefined")
-        return WeightMoments(0.0, self.gain**2 / denom, structure="orthogonal")
+        var = square(self.gain) / denom
+        if var == math.inf:
+            var = square_times(self.gain, 1.0 / denom)
+        return WeightMoments(0.0, var, structure="orthogonal")
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return self.gain, f"gain={self.gain!r}"
 
 
 class Sparse(Initializer):
@@ -340,10 +361,10 @@ class Sparse(Initializer):
 
     def __init__(self, sparsity: float, std: float = 0.01, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.sparsity = finite_real("sparsity", sparsity, owner=self.name)
+        self.sparsity = real("sparsity", sparsity, owner=self.name)
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"{self.name}: sparsity must be in [0, 1); got {sparsity!r}")
-        self.std = finite_real("std", std, positive=True, owner=self.name)
+        self.std = real("std", std, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"sparsity": self.sparsity, "std": self.std}
@@ -377,4 +398,7 @@ class Sparse(Initializer):
         if n_out == 0:
             raise ValueError(f"{self.name}: shape {shape} has no entries; its moments are undefined")
         p = self.n_zero(n_out) / n_out
-        return WeightMoments(0.0, (1.0 - p) * self.std**2, structure="sparse")
+        return WeightMoments(0.0, square_times(self.std, 1.0 - p), structure="sparse")
+
+    def _magnitude(self, shape: tuple[int, ...], opts: FanOptions) -> tuple[float, str]:
+        return NORMAL_REACH * self.std, f"std={self.std!r}"
