@@ -2,8 +2,9 @@
 
 Every function returns a :class:`matplotlib.figure.Figure` made without pyplot (no
 global state, no display needed); :func:`figure_bytes` renders one to PNG or SVG. An
-initializer has the same colour in every figure (:func:`initializer_color`): families
-share a hue, normal draws the dark shade and uniform ones the light shade.
+initializer has the same colour, line style and marker in every figure
+(:func:`initializer_style`): seven distinct hues times two line styles, so no two
+initializers look alike, and curves that coincide carry direct labels at their ends.
 """
 
 from __future__ import annotations
@@ -20,23 +21,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from .reporting.phase import PhaseDiagram
     from .reporting.results import Report
 
-__all__ = ["initializer_color", "variance_figure", "verdict_figure", "weight_histograms",
+__all__ = ["initializer_color", "initializer_style", "variance_figure", "verdict_figure", "weight_histograms",
            "phase_figure", "figure_bytes", "require_matplotlib"]
 
-# tab20's pairs (dark, light) by family, then a few distinct singles.
-_TAB20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728",
-          "#ff9896", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2",
-          "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5"]
-_COLORS = {
-    "glorot_normal": _TAB20[0], "glorot_uniform": _TAB20[1],
-    "he_normal": _TAB20[2], "he_uniform": _TAB20[3],
-    "lecun_normal": _TAB20[4], "lecun_uniform": _TAB20[5],
-    "random_normal": _TAB20[6], "random_uniform": _TAB20[7],
-    "truncated_normal": _TAB20[8], "orthogonal": _TAB20[10], "identity": _TAB20[12],
-    "zeros": _TAB20[14], "ones": _TAB20[16],
+# Seven distinct hues (no light/dark pairs) times two line styles: every initializer has
+# its own (hue, line style), and the initializers whose curves coincide in theory (LeCun,
+# Glorot (square), orthogonal, truncated normal and identity (linear); He normal/uniform)
+# differ in hue.
+_HUES = {"blue": "#1f77b4", "orange": "#ff7f0e", "green": "#2ca02c", "red": "#d62728",
+         "purple": "#9467bd", "brown": "#8c564b", "black": "#222222"}
+_STYLES = {  # name: (hue, line style, marker, short tag for the direct labels)
+    "glorot_normal": ("blue", "-", "o", "GN"), "glorot_uniform": ("red", "--", "s", "GU"),
+    "lecun_normal": ("green", "-", "^", "LN"), "lecun_uniform": ("purple", "--", "v", "LU"),
+    "orthogonal": ("brown", "-", "D", "O"), "truncated_normal": ("orange", "--", "P", "TN"),
+    "identity": ("black", "-", "X", "I"), "he_normal": ("orange", "-", "o", "HN"),
+    "he_uniform": ("blue", "--", "s", "HU"), "random_normal": ("red", "-", "^", "RN"),
+    "random_uniform": ("green", "--", "v", "RU"), "ones": ("purple", "-", "D", "1"),
+    "zeros": ("brown", "--", "X", "0"),
 }
-_EXTRA = [_TAB20[18], _TAB20[9], _TAB20[11], _TAB20[13], _TAB20[15], _TAB20[17], _TAB20[19],
-          "#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+_COLORS = {name: _HUES[st[0]] for name, st in _STYLES.items()}
+_USED = {(st[0], st[1]) for st in _STYLES.values()}
+# spare (hue, line style) pairs for other initializers, none taken by the named ones
+_EXTRA = [(h, ls) for ls in ("--", "-.", ":") for h in _HUES if (h, ls) not in _USED]
+_EXTRA_MARKERS = ("o", "s", "^", "v", "D", "P", "X")
 
 #: Variances outside this band are drawn at its edge of the log axis (off-scale).
 _CLIP = (1e-30, 1e30)
@@ -50,14 +57,28 @@ def require_matplotlib() -> None:
         raise ImportError("the figures need matplotlib: pip install 'varprop[plot]'") from exc
 
 
+def _extra_index(name: str, order: Sequence[str]) -> int:
+    extra = [n for n in order if n not in _STYLES]
+    return extra.index(name) if name in extra else abs(hash(name))
+
+
+def initializer_style(name: str, order: Sequence[str] = ()) -> dict[str, str]:
+    """``color``, ``ls`` (line style), ``marker`` and ``tag`` (a short name for direct
+    labels) of initializer ``name`` in every figure. Two initializers of the report never
+    share both colour and line style; others take spare pairs in the order given."""
+    if name in _STYLES:
+        hue, ls, marker, tag = _STYLES[name]
+        return {"color": _HUES[hue], "ls": ls, "marker": marker, "tag": tag}
+    i = _extra_index(name, order)
+    hue, ls = _EXTRA[i % len(_EXTRA)]
+    return {"color": _HUES[hue], "ls": ls, "marker": _EXTRA_MARKERS[i % len(_EXTRA_MARKERS)],
+            "tag": name[:3]}
+
+
 def initializer_color(name: str, order: Sequence[str] = ()) -> str:
     """The colour of initializer ``name`` in every figure (others take spare colours in
-    the order given)."""
-    if name in _COLORS:
-        return _COLORS[name]
-    extra = [n for n in order if n not in _COLORS]
-    i = extra.index(name) if name in extra else abs(hash(name))
-    return _EXTRA[i % len(_EXTRA)]
+    the order given); see :func:`initializer_style` for its line style and marker."""
+    return initializer_style(name, order)["color"]
 
 
 def _figure(width: float, height: float) -> "Figure":
@@ -130,19 +151,25 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
     for k, act in enumerate(acts):
         ax = axes[k // cols][k % cols]
         span = [math.inf, -math.inf]  # y-range of the non-degenerate initializers
+        ends = []  # (log10 of the last drawn value, initializer) for the direct labels
         for init in inits:
             e = report.entry(init, act)
-            color = initializer_color(init, inits)
+            st = initializer_style(init, inits)
+            color = st["color"]
             y = _positive(e.analytic.column(field))
-            (line,) = ax.plot(layers, y, color=color, lw=1.6, label=init)
+            (line,) = ax.plot(layers, y, color=color, ls=st["ls"], lw=1.6, label=init)
             handles[init] = line
+            end = 0 if field == "grad_var" else -1  # gradients are read from the output
+            if np.isfinite(y[end]):
+                ends.append((math.log10(y[end]), init))
             if not e.analytic.symmetric:
                 _extend(span, y)
             if e.measured is not None:
                 m = e.measured.column(field)
                 ci = e.measured.column(field + "_ci")
                 ym = _positive(m)
-                ax.plot(layers, ym, "o", ms=2.6, color=color, mec="none", alpha=0.9)
+                ax.plot(layers, ym, st["marker"], ls="", ms=3.2, color=color, mec="none",
+                        alpha=0.9)
                 if not e.analytic.symmetric:
                     _extend(span, ym)
                 if np.any(np.isfinite(ci)):
@@ -154,6 +181,7 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
         ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))  # which costs ~0.4 s
         ax.grid(True, which="major", alpha=0.3)
         _tame_log_axis(ax, span)
+        _label_bundles(ax, ends, 1 if field == "grad_var" else report.settings.depth, inits)
         if k % cols == 0:
             ax.set_ylabel(ylabel)
         if k // cols == rows - 1 or k + cols >= len(acts):
@@ -164,20 +192,59 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
     from matplotlib.patches import Patch
 
     def plt_patch(label: str) -> Any:
-        return Patch(facecolor="k", alpha=0.15, label=label)
+        return Patch(facecolor="0.55", alpha=0.3, label=label)
 
-    legend = [handles[i] for i in inits]
-    legend += [Line2D([], [], color="k", lw=1.6, label="theory (mean field)")]
+    legend = []
+    for init in inits:
+        st = initializer_style(init, inits)
+        legend.append(Line2D([], [], color=st["color"], ls=st["ls"], lw=1.6,
+                             marker=None if report.settings.analytic_only else st["marker"],
+                             ms=4, mec="none", label=f"{st['tag']}: {init}"))
+    legend += [Line2D([], [], color="0.55", lw=1.6, label="lines: theory (mean field)")]
     if not report.settings.analytic_only:
-        legend += [Line2D([], [], color="k", marker="o", ls="", ms=4,
-                          label="measured (mean of seeds)"),
+        legend += [Line2D([], [], color="0.55", marker="o", ls="", ms=4,
+                          label="points: measured (mean of seeds)"),
                    plt_patch("95% band over seeds")]
     width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.7 / width, right=1 - 2.3 / width, bottom=0.55 / fig.get_figheight(),
+    fig.subplots_adjust(left=0.7 / width, right=1 - 2.7 / width, bottom=0.55 / fig.get_figheight(),
                         top=1 - 0.75 / fig.get_figheight(), wspace=0.28, hspace=0.32)
-    fig.legend(handles=legend, loc="upper right", fontsize=8.5, frameon=False)
+    fig.legend(handles=legend, loc="upper right", fontsize=8.5, frameon=False,
+               handlelength=2.6, title="tags label coinciding curves", title_fontsize=8)
     fig.suptitle(title, fontsize=13)
     return fig
+
+
+def _bundles(ends: Sequence[tuple[float, str]], tol: float) -> list[list[str]]:
+    """Groups of initializers whose curves end within ``tol`` (log10 units) of each other,
+    two or more each, ordered from the top."""
+    groups: list[list[tuple[float, str]]] = []
+    for v, name in sorted(ends, reverse=True):
+        if groups and groups[-1][-1][0] - v <= tol:
+            groups[-1].append((v, name))
+        else:
+            groups.append([(v, name)])
+    return [[n for _, n in g] for g in groups if len(g) > 1]
+
+
+def _label_bundles(ax: Any, ends: Sequence[tuple[float, str]], x: float,
+                   order: Sequence[str]) -> None:
+    """Direct labels where curves bundle: at the end ``x`` (the last layer, or the first
+    for gradients) of each group of coinciding curves, their tags (see the legend) side by
+    side, each in its initializer's colour, above the bundle (below it near the top)."""
+    lo, hi = (math.log10(v) for v in ax.get_ylim())
+    right = x > 1
+    for group in _bundles([(v, n) for v, n in ends if lo <= v <= hi], 0.03 * (hi - lo)):
+        v = sum(ev for ev, n in ends if n in group) / len(group)
+        dy = -3 if v > hi - 0.15 * (hi - lo) else 3
+        # one text per tag, laid out inwards from the end so the row stays in the panel
+        dx = 2.0
+        for name in (reversed(group) if right else group):
+            st = initializer_style(name, order)
+            ax.annotate(st["tag"], (x, 10 ** v), xytext=(-dx if right else dx, dy),
+                        textcoords="offset points", ha="right" if right else "left",
+                        va="bottom" if dy > 0 else "top", fontsize=8, fontweight="bold",
+                        color=st["color"], annotation_clip=False)
+            dx += 6.2 * len(st["tag"]) + 3
 
 
 def _log_band(m: np.ndarray, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,10 +295,33 @@ def _log_ticks(axis: Any, numticks: int = 6) -> None:
     axis.set_minor_locator(NullLocator())  # hundreds of minor-tick artists cost seconds
 
 
+#: Grey of the heat maps' undefined (NaN) cells, as the HTML caption names it.
+UNDEFINED_GREY = "#bdbdbd"
+#: The heat map's colour scale ends at log10 ratios of -+12; ratios of 0 and inf sit there.
+_HEAT_CLIP = 12.0
+#: Point size of the verdict labels in the heat-map cells. The figure is drawn
+#: :data:`VERDICT_WIDTH` inches wide, at 100 dpi about the width of the HTML page's column,
+#: so the labels show at about this size there too.
+VERDICT_LABEL_PT = 10.0
+VERDICT_WIDTH = 11.2
+
+
+def _log10_ratio(r: float) -> float:
+    """log10 of a variance ratio for the heat map: NaN (0/0, inf/inf) stays NaN (grey),
+    0 becomes -inf and inf +inf (drawn at the ends of the clipped scale)."""
+    if math.isnan(r):
+        return math.nan
+    if r <= 0:
+        return -math.inf
+    return math.log10(r)  # log10(inf) = inf
+
+
 def verdict_figure(report: "Report") -> "Figure":
-    """Two heat maps, initializer x activation: log10 of the forward ratio Var[out]/Var[in]
-    and of the gradient ratio, measured when measured (else theory), each cell labelled
-    with its verdict. Row labels take the initializer's colour."""
+    """Two heat maps, initializer x activation, one above the other: log10 of the forward
+    ratio Var[out]/Var[in] and of the gradient ratio, measured when measured (else theory),
+    the cells of the first labelled with the pair's verdict. Undefined ratios (NaN) are
+    grey; 0 and inf take the darkest blue and red, the ends of the clipped scale. Row
+    labels take the initializer's colour."""
     from matplotlib.colors import TwoSlopeNorm
 
     inits, acts = list(report.settings.initializers), list(report.settings.activations)
@@ -244,47 +334,62 @@ def verdict_figure(report: "Report") -> "Figure":
         for j, act in enumerate(acts):
             e = report.entry(init, act)
             r = e.ratios(side)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fwd[i, j] = np.log10(r.forward) if r.forward > 0 else -np.inf
-                grad[i, j] = np.log10(r.gradient) if r.gradient > 0 else -np.inf
+            fwd[i, j] = _log10_ratio(float(r.forward))
+            grad[i, j] = _log10_ratio(float(r.gradient))
             labels[i, j] = short[e.verdict.kind] + ("" if e.agree else "*")
-    fig = _figure(max(9.0, 2.6 + 1.05 * 2 * len(acts)), max(3.2, 1.6 + 0.36 * len(inits)))
-    axes = fig.subplots(1, 2, sharey=True)
+    row_in = 0.3  # inches per initializer row
+    panel = row_in * len(inits)
+    top, gap, bottom = (0.95 if side == "analytic" else 1.15), 0.55, 0.45
+    height = top + 2 * panel + gap + bottom
+    width = max(VERDICT_WIDTH, 2.9 + 0.9 * len(acts))
+    fig = _figure(width, height)
+    left, right = 1.75 / width, 1 - 1.05 / width
+    norm = TwoSlopeNorm(0.0, -_HEAT_CLIP, _HEAT_CLIP)
     cmap = _cmap()
-    for ax, data, name in ((axes[0], fwd, "forward: Var[out] / Var[in]"),
-                           (axes[1], grad, "backward: Var[g_in] / Var[g_out]")):
-        shown = np.clip(data, -12, 12)  # NaN (0/0, inf/inf) stays NaN: drawn grey
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=TwoSlopeNorm(0.0, -12, 12),
-                       aspect="auto")
-        ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right")
-        ax.set_yticks(range(len(inits)), inits)
-        if ax is axes[0]:  # the verdict is per pair: label the cells once
-            for i in range(len(inits)):
-                for j in range(len(acts)):
-                    ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=7.5,
-                            color="white" if abs(np.nan_to_num(shown[i, j])) > 7 else "black")
-        ax.set_title(name, fontsize=10.5, y=1.0)
-    for lab in axes[0].get_yticklabels():
-        lab.set_color(initializer_color(lab.get_text(), inits))
-        lab.set_fontweight("bold")
-    height = fig.get_figheight()
-    width = fig.get_figwidth()
-    fig.subplots_adjust(left=1.75 / width, right=1 - 1.1 / width, bottom=0.95 / height,
-                        top=1 - 0.6 / height, wspace=0.08)
-    cax = fig.add_axes((1 - 0.95 / width, 0.95 / height, 0.15 / width, 1 - 1.55 / height))
+    axes = []
+    for k, (data, name) in enumerate(((fwd, "forward: Var[out] / Var[in]"),
+                                      (grad, "backward: Var[g_in] / Var[g_out]"))):
+        y0 = bottom + (1 - k) * (panel + gap)
+        ax = fig.add_axes((left, y0 / height, right - left, panel / height),
+                          sharex=axes[0] if axes else None)
+        axes.append(ax)
+        shown = np.clip(data, -_HEAT_CLIP, _HEAT_CLIP)  # NaN stays NaN: drawn grey
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=norm, aspect="auto",
+                       interpolation="nearest")
+        ax.set_yticks(range(len(inits)), inits, fontsize=9.5)
+        ax.set_xticks(range(len(acts)), acts, fontsize=9.5)
+        ax.tick_params(axis="x", labelbottom=k == 1, labeltop=k == 0, length=0)
+        for i in range(len(inits)):
+            for j in range(len(acts)):
+                if k == 0:  # the verdict is per pair: label the cells once
+                    text = labels[i, j]
+                elif np.isnan(shown[i, j]):
+                    text = "n/a"  # say in words what the grey means
+                else:
+                    continue
+                dark = np.isfinite(shown[i, j]) and abs(shown[i, j]) > 7
+                ax.text(j, i, text, ha="center", va="center", fontsize=VERDICT_LABEL_PT,
+                        color="white" if dark else "black")
+        ax.set_title(name, fontsize=11, y=1.0, pad=22 if k == 0 else 6)
+        for lab in ax.get_yticklabels():
+            lab.set_color(initializer_color(lab.get_text(), inits))
+            lab.set_fontweight("bold")
+    cax = fig.add_axes((1 - 0.85 / width, bottom / height, 0.17 / width,
+                        (2 * panel + gap) / height))
     cb = fig.colorbar(im, cax=cax)
-    cb.set_label("log10 ratio (clipped at ±12)")
-    fig.suptitle("Verdicts (theory); colour: log10 of the ratio over the whole depth"
-                 if side == "analytic" else "Verdicts (measured; * = the log-space test "
-                 "rejects the theory); colour: log10 of the ratio over the whole depth",
-                 fontsize=11.5)
+    cb.set_label("log10 ratio (clipped at ±12; 0 and inf at the ends)", fontsize=9.5)
+    fig.suptitle("Verdicts (theory); colour: log10 of the ratio over the whole depth; "
+                 "grey: undefined" if side == "analytic" else
+                 "Verdicts (measured; * = the log-space test rejects the theory)\n"
+                 "colour: log10 of the ratio over the whole depth; grey: undefined",
+                 fontsize=11.5, y=1 - 0.08 / height, va="top")
     return fig
 
 
 def _cmap() -> Any:
     from matplotlib import colormaps
 
-    return colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
+    return colormaps["RdBu_r"].with_extremes(bad=UNDEFINED_GREY)
 
 
 def weight_histograms(initializers: Sequence[str], shape: tuple[int, int], seed: int = 0,

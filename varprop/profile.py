@@ -156,3 +156,71 @@ class Profile:
                  for k, rows in data.get("seed_values", {}).items()}
         return cls(data["kind"], records, data.get("network", ""), data.get("input_var", 1.0),
                    data.get("input_mean", 0.0), data.get("meta", {}), seeds)
+
+    @classmethod
+    def from_json(cls, text: "str | bytes") -> "Profile":
+        """The profile written by :meth:`to_json`: ``Profile.from_json(p.to_json())``
+        equals ``p`` field by field, NaN for NaN (JSON's null). Infinities, which
+        :meth:`to_json` also writes as null, come back as NaN."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"Profile.from_json: not JSON: {exc}") from None
+        if not isinstance(data, dict) or "records" not in data or "kind" not in data:
+            raise ValueError("Profile.from_json: expected an object with 'kind' and 'records' "
+                             "(the output of Profile.to_json)")
+        version = data.get("schema_version", PROFILE_SCHEMA_VERSION)
+        if not isinstance(version, int) or version > PROFILE_SCHEMA_VERSION:
+            raise ValueError(f"Profile.from_json: schema_version {version!r} is newer than "
+                             f"this varprop reads ({PROFILE_SCHEMA_VERSION})")
+        return cls.from_dict(data)
+
+    def __repr__(self) -> str:
+        network = self.network if len(self.network) <= 48 else self.network[:45] + "..."
+        n = len(self.records)
+        return (f"Profile(kind={self.kind!r}, network={network!r}, "
+                f"{n} layer{'' if n == 1 else 's'})")
+
+    #: The columns of :meth:`table`: (field, heading).
+    TABLE_COLUMNS = (("z_mean", "E[z]"), ("z_var", "Var[z]"), ("a_var", "Var[a]"),
+                     ("grad_var", "Var[dL/dz]"), ("weight_grad_var", "Var[dL/dW]"))
+
+    def table(self, max_rows: int | None = 40) -> str:
+        """A compact per-layer table (layer, fans, the main statistics, with their 95%
+        half-widths in an empirical profile); beyond ``max_rows`` layers the middle ones
+        are elided (``None``: all)."""
+        ci = any(math.isfinite(getattr(r, f + "_ci")) for r in self.records
+                 for f, _ in self.TABLE_COLUMNS)
+        head = ["layer", "fans"] + [h for _, h in self.TABLE_COLUMNS]
+        rows: list[list[str] | None] = []
+        n = len(self.records)
+        keep = range(n) if max_rows is None or n <= max_rows else \
+            list(range(max_rows // 2)) + [-1] + list(range(n - (max_rows - max_rows // 2), n))
+        for i in keep:
+            if i < 0:
+                rows.append(None)
+                continue
+            r = self.records[i]
+            row = [str(r.index), f"{r.n_in}>{r.n_out}" + (" s" if r.symmetric else "")]
+            for f, _ in self.TABLE_COLUMNS:
+                v, h = getattr(r, f), getattr(r, f + "_ci")
+                row.append(_num(v) + (f" ±{_num(h, 2)}" if ci and math.isfinite(h) else ""))
+            rows.append(row)
+        widths = [max([len(head[k])] + [len(r[k]) for r in rows if r]) for k in range(len(head))]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
+
+        out = [repr(self), line(head), line(["-" * w for w in widths])]
+        out += [line(r) if r else f"  ... {n - max_rows} layers ..." for r in rows]  # type: ignore[operator]
+        if any(r.symmetric for r in self.records):
+            out.append("s: a symmetric layer (every unit identical)")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _num(v: float, digits: int = 4) -> str:
+    """A statistic in ``digits`` significant digits; NaN as ``nan``."""
+    return "nan" if math.isnan(v) else f"{v:.{digits}g}"

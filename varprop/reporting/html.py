@@ -31,6 +31,7 @@ tr.first td{border-top:2px solid #ccc}
 .v-preserves{background:#e3f4e1}.v-vanishes{background:#e3ecfa}.v-explodes{background:#fbe3e1}
 .v-symmetric{background:#eee}.swatch{display:inline-block;width:.8em;height:.8em;
  border-radius:2px;margin-right:.35em;vertical-align:-.05em}
+.swatch.line{width:1.7em;height:0;border-radius:0;vertical-align:.3em}
 .note{color:#555;font-size:.9em}code{font-size:.92em}td.disagree{color:#b00020;font-weight:600}
 """
 
@@ -82,9 +83,10 @@ def _table(report: Report) -> str:
         a, m = e.ratios("analytic"), e.ratios("measured")
         first = e.initializer != previous
         previous = e.initializer
-        color = plots.initializer_color(e.initializer, inits)
-        name = (f'<span class="swatch" style="background:{color}"></span>{e.initializer}'
-                if first else "")
+        st = plots.initializer_style(e.initializer, inits)
+        border = {"--": "dashed", "-.": "dashed", ":": "dotted"}.get(st["ls"], "solid")
+        name = (f'<span class="swatch line" style="border-top:.22em {border} {st["color"]}">'
+                f"</span>{e.initializer}" if first else "")
         cells = [f'<td class="l">{name}</td>', f'<td class="l">{e.activation}</td>',
                  f"<td>{fmt(a.forward)}</td>"]
         if measured:
@@ -131,8 +133,13 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     sections = []
     sections.append(("verdicts", "Verdicts at a glance", figure_html(
         pngs["verdicts"], "heat maps of the forward and gradient variance ratios",
-        "log10 of the variance ratio over the whole depth; blue = shrinks, red = grows, "
-        "white = kept, grey = undefined (0/0). <i>ok</i>: both stay within a factor 10 over the depth; "
+        "log10 of the variance ratio over the whole depth, forward (top) and backward "
+        "(bottom); blue = shrinks, red = grows, white = kept, "
+        f'<span class="swatch" style="background:{plots.UNDEFINED_GREY}"></span>grey '
+        "(<i>n/a</i>) = undefined (0/0, or inf/inf as when a float32 measurement "
+        "overflows). A ratio of exactly 0 takes the darkest "
+        "blue and an infinite one (overflow) the darkest red: the ends of the scale, "
+        "which is clipped at &plusmn;12. <i>ok</i>: both stay within a factor 10 over the depth; "
         "<i>symm</i>: zeros/constant weights make every unit identical (training cannot "
         "break the symmetry, whatever the variance does). Hover a verdict in the table "
         "for its sentence" + ("" if s.analytic_only else
@@ -145,7 +152,9 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     sections.append(("forward", "Forward signal", figure_html(
         pngs["forward"], "pre-activation variance against depth",
         "Variance of the pre-activations z = x W + b of each dense layer. Lines: mean-field "
-        f"theory (infinite width).{meas} Zeros gives exactly 0, which a log axis cannot "
+        "theory (infinite width); each initializer has its own colour and line style "
+        "(and marker), and the short tags at a line's end name curves that coincide."
+        f"{meas} Zeros gives exactly 0, which a log axis cannot "
         "show; values beyond 1e-30 or 1e30 are drawn at the edge.")))
     sections.append(("backward", "Backward gradient", figure_html(
         pngs["backward"], "gradient variance against depth",
