@@ -22,10 +22,11 @@
 #define VP_CLONES
 #endif
 
-#define VP_SQRT_2_OVER_PI 0.79788456080286535588
-#define VP_GELU_TANH_COEFF 0.044715 /* same constant as activations.GELU_TANH_COEFF */
-#define VP_GATE_CLIP 40.0
-#define VP_SILU_CLIP 800.0
+/* copies of constants of varprop/activations.py, checked by tests/test_activation_records.py */
+#define VP_SQRT_2_OVER_PI 0.79788456080286535588 /* _SQRT_2_OVER_PI */
+#define VP_GELU_TANH_COEFF 0.044715 /* GELU_TANH_COEFF */
+#define VP_GATE_CLIP 40.0 /* _GATE_CLIP */
+#define VP_SILU_CLIP 800.0 /* _SILU_CLIP */
 
 int vp_built_with_openmp(void)
 {

@@ -5,11 +5,13 @@
 
 #include <stddef.h>
 
-/* Must match the kernel ids of varprop/activations.py (_SPECS). */
+/* Must match the records of varprop/activations.py (_SPECS: kernel_id, and kernel_args
+ * for p0, p1, named as the formula parameters there); tests/test_activation_records.py
+ * parses this enum and fails when they disagree. */
 enum vp_activation {
     VP_LINEAR = 0,
-    VP_RELU = 1,
-    VP_LEAKY_RELU = 2, /* p0 = negative slope */
+    VP_RELU = 1,       /* p0 = negative_slope (0) */
+    VP_LEAKY_RELU = 2, /* p0 = negative_slope */
     VP_ELU = 3,        /* p0 = alpha, p1 = scale (1 for elu) */
     VP_SELU = 4,       /* p0 = alpha, p1 = scale (the SELU constants) */
     VP_GELU = 5,

@@ -66,8 +66,11 @@ def test_every_subcommand_has_help(cmd, capsys):
 
 
 def test_no_command_prints_help_and_fails(capsys):
+    # issue 13: argparse's convention, usage and the error on stderr, nothing on stdout
     assert main([]) == 2
-    assert "report" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("usage: varprop") and "report" in captured.err
 
 
 # ----------------------------------------------------------------------------- report
@@ -215,7 +218,7 @@ BAD = [
     (["report", "-a", "rleu"], "unknown activation 'rleu'; did you mean 'relu'"),
     (["report", "--depth", "0"], "--depth must be a positive integer; got 0"),
     (["report", "--width", "-3"], "--width must be a positive integer; got -3"),
-    (["report", "--batch", "0"], "--batch must be a positive integer; got 0"),
+    (["report", "--batch", "0"], "--batch must be >= 2; got 0"),
     (["report", "--width", "100000000"], "needs about"),
     (["report", "--bias-var", "-1"], "--bias-var must be >= 0; got -1.0"),
     (["report", "--analytic-only", "--seeds", "3"], "--analytic-only measures nothing"),
@@ -225,7 +228,7 @@ BAD = [
     (["report", "--depth", "many"], "invalid int value"),
     (["phase", "tahn"], "did you mean 'tanh'"),
     (["phase", "tanh", "--sigma-w2", "3", "1"], "0 <= LOW < HIGH"),
-    (["phase", "tanh", "--resolution", "2"], "between 3 and 2000"),
+    (["phase", "tanh", "--resolution", "2"], "between 3 and 1000"),
     (["init", "he_normal", "--shape", "0", "4"], "--shape entries must be a positive integer; got 0"),
     (["init", "orthogonal", "--shape", "5"], "cannot fill shape"),
     (["init", "he_normal", "--shape", "4", "--param", "bogus=1"], "unexpected parameter"),

@@ -90,18 +90,44 @@ def test_digits_defaults_name_twelve_keras_initializers():
         get(name)((64, 128), seed=0)
 
 
-def test_backward_variance_closed_forms():
-    widths = [10, 50, 50, 50, 5]
-    he = ex.backward_variance(widths, [2 / 10, 2 / 50, 2 / 50, 2 / 50], "relu", output_grad_var=3.0)
+def test_backward_variance_relu_by_hand():
+    # ReLU, E[relu'^2] = 1/2: square He layers (Var[W] = 2/n) keep Var[dL/dz] constant,
+    # square Xavier layers (1/n) halve it per layer, k layers down: 2^-k
+    n, depth = 32, 12
+    widths = [n] * depth + [5]
+    he = ex.backward_variance(widths, 2 / n, "relu", output_grad_var=3.0)
     assert he[-1] == 3.0
-    assert he[-2] == pytest.approx(5 * (2 / 50) * 0.5 * 3.0)
-    np.testing.assert_allclose(he[:-1], he[-2])  # He: constant through the hidden layers
-    lin = ex.backward_variance([4, 4, 4], 0.5, "linear")
-    np.testing.assert_allclose(lin, [2.0, 1.0])
+    assert he[-2] == pytest.approx(5 * (2 / n) * 0.5 * 3.0, rel=1e-15)  # fan-out 5 on top
+    np.testing.assert_allclose(he[:-1], he[-2], rtol=1e-15)
+    xavier = ex.backward_variance(widths, 1 / n, "relu")
+    k = np.arange(depth - 2, -1, -1)  # layers between each hidden layer and the last one
+    np.testing.assert_allclose(xavier[:-1] / xavier[-2], 0.5 ** k, rtol=1e-15)
+    np.testing.assert_allclose(ex.backward_variance([4, 4, 4], 0.5, "linear"), [2.0, 1.0])
     leaky = ex.backward_variance([4, 4, 4], 0.25, get_activation("leaky_relu", negative_slope=0.5))
-    assert leaky[0] == pytest.approx(4 * 0.25 * (1 + 0.25) / 2)
-    with pytest.raises(NotImplementedError, match="varprop.analyze"):
-        ex.backward_variance([4, 4, 4], 0.25, "tanh")
+    assert leaky[0] == pytest.approx(4 * 0.25 * (1 + 0.5**2) / 2, rel=1e-15)
+
+
+def test_backward_variance_glorot_tanh_against_quadrature():
+    # the mean-field recursions for tanh, forward q and backward, with every Gaussian
+    # expectation by adaptive quadrature (scipy), independent of varprop.theory
+    from scipy import integrate
+
+    def gauss(f, q):
+        pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        return integrate.quad(lambda z: f(math.sqrt(q) * z) * pdf(z), -40, 40,
+                              epsabs=0, epsrel=1e-13, limit=200, points=[0.0])[0]
+
+    widths, input_var = [8, 16, 24, 16, 4], 1.5
+    v = [2 / (widths[l] + widths[l + 1]) for l in range(4)]  # Glorot
+    q = [widths[0] * v[0] * input_var]
+    for l in range(1, 4):
+        q.append(widths[l] * v[l] * gauss(lambda x: math.tanh(x) ** 2, q[-1]))
+    dphi2 = [gauss(lambda x: (1 - math.tanh(x) ** 2) ** 2, ql) for ql in q]
+    ref = [2.0]
+    for l in range(3, 0, -1):
+        ref.insert(0, widths[l + 1] * v[l] * dphi2[l - 1] * ref[0])
+    got = ex.backward_variance(widths, v, "tanh", output_grad_var=2.0, input_var=input_var)
+    np.testing.assert_allclose(got, ref, rtol=1e-11)
 
 
 def test_finite_width_band_shape():

@@ -78,6 +78,24 @@ def test_fixed_point_documented_answers():
     assert fixed_point("tanh", 0.5, 1e-30) == pytest.approx(2e-30, rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+@pytest.mark.parametrize("q0", [0.0, 1.0, 7.0])
+def test_fixed_point_on_a_grid_is_the_scalar_one(name, q0):
+    """Arrays of sigma_w2, sigma_b2 (what the phase diagram asks) give, point by point,
+    the scalar solver's answer: the same inf and 0, the same root to its tolerance."""
+    sw = np.linspace(0.0, 4.0, 9)
+    sb = np.array([[0.0], [1e-3], [0.4]])
+    grid = fixed_point(name, sw, sb, q0=q0)
+    assert grid.shape == (3, 9)
+    for i, b in enumerate(sb[:, 0]):
+        for j, w in enumerate(sw):
+            ref = fixed_point(name, float(w), float(b), q0=q0)
+            if math.isinf(ref) or ref == 0.0:
+                assert grid[i, j] == ref, (w, b)
+            else:
+                assert grid[i, j] == pytest.approx(ref, rel=2e-12), (w, b)
+
+
 @settings(max_examples=30, deadline=None)
 @given(name=st.sampled_from(ACTIVATION_NAMES), sw=st.floats(0.1, 3.0),
        sb=st.floats(0.0, 1.0), q0=st.floats(0.01, 10.0))
@@ -265,7 +283,9 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="sigma_b2"):
         chi1("tanh", 1.0, np.nan)
     with pytest.raises(TypeError, match="sigma_w2"):
-        fixed_point("tanh", [1.0, 2.0], 0.0)
+        fixed_point("tanh", ["big", "small"], 0.0)  # (arrays of numbers are a grid)
+    with pytest.raises(ValueError, match="sigma_b2"):
+        fixed_point("tanh", [1.0, 2.0], [0.0, -1.0])
     with pytest.raises(ValueError, match="q0"):
         fixed_point("tanh", 1.0, 0.0, q0=-1.0)
     with pytest.raises(ValueError, match="c must be"):

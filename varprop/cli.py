@@ -4,16 +4,21 @@ Output conventions, the same for every subcommand: results go to stdout in the c
 ``--format``; ``--out FILE`` also writes a file whose format follows its suffix (written
 to a temporary file and renamed, so never half-written); a progress bar appears on stderr
 only when stderr is a terminal and the run lasts more than a second (``--quiet`` turns it
-and the "wrote FILE" note off). A mistake on the command line prints one line on stderr
-and exits with status 2, before anything is computed or written.
+and the "wrote FILE" note off). A mistake on the command line (sizes whose memory estimate exceeds the machine's
+included) or an output file that cannot be written prints one line on stderr and exits
+with status 2, before anything is computed or written; another OSError (stdout on a full
+disk) is one line and status 1. Ctrl-C (130) and SIGTERM (143) remove the temporary
+output file before exiting.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from typing import NoReturn
+import threading
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -35,9 +40,17 @@ def _demo(args: argparse.Namespace) -> int:
     the per-layer variance of the activations under He and Xavier (fan-in) scaling."""
     from .kernels import dense_forward
 
+    from .reporting.commands import _check_memory
+
     for name in ("depth", "width", "batch"):
         check_positive(f"--{name}", getattr(args, name))
     checked(non_negative_int, UsageError, "--seed", args.seed)
+    width, batch, depth = float(args.width), float(args.batch), float(args.depth)
+    # the float64 draw of the input and of a weight matrix, their float32 copies, the
+    # layer's outputs (pre- and post-activation), and per layer two recorded variances
+    need = 12.0 * (batch * width + width * width) + 16.0 * batch * width + 2 * 64.0 * depth
+    _check_memory(need, f"--width {args.width} with --batch {args.batch} and --depth {args.depth}",
+                  "use a smaller width, batch or depth")
     rng = as_generator(args.seed)
     x0 = rng.standard_normal((args.batch, args.width)).astype(np.float32)
     schemes = {"he (2/n)": 2.0, "lecun (1/n)": 1.0}
@@ -148,13 +161,15 @@ def _phase_parser(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  varprop phase tanh\n  varprop phase relu --sigma-w2 0 4 --no-out\n"
                "  varprop phase selu --out selu.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("activation", metavar="ACTIVATION", help="an activation name, e.g. tanh")
+    p.add_argument("activation", metavar="ACTIVATION",
+                   help="an activation name, e.g. tanh (aliases such as swish accepted)")
     p.add_argument("--sigma-w2", nargs=2, type=float, metavar=("LOW", "HIGH"), default=None,
                    help="weight-variance range (default: 0 to max(4, twice the edge of chaos))")
     p.add_argument("--sigma-b2", nargs=2, type=float, metavar=("LOW", "HIGH"), default=[0.0, 1.0],
                    help="bias-variance range (default: 0 1)")
     p.add_argument("--resolution", nargs="+", type=int, metavar="N", default=[61, 41],
-                   help="grid points along sigma_w2 [and sigma_b2] (default: 61 41)")
+                   help="grid points along sigma_w2 [and sigma_b2], each 3 to 1000 "
+                        "(default: 61 41)")
     _output_options(p, "varprop-phase-ACTIVATION.html")
     p.set_defaults(func=_phase)
 
@@ -174,7 +189,8 @@ def _init_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="the seed (default: 0)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="an initializer parameter, e.g. stddev=0.1 (repeatable)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="dtype of the drawn array (default: float32)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
                    help="what is printed on stdout (default: table)")
     p.add_argument("--out", metavar="FILE.npy", default=None, help="save the array (numpy .npy)")
@@ -205,28 +221,53 @@ def build_parser() -> argparse.ArgumentParser:
         prog="varprop",
         description="See and predict how variance travels through deep networks. "
                     "Start with 'varprop report'.")
-    parser.add_argument("--version", action="version", version=f"varprop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit (takes no other arguments)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                help="what to do ('varprop COMMAND --help' for its options)")
     _report_parser(sub)
     _phase_parser(sub)
     _init_parser(sub)
     _experiment_parser(sub)
     demo = sub.add_parser("demo", help="per-layer variance of a deep ReLU net (kernels demo)",
                           description=_demo.__doc__)
-    demo.add_argument("--depth", type=int, default=20)
-    demo.add_argument("--width", type=int, default=512)
-    demo.add_argument("--batch", type=int, default=512)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--depth", type=int, default=20, help="dense layers (default: 20)")
+    demo.add_argument("--width", type=int, default=512, help="units per layer (default: 512)")
+    demo.add_argument("--batch", type=int, default=512,
+                      help="input rows pushed through the net (default: 512)")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of the input batch and the weights (default: 0)")
     demo.set_defaults(func=_demo)
     return parser
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (the removal of a
+    temporary output file) run as they do for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:
+        if args.command is not None:
+            parser.error("--version takes no other arguments")
+        print(f"varprop {__version__}")
+        return 0
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_usage(sys.stderr)
+        commands = ", ".join(next(a for a in parser._actions
+                                  if isinstance(a, argparse._SubParsersAction)).choices)
+        sys.stderr.write(f"varprop: error: a COMMAND is required: one of {commands} "
+                         "(see 'varprop --help')\n")
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UsageError as exc:
@@ -235,11 +276,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"\nvarprop {args.command}: interrupted\n")
         return 130
+    except _Terminated:
+        sys.stderr.write(f"\nvarprop {args.command}: terminated\n")
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # e.g. `varprop report | head`: the reader has what it wants
         # point stdout at /dev/null so the interpreter's final flush cannot fail again
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # e.g. a full disk on stdout: one line, not a traceback
+        name = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"varprop {args.command}: error:{name} {exc.strerror or exc}\n")
+        return 1
+    except MemoryError:
+        sys.stderr.write(f"varprop {args.command}: error: out of memory; use smaller sizes\n")
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import stat
 import struct
+import tempfile
 import zlib
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -47,48 +49,93 @@ def _as_path(value: object, argname: str) -> Path:
     raise TypeError(f"{argname} must be a str or os.PathLike path; got {type(value).__name__}")
 
 
-def _read_file(path: Path) -> bytes:
+#: The most dimensions an IDX file may announce: numpy's own limit (``MAXDIMS``).
+IDX_MAX_NDIM = 64
+_CHUNK = 1 << 22  # bytes read at a time from the (decompressed) stream
+
+
+def _open(path: Path) -> Any:
     try:
-        return path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise FileNotFoundError(f"file not found: '{path}'") from None
 
 
-def _parse_idx(buf: bytes, source: str) -> np.ndarray:
-    """Decode an (uncompressed) IDX byte string; ``source`` names it in errors."""
-    if len(buf) < 4:
+def _read_exactly(fh: Any, n: int) -> bytes:
+    """``n`` bytes of ``fh``, read in chunks (never more than the stream holds: a header
+    announcing terabytes costs only what the file really has)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = fh.read(min(_CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _header(fh: Any, source: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Read and check the header; return the dtype, the shape and the header length."""
+    magic = _read_exactly(fh, 4)
+    if len(magic) < 4:
         raise ValueError(
-            f"{source}: not an IDX file: {len(buf)} bytes, shorter than the 4-byte magic number"
+            f"{source}: not an IDX file: {len(magic)} bytes, shorter than the 4-byte magic number"
         )
-    if buf[0] != 0 or buf[1] != 0:
+    if magic[0] != 0 or magic[1] != 0:
         raise ValueError(
-            f"{source}: bad IDX magic number 0x{buf[:4].hex()}: the first two bytes must be zero"
+            f"{source}: bad IDX magic number 0x{magic.hex()}: the first two bytes must be zero"
         )
-    code, ndim = buf[2], buf[3]
+    code, ndim = magic[2], magic[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} ({n})" for c, n in _IDX_TYPE_NAMES.items())
         raise ValueError(f"{source}: unknown IDX data type code 0x{code:02X}; expected one of {known}")
+    if ndim > IDX_MAX_NDIM:
+        raise ValueError(f"{source}: the IDX header announces {ndim} dimensions; at most "
+                         f"{IDX_MAX_NDIM} are supported (a corrupt or non-IDX file?)")
     header_len = 4 + 4 * ndim
-    if len(buf) < header_len:
+    raw = _read_exactly(fh, 4 * ndim)
+    if len(raw) < 4 * ndim:
         raise ValueError(
             f"{source}: truncated IDX header: {ndim} dimensions need {header_len} header bytes, "
-            f"the file has {len(buf)}"
+            f"the file has {4 + len(raw)}"
         )
-    dims = struct.unpack(f">{ndim}I", buf[4:header_len])
-    dtype = IDX_DTYPES[code]
+    dims = struct.unpack(f">{ndim}I", raw)
+    return IDX_DTYPES[code], dims, header_len
+
+
+def _parse_idx_stream(fh: Any, source: str, size: Optional[int] = None) -> np.ndarray:
+    """Decode an (uncompressed) IDX stream: the header first, then exactly the data it
+    announces plus one byte (to detect trailing data). ``size``: the stream's length when
+    known (a regular file), checked against the header before any data is read."""
+    dtype, dims, header_len = _header(fh, source)
+    code = next(c for c, dt in IDX_DTYPES.items() if dt == dtype)
     count = math.prod(dims)
     expected = count * dtype.itemsize
-    found = len(buf) - header_len
     what = f"shape {dims} of {_IDX_TYPE_NAMES[code]} needs {expected} data bytes"
+    if size is not None and size - header_len < expected:
+        raise ValueError(f"{source}: truncated IDX data: {what}, the file has {size - header_len}")
+    if size is not None and size - header_len > expected:
+        raise ValueError(f"{source}: {size - header_len - expected} trailing bytes after the "
+                         f"IDX data ({what}, the file has {size - header_len})")
+    data = _read_exactly(fh, expected + 1)
+    found = len(data)
     if found < expected:
         raise ValueError(f"{source}: truncated IDX data: {what}, the file has {found}")
     if found > expected:
-        raise ValueError(
-            f"{source}: {found - expected} trailing bytes after the IDX data ({what}, "
-            f"the file has {found})"
-        )
-    data = np.frombuffer(buf, dtype=dtype, count=count, offset=header_len)
-    return data.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+        # count what follows, but only up to a bound: the rest may be a gzip bomb
+        extra = 1 + len(_read_exactly(fh, _CHUNK))
+        count_text = f"{extra}" if extra <= _CHUNK else f"more than {_CHUNK}"
+        raise ValueError(f"{source}: {count_text} trailing bytes after the IDX data ({what})")
+    arr = np.frombuffer(data, dtype=dtype, count=count)
+    return arr.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+
+
+def _parse_idx(buf: bytes, source: str) -> np.ndarray:
+    """Decode an (uncompressed) IDX byte string; ``source`` names it in errors."""
+    import io
+
+    return _parse_idx_stream(io.BytesIO(buf), source, len(buf))
 
 
 def load_idx(path: PathLike) -> np.ndarray:
@@ -98,7 +145,10 @@ def load_idx(path: PathLike) -> np.ndarray:
     byte, ``0x0B`` int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64), the number of
     dimensions ``ndim`` (one byte), ``ndim`` big-endian uint32 sizes, then the values,
     big-endian, in C order. A gzip-compressed file is recognised by its magic bytes
-    ``1f 8b``, whatever its name.
+    ``1f 8b``, whatever its name. The header is read and checked first (at most
+    :data:`IDX_MAX_NDIM` dimensions; a regular file's size must match it), then exactly
+    the data it announces plus one byte, streamed from the (gzip) file: a small gzip file
+    that decompresses to gigabytes is refused after reading what the header announced.
 
     Parameters
     ----------
@@ -120,15 +170,18 @@ def load_idx(path: PathLike) -> np.ndarray:
         the file and the problem.
     """
     p = _as_path(path, "path")
-    raw = _read_file(p)
     source = f"'{p}'"
-    if raw[:2] == _GZIP_MAGIC:
+    with _open(p) as fh:
+        st = os.fstat(fh.fileno())
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        if fh.peek(2)[:2] != _GZIP_MAGIC:
+            return _parse_idx_stream(fh, source, size)
+        source = f"'{p}' (gzip)"
         try:
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                return _parse_idx_stream(gz, source)
         except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{source}: corrupt gzip stream: {exc}") from None
-        source = f"'{p}' (gzip)"
-    return _parse_idx(raw, source)
 
 
 def save_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = None) -> Path:
@@ -140,7 +193,7 @@ def save_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = No
         Where to write; an existing file is replaced.
     array:
         Array of dtype uint8, int8, int16, int32, float32 or float64 (either byte order),
-        at most 255 dimensions, each below 2**32. Other dtypes are refused rather than
+        at most 64 dimensions (:data:`IDX_MAX_NDIM`), each below 2**32. Other dtypes are refused rather than
         converted: cast explicitly (MNIST images are uint8).
     compress:
         Gzip the file. ``None`` (default) compresses when ``path`` ends in ``.gz``. The gzip
@@ -159,8 +212,9 @@ def save_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = No
             "array must have dtype uint8, int8, int16, int32, float32 or float64 to be written "
             f"as IDX; got {a.dtype} (cast it explicitly)"
         )
-    if a.ndim > 255:
-        raise ValueError(f"array has {a.ndim} dimensions; IDX stores at most 255")
+    if a.ndim > IDX_MAX_NDIM:
+        raise ValueError(f"array has {a.ndim} dimensions; IDX files are read with at most "
+                         f"{IDX_MAX_NDIM}")
     if any(s > 0xFFFFFFFF for s in a.shape):
         raise ValueError(f"array shape {a.shape} has a dimension of 2**32 or more; IDX cannot store it")
     if boolean("compress", compress, or_none=True) is None:
@@ -170,8 +224,30 @@ def save_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = No
     blob = header + body
     if compress:
         blob = gzip.compress(blob, mtime=0)
-    p.write_bytes(blob)
+    _write_atomic(p, blob)
     return p
+
+
+def _write_atomic(path: Path, blob: bytes) -> None:
+    """Write ``blob`` to a temporary file beside ``path`` and rename it over ``path``: a
+    failed or interrupted write leaves neither a truncated file nor the temporary."""
+    parent = path.parent if str(path.parent) else Path(".")
+    tmp: Optional[str] = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 _MNIST_KINDS = {"train": "train", "t10k": "t10k", "test": "t10k"}

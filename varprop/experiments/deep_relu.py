@@ -28,8 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..activations import Activation, get_activation
+from ..activations import get_activation
 from ..datasets import load_digits
+from ..initializers import Initializer, WeightMoments
 from ..training import evaluate, fit, mlp
 from ._common import (ExperimentResult, InitSpec, ProgressLike, check_seeds, format_table,
                       normalize_inits, prepare_split, reporter, require_pyplot)
@@ -41,40 +42,48 @@ __all__ = ["run_deep_relu", "DeepReluResult", "backward_variance",
 DEEP_RELU_INITIALIZERS = ("kaiming_normal", "xavier_normal")
 
 
-def _phi_prime_sq(act: Activation) -> float:
-    """E[phi'(z)^2] for z ~ N(0, q), in closed form for the piecewise-linear activations."""
-    if act.name == "linear":
-        return 1.0
-    if act.name in ("relu", "leaky_relu"):
-        s = act.params.get("negative_slope", 0.0) if act.name == "leaky_relu" else 0.0
-        return (1.0 + s * s) / 2.0
-    raise NotImplementedError(
-        f"backward_variance has closed forms for linear, relu and leaky_relu only, got "
-        f"{act.name!r}; the analyzer (varprop.analyze) covers every activation")
+class _GivenVariance(Initializer):
+    """Zero-mean weights of a given per-entry variance: what :func:`backward_variance` hands
+    :func:`varprop.analyze` (moments only; it draws nothing)."""
+
+    name = "given_variance"
+
+    def __init__(self, var: float) -> None:
+        super().__init__()
+        self.var = float(var)
+
+    def _params(self) -> dict[str, Any]:
+        return {"var": self.var}
+
+    def _moments(self, shape: tuple[int, ...], opts: Any) -> WeightMoments:
+        return WeightMoments(0.0, self.var)
 
 
 def backward_variance(widths: Sequence[int], weight_var: Any, activation: Any = "relu", *,
-                      output_grad_var: float = 1.0) -> np.ndarray:
+                      output_grad_var: float = 1.0, input_var: float = 1.0) -> np.ndarray:
     """Mean-field variance of the back-propagated gradient g^l = dL/dz^l per layer.
 
     The recursion of docs/theory.md section 3, ``Var[g^{l-1}] = n_l Var[W^l] E[phi'^2]
     Var[g^l]`` with ``n_l`` the fan-out of ``W^l`` (shape ``(n_{l-1}, n_l)``), started at
-    the output layer with ``Var[g^{L-1}] = output_grad_var``. It needs no forward pass:
-    for ReLU-like activations ``E[phi'^2]`` does not depend on the pre-activation's
-    variance (zero-mean weights and biases, so z is symmetric about 0).
+    the output layer with ``Var[g^{L-1}] = output_grad_var``: the backward pass of
+    :func:`varprop.analyze` on this MLP (zero-mean weights of the given variances, no
+    biases, a linear last layer), scaled by ``output_grad_var``. For ReLU-like
+    activations ``E[phi'^2]`` does not depend on the pre-activation's variance (z is
+    symmetric about 0), so ``input_var`` only matters for the others.
 
     Args:
         widths: ``[n_0, n_1, ..., n_L]`` of an L-layer MLP.
         weight_var: ``Var[W^l]`` per layer (length L) or one number for all.
-        activation: the hidden activation (or one per hidden layer); linear, relu or
-            leaky_relu.
+        activation: the hidden activation (or one per hidden layer), any registry one.
         output_grad_var: ``Var[dL/dz]`` of the last (linear) layer.
+        input_var: the variance of each (zero-mean) input feature.
 
     Returns:
         float64 array ``(L,)``: entry ``l`` is the predicted ``Var[dL/dz^l]``.
     """
-    # TODO: call varprop.analyze (the analyzer's backward pass) once it lands; this
-    # closed-form helper only covers the piecewise-linear activations.
+    from ..analytic import analyze
+    from ..network import mlp as network
+
     widths = [int(n) for n in widths]
     n_layers = len(widths) - 1
     wv = np.broadcast_to(np.asarray(weight_var, dtype=np.float64), (n_layers,))
@@ -84,11 +93,10 @@ def backward_variance(widths: Sequence[int], weight_var: Any, activation: Any = 
         acts = [get_activation(activation)] * (n_layers - 1)
     if len(acts) != n_layers - 1:
         raise ValueError(f"activation must be one or a list of {n_layers - 1} (hidden layers)")
-    out = np.empty(n_layers)
-    out[-1] = output_grad_var
-    for l in range(n_layers - 1, 0, -1):
-        out[l - 1] = widths[l + 1] * wv[l] * _phi_prime_sq(acts[l - 1]) * out[l]
-    return out
+    net = network(widths, acts + ["linear"], [_GivenVariance(v) for v in wv], None,
+                  final_activation=False)
+    grad = analyze(net, input_var=input_var).column("grad_var")
+    return output_grad_var * np.asarray(grad, dtype=np.float64)
 
 
 def finite_width_log_band(widths: Sequence[int], batch: int, *, k: float = 4.0

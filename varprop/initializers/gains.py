@@ -1,39 +1,31 @@
 """Gains: the factor an initializer multiplies its standard deviation by for a nonlinearity.
 
-PyTorch's :func:`torch.nn.init.calculate_gain` table, kept as data, plus values
-for the other varprop activations. A gain ``g`` enters a variance-scaling scheme as
-``Var[W] = g^2 / fan``.
+PyTorch's :func:`torch.nn.init.calculate_gain` table plus values for the other varprop
+activations, read from the activation records (varprop/activations.py). A gain ``g``
+enters a variance-scaling scheme as ``Var[W] = g^2 / fan``.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Optional
 
-from scipy import special
-
+from ..activations import ACTIVATION_NAMES, Activation
 from ._core import check_real
 
 __all__ = ["TORCH_GAINS", "PARAMETRIC_GAINS", "VARPROP_GAINS", "GAIN_ALIASES", "calculate_gain", "gain_names"]
 
+# Every activation's gain is a fact of its record (varprop/activations.py, ``gain``); these
+# tables are views of the records, plus the layer names PyTorch gives gain 1.
+_RECORDS = tuple(Activation(name) for name in ACTIVATION_NAMES)
+
 TORCH_GAINS: Mapping[str, float] = MappingProxyType(
     {
-        "linear": 1.0,
-        "conv1d": 1.0,
-        "conv2d": 1.0,
-        "conv3d": 1.0,
-        "conv_transpose1d": 1.0,
-        "conv_transpose2d": 1.0,
-        "conv_transpose3d": 1.0,
-        "sigmoid": 1.0,
-        "tanh": 5.0 / 3.0,
-        "relu": math.sqrt(2.0),
-        # Found empirically (pytorch/pytorch#50664); for self-normalizing networks
-        # (Klambauer et al. 2017, arXiv 1706.02515) PyTorch's docs advise "linear" (gain 1).
-        "selu": 3.0 / 4.0,
+        **{a.name: a.gain for a in _RECORDS if a.torch_gain and a.gain_rule is None},
+        **{f"conv{k}": 1.0 for k in ("1d", "2d", "3d", "_transpose1d", "_transpose2d",
+                                     "_transpose3d")},
     }
 )
 """PyTorch's fixed gains, exactly as ``torch.nn.init.calculate_gain`` returns them."""
@@ -50,38 +42,16 @@ class ParametricGain(NamedTuple):
     """The gain as a function of the parameter."""
 
 
-def _leaky_relu_gain(slope: float) -> float:
-    # E[leaky_relu_s(z)^2] = (1 + s^2) / 2 for z ~ N(0, 1) (He et al. 2015, eq. 15).
-    return math.sqrt(2.0 / (1.0 + slope * slope))
-
-
-def _elu_gain(alpha: float) -> float:
-    # 1 / sqrt(E[elu_alpha(z)^2]), z ~ N(0, 1), closed form (docs/theory.md section 5 at q = 1);
-    # e^{t^2/2} Phi(-t) = erfcx(t / sqrt 2) / 2.
-    second = 0.5 + alpha * alpha * (
-        0.5 * special.erfcx(math.sqrt(2.0)) - special.erfcx(math.sqrt(0.5)) + 0.5
-    )
-    return 1.0 / math.sqrt(second)
-
-
 PARAMETRIC_GAINS: Mapping[str, ParametricGain] = MappingProxyType(
-    {
-        # PyTorch: sqrt(2 / (1 + negative_slope^2)), negative_slope 0.01 by default.
-        "leaky_relu": ParametricGain("negative_slope", 0.01, _leaky_relu_gain),
-        # varprop (not in PyTorch): the unit-variance fixed-point gain, see VARPROP_GAINS.
-        "elu": ParametricGain("alpha", 1.0, _elu_gain),
-    }
+    {a.name: ParametricGain(*a.gain_rule) for a in _RECORDS if a.gain_rule is not None}
 )
-"""Gains with a parameter (``param`` of :func:`calculate_gain`)."""
+"""Gains with a parameter (``param`` of :func:`calculate_gain`): leaky_relu's is
+PyTorch's, ``sqrt(2 / (1 + negative_slope^2))`` with slope 0.01 by default; elu's is
+varprop's unit-variance fixed-point gain (see :data:`VARPROP_GAINS`),
+``1 / sqrt(E[elu_alpha(z)^2])`` in closed form (docs/theory.md section 5 at q = 1)."""
 
 VARPROP_GAINS: Mapping[str, float] = MappingProxyType(
-    {
-        "gelu": 1.5335304411955352,
-        "gelu_tanh": 1.5335805216661469,
-        "silu": 1.6765324703310912,
-        "softplus": 1.0418668355353017,
-        "softsign": 2.3375333631085397,
-    }
+    {a.name: a.gain for a in _RECORDS if not a.torch_gain and a.gain_rule is None}
 )
 """varprop's gains for activations PyTorch has no entry for.
 

@@ -49,11 +49,51 @@ def _json_text(doc: dict[str, Any]) -> str:
     return json.dumps(json_clean(doc), indent=2, allow_nan=False) + "\n"
 
 
-def _split_names(values: list[str] | None) -> list[str]:
+def _split_names(values: list[str] | None, option: str = "") -> list[str]:
+    """The names of a ``nargs='+'`` option, commas or spaces between them; given but
+    empty (``-i ''``, ``-a ','``) is a usage error, not a silent fallback to the defaults."""
     out: list[str] = []
     for v in values or []:
         out += [p for p in v.replace(",", " ").split() if p]
+    if values is not None and not out:
+        raise UsageError(f"{option} got no names ({' '.join(map(repr, values))}); give at least "
+                         "one, or leave the option out for the defaults")
     return out
+
+
+#: The largest ``--bias-var``: beyond it the biases (std 1e6) overflow float32 sums of
+#: squares in the measured networks, and every number of the report is inf or nan.
+MAX_BIAS_VAR = 1e12
+
+#: Initializers ``report`` cannot use, and why: it builds dense square layers with each
+#: initializer's default parameters and has no option to pass others.
+REPORT_UNSUITABLE = {
+    "sparse": "it needs a parameter (sparsity) that report cannot pass; try "
+              "'varprop init sparse --param sparsity=0.1 --shape 512 512'",
+    "torch_default_bias": "it draws biases and needs a parameter (fan_in) that report "
+                          "cannot pass",
+    "dirac": "it makes convolution kernels (3-D to 5-D), not the dense square weights "
+             "report measures; use identity",
+    "delta_orthogonal": "it makes convolution kernels (3-D to 5-D), not the dense square "
+                        "weights report measures; use orthogonal",
+}
+
+
+def _activation_names(given: list[str]) -> list[str]:
+    """Canonical activation names, aliases (``swish`` = ``silu``) accepted."""
+    from ..activations import ACTIVATION_NAMES, get_activation
+
+    def resolve(name: str) -> str:
+        return get_activation(name).name
+
+    return resolve_names("activation", given, ACTIVATION_NAMES, resolve)
+
+
+def _check_memory(need: float, what: str, advice: str) -> None:
+    mem = _memory_bytes()
+    if not need <= 0.8 * mem:
+        raise UsageError(f"{what} needs about {_gb(need)}, more than this machine's "
+                         f"{_gb(mem)}; {advice}")
 
 
 def _progress(args: Namespace, label: str) -> Progress:
@@ -92,6 +132,8 @@ def _memory_bytes() -> float:
 
 
 def _gb(n: float) -> str:
+    if n >= 2**50:
+        return f"{n / 2**50:.3g} PB"
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
@@ -109,14 +151,20 @@ def _emit(text: str | None, out: OutputPath | None, data: Any, quiet: bool) -> N
 # ----------------------------------------------------------------------------- report
 def report_settings(args: Namespace) -> ReportSettings:
     """Check ``varprop report``'s arguments and turn them into :class:`ReportSettings`."""
-    from ..activations import ACTIVATION_NAMES
+    from .._threads import resolve_n_threads
+    from .._validate import variance_batch
     from ..initializers import available_initializers, resolve_name
+    from .compute import estimate_report_bytes
 
-    inits = _split_names(args.initializers) or list(DEFAULT_INITIALIZERS)
-    acts = _split_names(args.activations) or list(DEFAULT_ACTIVATIONS)
-    inits = resolve_names("initializer", inits, available_initializers(), resolve_name,
+    inits = _split_names(args.initializers, "--initializers") or list(DEFAULT_INITIALIZERS)
+    acts = _split_names(args.activations, "--activations") or list(DEFAULT_ACTIVATIONS)
+    usable = [n for n in available_initializers() if n not in REPORT_UNSUITABLE]
+    inits = resolve_names("initializer", inits, usable, resolve_name,
                           available_initializers(aliases=True))
-    acts = resolve_names("activation", acts, ACTIVATION_NAMES)
+    for name in inits:
+        if name in REPORT_UNSUITABLE:
+            raise UsageError(f"report cannot use initializer {name!r}: {REPORT_UNSUITABLE[name]}")
+    acts = _activation_names(acts)
     check_positive("--depth", args.depth)
     check_positive("--width", args.width)
     if args.analytic_only:
@@ -124,20 +172,27 @@ def report_settings(args: Namespace) -> ReportSettings:
         if given:
             raise UsageError(f"--analytic-only measures nothing, so {' and '.join(given)} "
                              "would be ignored; drop one or the other")
-    batch = DEFAULT_BATCH if args.batch is None else check_positive("--batch", args.batch)
+    batch = DEFAULT_BATCH if args.batch is None else checked(variance_batch, UsageError,
+                                                             "--batch", args.batch)
     seeds = DEFAULT_SEEDS if args.seeds is None else check_positive("--seeds", args.seeds)
     if args.threads is not None:
         check_positive("--threads", args.threads)
-    checked(finite_real, UsageError, "--bias-var", args.bias_var, non_negative=True)
-    if not args.analytic_only:
-        need = 4.0 * (2 * args.width * args.width + 6 * batch * args.width)
-        mem = _memory_bytes()
-        if need > 0.8 * mem:
-            raise UsageError(f"--width {args.width} with --batch {batch} needs about {_gb(need)} "
-                             f"per layer to measure, more than this machine's {_gb(mem)}; use a "
-                             "smaller width or batch, or --analytic-only")
-    return ReportSettings(tuple(inits), tuple(acts), args.depth, args.width, batch, seeds,
-                          float(args.bias_var), 1.0, bool(args.analytic_only), args.threads)
+        try:
+            resolve_n_threads(args.threads)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc).replace("n_threads", "--threads")) from None
+    bias_var = checked(finite_real, UsageError, "--bias-var", args.bias_var, non_negative=True)
+    if bias_var > MAX_BIAS_VAR:
+        raise UsageError(f"--bias-var must be <= {MAX_BIAS_VAR:g}; got {args.bias_var!r} (larger "
+                         "biases overflow the float32 networks: every result would be inf or nan)")
+    settings = ReportSettings(tuple(inits), tuple(acts), args.depth, args.width, batch, seeds,
+                              float(bias_var), 1.0, bool(args.analytic_only), args.threads)
+    sizes = f"--depth {args.depth}, --width {args.width}" + (
+        "" if args.analytic_only else f", --batch {batch}, --seeds {seeds}")
+    _check_memory(estimate_report_bytes(settings), f"{sizes} for {len(inits) * len(acts)} networks",
+                  "use a smaller depth, width, batch or fewer seeds, initializers or activations"
+                  + ("" if args.analytic_only else ", or --analytic-only"))
+    return settings
 
 
 def run_report(args: Namespace) -> int:
@@ -189,9 +244,9 @@ def _render_report(report: Any, fmt: str, pngs: dict[str, bytes] | None = None) 
 
 # ----------------------------------------------------------------------------- phase
 def run_phase(args: Namespace) -> int:
-    from ..activations import ACTIVATION_NAMES
+    from .phase import MAX_RESOLUTION, estimate_phase_bytes
 
-    (act,) = resolve_names("activation", [args.activation], ACTIVATION_NAMES)
+    (act,) = _activation_names([args.activation])
     sb = tuple(args.sigma_b2)
     for name, pair in (("--sigma-b2", sb), ("--sigma-w2", args.sigma_w2)):
         if pair is None:
@@ -202,9 +257,12 @@ def run_phase(args: Namespace) -> int:
     res = args.resolution
     if len(res) == 1:
         res = [res[0], max(3, int(round(res[0] * 2 / 3)))]
-    if len(res) != 2 or not all(3 <= r <= 2000 for r in res):
-        raise UsageError(f"--resolution takes one or two grid sizes between 3 and 2000, got "
-                         f"{' '.join(map(str, args.resolution))}")
+    if len(res) != 2 or not all(3 <= r <= MAX_RESOLUTION for r in res):
+        raise UsageError(f"--resolution takes one or two grid sizes between 3 and "
+                         f"{MAX_RESOLUTION}, got {' '.join(map(str, args.resolution))}")
+    _check_memory(estimate_phase_bytes((res[0], res[1])),
+                  f"--resolution {res[0]} {res[1]} ({res[0] * res[1]} grid points)",
+                  "use a coarser grid")
     out = _out_path(args, f"varprop-phase-{act}.html", ("html", "json", "markdown", "table",
                                                        "png", "svg"))
     _needs_matplotlib({args.format} | ({out.format} if out else set()))
@@ -247,9 +305,21 @@ def _param_value(text: str) -> Any:
         return None
     for conv in (int, float):
         try:
-            return conv(text)
+            value = conv(text)
         except ValueError:
-            pass
+            continue
+        if conv is int and abs(value) >= 2**53:  # beyond exact float: treat as a float
+            return float(value) if abs(value) < 2**1024 else math.inf
+        return value
+    return text
+
+
+def _first_line(exc: BaseException, params: dict[str, Any]) -> str:
+    """The first line of ``exc``; an overflow names the parameters that caused it."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ArithmeticError):
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "the defaults"
+        return f"the parameters ({given}) overflow: {text}"
     return text
 
 
@@ -263,11 +333,15 @@ def run_init(args: Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--param takes KEY=VALUE (e.g. --param stddev=0.1), got {item!r}")
-        params[key.strip()] = _param_value(value)
+        params[key.strip()] = val = _param_value(value)
+        if isinstance(val, float) and not math.isfinite(val):
+            shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:20] + "..."
+            raise UsageError(f"--param {key.strip()} must be a finite number; got {shown!r}"
+                             f"{' (too large for a float)' if val == val else ''}")
     try:
         init = get(name, **params)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise UsageError(_first_line(exc, params)) from None
     shape = tuple(args.shape)
     for s in shape:
         check_positive("--shape entries", s)
@@ -283,8 +357,8 @@ def run_init(args: Namespace) -> int:
     try:
         moments = init.moments(shape)
         w = init(shape, seed=args.seed, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{name} cannot fill shape {shape}: {str(exc).splitlines()[0]}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise UsageError(f"{name} cannot fill shape {shape}: {_first_line(exc, params)}") from None
     from .summaries import init_summary, init_text
 
     doc = init_summary(name, init, shape, args.seed, dtype, moments, w,

@@ -23,7 +23,7 @@ from ..network import dense_stack
 from ..profile import Profile
 from .results import Entry, Report, ReportSettings
 
-__all__ = ["build_report", "SharedDraws", "bias_initializer"]
+__all__ = ["build_report", "SharedDraws", "bias_initializer", "estimate_report_bytes"]
 
 
 class SharedDraws(Initializer):
@@ -212,3 +212,29 @@ def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tupl
                 shared.clear()
 
     run_side_by_side(one, len(nets), n_workers, "varprop-report")
+
+
+#: Bytes a report holds per layer and network: the analytic profile (and its rendering),
+#: the same again when measured, and per seed and layer the measured per-seed values
+#: (calibrated on ``varprop report``: ~0.7 KB, ~0.9 KB).
+_BYTES_PER_LAYER = 1536
+_BYTES_PER_SEED_LAYER = 1024
+_BYTES_PER_SEED = 64
+
+
+def estimate_report_bytes(settings: ReportSettings) -> float:
+    """About how much memory :func:`build_report` needs at its peak for ``settings``
+    (an estimate, in Python floats, so absurd sizes give inf-like numbers rather than
+    overflowing): the profiles of every network, and when measuring the per-seed values
+    and the arrays of the networks measured side by side."""
+    n_nets = float(len(settings.initializers) * len(settings.activations))
+    depth = float(settings.depth)
+    need = n_nets * depth * _BYTES_PER_LAYER
+    if not settings.analytic_only:
+        width, batch, seeds = float(settings.width), float(settings.batch), float(settings.seeds)
+        workers = float(min(resolve_n_threads(settings.n_threads), max(n_nets, 1.0)))
+        need *= 2.0
+        need += n_nets * seeds * _BYTES_PER_SEED
+        need += workers * (seeds * depth * _BYTES_PER_SEED_LAYER
+                           + 4.0 * (2.0 * width * width + 6.0 * batch * width))
+    return need

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TextIO
@@ -134,20 +136,46 @@ class OutputPath:
         """``fill`` a temporary file beside the target, then rename it over the target:
         the target is never half-written, and a failure leaves no temporary behind."""
         parent = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
-        os.close(fd)
+        tmp: str | None = None
         try:
+            # a signal (SIGINT, or SIGTERM turned into an exception by the command) must
+            # not land between the temporary's creation and ``tmp`` naming it
+            with _signals_deferred():
+                fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+            os.close(fd)
             fill(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, self.path)
+            tmp = None
         except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
             if isinstance(exc, OSError):
-                raise UsageError(f"cannot write {str(self.path)!r}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot write {str(self.path)!r}: {_os_message(exc)}") from None
             raise
+
+
+def _os_message(exc: OSError) -> str:
+    """The reason of an OSError without the temporary file's name."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class _signals_deferred:
+    """Hold SIGINT and SIGTERM (delivered on leaving) where the platform and thread allow."""
+
+    _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
+
+    def __enter__(self) -> None:
+        self._old = None
+        if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
+            self._old = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
 
 
 def _umask() -> int:

@@ -10,14 +10,9 @@ of tanh or sigmoid that costs ~0.1 s (nested adaptive quadrature inside a root s
 a 41 x 31 grid would take minutes. The grid is computed vectorized instead, with the same
 definitions:
 
-* ``E[phi(sqrt(q) z)^2]`` and ``E[phi'(sqrt(q) z)^2]`` come from
-  :func:`varprop.theory.gaussian_moments` (closed forms or adaptive quadrature) on a
-  log-spaced table of q, interpolated by a cubic spline in (log q, log value);
-* ``q*`` is the first root of ``T(q) = q`` met from ``q0 = 1`` in the direction the map
-  moves (as :func:`varprop.theory.fixed_point`): bracketed by doubling or halving, then
-  bisected; ``0`` below ``1e-12``; points whose q* lies beyond ``1e6`` (where
-  ``T(q) - q`` cancels to a few digits) or diverges are handed to
-  :func:`~varprop.theory.fixed_point` itself;
+* ``q*`` (from ``q0 = 1``) is :func:`varprop.theory.fixed_point` itself, given the whole
+  grid of ``(sigma_w2, sigma_b2)`` at once, and ``chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]``
+  comes from :func:`varprop.theory.gaussian_moments`;
 * ordered phase (``chi_1 <= 1``): ``xi_c = -1 / log chi_1``;
 * chaotic phase: ``c*`` (first root of the correlation map from ``c0 = 0``) and
   ``chi_c = sigma_w2 E[phi'(u1) phi'(u2)]`` at ``c*`` from Mehler's series (the dual
@@ -36,18 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from scipy.interpolate import CubicSpline
-
 from ..activations import Activation, get_activation
 from ..theory import (NoEdgeOfChaosError, edge_of_chaos, fixed_point, gaussian_cross_moments,
                       gaussian_moments)
 from .results import json_number
 
-__all__ = ["PhaseDiagram", "phase_diagram", "default_sigma_w2_range", "PHASE_SCHEMA_VERSION"]
+__all__ = ["PhaseDiagram", "phase_diagram", "default_sigma_w2_range", "PHASE_SCHEMA_VERSION",
+           "MAX_RESOLUTION", "estimate_phase_bytes"]
 
 PHASE_SCHEMA_VERSION = 1
-_Q_LO, _Q_HI = 1e-12, 1e12
-_Q_CHECK = 1e6
 
 
 @dataclass
@@ -109,97 +101,6 @@ def default_sigma_w2_range(activation: "str | Activation", sigma_b2_max: float) 
             pass
     top = max([4.0, *(2.0 * e for e in edges if math.isfinite(e))])
     return 0.0, float(top)
-
-
-# ----------------------------------------------------------------------------- tables
-class _LengthTables:
-    """``f(q) = E[phi^2]`` and ``g(q) = E[phi'^2]`` at ``sqrt(q) z``, as splines in log q."""
-
-    def __init__(self, act: Activation, n: int = 1201) -> None:
-        q = np.geomspace(_Q_LO, _Q_HI, n)
-        m = gaussian_moments(act, np.concatenate([[0.0], q]))
-        f, g = np.asarray(m.e_phi2, float), np.asarray(m.e_dphi2, float)
-        self.f0, self.g0 = float(f[0]), float(g[0])
-        tiny = 1e-300
-        self.lq = np.log(q)
-        self._f = CubicSpline(self.lq, np.log(np.maximum(f[1:], tiny)))
-        self._g = CubicSpline(self.lq, np.log(np.maximum(g[1:], tiny)))
-
-    def _eval(self, spline: CubicSpline, at0: float, q: np.ndarray) -> np.ndarray:
-        out = np.exp(spline(np.log(np.clip(q, _Q_LO, _Q_HI))))
-        return np.where(q <= 0, at0, out)
-
-    def f(self, q: np.ndarray) -> np.ndarray:
-        return self._eval(self._f, self.f0, q)
-
-    def g(self, q: np.ndarray) -> np.ndarray:
-        return self._eval(self._g, self.g0, q)
-
-    def df(self, q: np.ndarray) -> np.ndarray:
-        """d f / d q from the spline (q > 0)."""
-        return self.f(q) * self._f(np.log(np.clip(q, _Q_LO, _Q_HI)), 1) / q
-
-
-def _polish(act: Activation, tab: _LengthTables, q: np.ndarray, sw: np.ndarray,
-            sb: np.ndarray) -> np.ndarray:
-    """Two Newton steps on T(q) = q with the exact E[phi^2] (the spline's derivative
-    only sets the step): near the edge of chaos T'(q*) -> 1 and q* is ill-conditioned,
-    so the spline's ~1e-9 error would otherwise show."""
-    q = q.copy()
-    ok = np.flatnonzero(np.isfinite(q) & (q > _Q_LO))
-    for _ in range(2):
-        if ok.size == 0:
-            break
-        exact = np.asarray(gaussian_moments(act, q[ok]).e_phi2, dtype=float)
-        resid = sw[ok] * exact + sb[ok] - q[ok]
-        slope = sw[ok] * tab.df(q[ok]) - 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope != 0, resid / slope, 0.0)
-        small = np.abs(step) < 1e-3 * q[ok]  # a polish, never a jump to another root
-        q[ok[small]] -= step[small]
-    return q
-
-def _fixed_points(tab: _LengthTables, sw: np.ndarray, sb: np.ndarray) -> np.ndarray:
-    """Vectorized q* from q0 = 1 (see the module doc) for flat arrays sw, sb."""
-    def F(q: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return w * tab.f(q) + b - q
-
-    n = sw.size
-    out = np.full(n, np.nan)
-    f1 = F(np.ones(n), sw, sb)
-    noise = 64 * np.finfo(float).eps
-    still = np.abs(f1) <= noise
-    out[still] = 1.0
-    for up in (True, False):
-        idx = np.flatnonzero(~still & ((f1 > 0) if up else (f1 < 0)))
-        if idx.size == 0:
-            continue
-        # bracket: 41 log-spaced candidates from 2 up to 1e12, or from 1/2 down to 1e-12
-        cand = np.geomspace(2.0, _Q_HI, 41) if up else np.geomspace(0.5, _Q_LO, 41)
-        vals = F(cand[None, :], sw[idx, None], sb[idx, None])
-        crossed = (vals <= noise * cand) if up else (vals >= -noise * cand)
-        has = crossed.any(axis=1)
-        first = np.argmax(crossed, axis=1)
-        none = idx[~has]
-        if up:
-            out[none] = math.inf
-        else:
-            out[none] = 0.0  # T(q) < q down to 1e-12: q* = 0 to the table's resolution
-        idx, first = idx[has], first[has]
-        hi = cand[first]
-        lo = np.where(first > 0, cand[np.maximum(first - 1, 0)], 1.0)
-        a, b = np.log(np.minimum(lo, hi)), np.log(np.maximum(lo, hi))
-        w, bb = sw[idx], sb[idx]
-        fa = F(np.exp(a), w, bb)
-        for _ in range(60):
-            mid = 0.5 * (a + b)
-            fm = F(np.exp(mid), w, bb)
-            same = np.sign(fm) == np.sign(fa)
-            a = np.where(same, mid, a)
-            fa = np.where(same, fm, fa)
-            b = np.where(same, b, mid)
-        out[idx] = np.exp(0.5 * (a + b))
-    return out
 
 
 class _DualKernel:
@@ -340,21 +241,20 @@ def phase_diagram(activation: "str | Activation", *,
     sw, sb = SW.ravel(), SB.ravel()
     if progress:
         progress(0.05, "length map")
-    tab = _LengthTables(act)
-    q = _polish(act, tab, _fixed_points(tab, sw, sb), sw, sb)
-    # beyond ~1e6, T(q) - q cancels to a few digits of the spline: ask the scalar solver
-    for i in np.flatnonzero(~(q <= _Q_CHECK)):
-        q[i] = fixed_point(act, float(sw[i]), float(sb[i]))
+    q = np.asarray(fixed_point(act, sw, sb), dtype=float)  # the theory's solver, q0 = 1
     finite = np.isfinite(q)
+    moments = gaussian_moments(act, q[finite])
+    e_phi2 = np.full(q.shape, math.nan)
+    e_phi2[finite] = moments.e_phi2
     chi1 = np.full(q.shape, math.nan)
-    chi1[finite] = sw[finite] * tab.g(q[finite])
+    chi1[finite] = sw[finite] * moments.e_dphi2
     slope = chi1.copy()
     chaotic = finite & (chi1 > 1.0)
     if progress:
         progress(0.25, "correlation map")
     if chaotic.any():
         qc = q[chaotic]
-        length = sw[chaotic] * tab.f(qc) + sb[chaotic]
+        length = sw[chaotic] * e_phi2[chaotic] + sb[chaotic]  # T(q*) = q* up to tol
         slope[chaotic] = _chaotic_chi_c(act, qc, sw[chaotic], sb[chaotic], length)
     xi = _scale(slope)
     t_grid = time.perf_counter() - t0
@@ -381,3 +281,20 @@ def phase_diagram(activation: "str | Activation", *,
     return PhaseDiagram(act.name, sw_axis, sb_axis, q.reshape(shape), chi1.reshape(shape),
                         xi.reshape(shape), eb, ew, eq, notes,
                         {"grid_s": t_grid, "total_s": time.perf_counter() - t0})
+
+
+#: The largest grid size along either axis ``varprop phase --resolution`` accepts (a
+#: 1000 x 1000 grid already needs ~20 GB and the better part of an hour).
+MAX_RESOLUTION = 1000
+
+#: Bytes per grid point at the peak: the squared Hermite spectra of phi and phi'
+#: (2 x 1001 float64 per chaotic point) and the grid's own arrays (measured ~14 KB).
+_BYTES_PER_POINT = 2 * 1001 * 8 + 4096
+_BASE_BYTES = 64 * 2**20
+
+
+def estimate_phase_bytes(resolution: tuple[int, int]) -> float:
+    """About how much memory :func:`phase_diagram` needs for ``resolution`` (worst
+    case: every grid point in the chaotic phase), as a float."""
+    nw, nb = resolution
+    return _BASE_BYTES + float(nw) * float(nb) * _BYTES_PER_POINT

@@ -51,8 +51,10 @@ def describe_settings(report: Report) -> str:
             f"{bias}, inputs ~ N(0, {fmt(s.input_var)}).")
     if s.analytic_only:
         return line + " Theory only (mean field, infinite width)."
+    ci = ("± = 95% CI over seeds." if s.seeds != 1 else
+          "one seed, so no confidence interval (it comes from the spread between seeds).")
     return (line + f" Theory: mean field (infinite width). Measured: {s.seeds} seed"
-            f"{'s' if s.seeds != 1 else ''} x batch {s.batch}, float32, ± = 95% CI over seeds.")
+            f"{'s' if s.seeds != 1 else ''} x batch {s.batch}, float32, {ci}")
 
 
 def _verdict_cell(e: Entry) -> str:

@@ -2,7 +2,8 @@
 
 :mod:`.gaussian` integrates an activation against Gaussians (closed forms where they
 exist, composite Gauss-Legendre otherwise); :mod:`.meanfield` builds the length and
-correlation maps, fixed points, depth scales and the edge of chaos on top of it;
+correlation maps, fixed points (:mod:`.fixed_points` for a whole grid of weight and bias
+variances at once), depth scales and the edge of chaos on top of it;
 :mod:`.fast` evaluates the same moments one point at a time for :func:`varprop.analyze`,
 and :mod:`.limits` gives their limits where a recursion overflowed float64.
 """

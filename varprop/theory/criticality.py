@@ -21,8 +21,6 @@ __all__ = ["edge_of_chaos", "NoEdgeOfChaosError", "jacobian_msv"]
 
 # Points searched for a finite-q* bracket inside a doubling step of edge_of_chaos.
 _EDGE_GRID = 17
-# Activations whose chi_1 = sigma_w2 * (1 + s^2) / 2 does not depend on q.
-_SCALE_FREE = ("linear", "relu", "leaky_relu")
 
 
 class NoEdgeOfChaosError(ValueError):
@@ -56,7 +54,7 @@ def edge_of_chaos(activation: "str | Activation", sigma_b2: float = 0.0, *, q0: 
     act = get_activation(activation, **activation_params)
     sb = _scalar(sigma_b2, "sigma_b2")
     q0 = _scalar(q0, "q0")
-    if act.name in _SCALE_FREE:
+    if act.piecewise_linear:  # chi_1 = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 for every q
         edge = 1.0 / _tail_dphi2(act)
         if sb == 0.0:
             return edge

@@ -7,9 +7,10 @@ the size. :func:`varprop.analyze` needs one ``(mean, var)`` point per layer, in 
 1000-layer MLP. :class:`ScalarMoments` computes the same four numbers
 ``(e_phi, e_phi2, e_dphi2, var_phi)`` for one point in a few microseconds:
 
-* closed forms (docs/theory.md section 5) evaluated on Python floats in the order of
-  operations of :mod:`.closed_forms`: linear at any mean; relu, leaky_relu, gelu at
-  mean 0; elu and selu at mean 0 where :mod:`.closed_forms` uses them (``q >= 0.04``);
+* closed forms (docs/theory.md section 5): the families of :mod:`.closed_forms` themselves,
+  evaluated on Python floats (:func:`~.closed_forms.scalar_closed_form`): linear at any
+  mean; relu, leaky_relu, gelu at mean 0; elu and selu at mean 0 where the vectorized
+  path uses them (``q >= 0.04``);
 * everything else at mean 0 (tanh, sigmoid, softplus, silu, softsign, gelu_tanh, elu and
   selu below ``q = 0.04``), by the variance ``q = s^2``:
 
@@ -17,12 +18,13 @@ the size. :func:`varprop.analyze` needs one ``(mean, var)`` point per layer, in 
     :class:`_SmallSeries` (a deep tanh or softsign net at Glorot's scale spends most
     layers there, ``q ~ 1/l``);
   - moderate: the same folded composite Gauss-Legendre rule as :mod:`.quadrature` (the
-    nodes and weights of its refinement depth), the activation evaluated by the C math
-    of the kernels (:func:`varprop.activation_apply`, a few ulp), except that the panels
-    on which ``phi`` equals its linear asymptote to below ``1e-20`` relative
-    (``|x| >= X``, :data:`ASYMPTOTES`) are replaced by the exact integral of the
-    asymptote against the Gaussian: those panels number ``log2(s)``, so the cost no
-    longer grows with the variance (at most 8 panels instead of up to 250);
+    nodes and weights of its refinement depth), the activation evaluated by its numpy
+    twin (the registry's own value and derivative, as in :mod:`.gaussian`; no compiled
+    code), except that the panels on which ``phi`` equals its linear asymptote to below
+    ``1e-20`` relative (``|x| >= X``, the record's
+    :attr:`~varprop.activations.Activation.asymptote`) are replaced by the exact
+    integral of the asymptote against the Gaussian: those panels number ``log2(s)``, so
+    the cost no longer grows with the variance (at most 8 panels instead of up to 250);
   - large (``s >= 1000``): the expansion of :class:`_Expansion`, exact to double
     precision there (an exploding silu or gelu_tanh net reaches ``q = 1e147``);
 
@@ -52,43 +54,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import _kernels
-from ..activations import SELU_ALPHA, SELU_SCALE, Activation, get_activation
+from ..activations import Activation, get_activation
 from . import quadrature
+from .closed_forms import scalar_evaluator
 from .limits import limit_moments
 from .series import S_EXPAND, _Expansion, _SmallSeries
 
-__all__ = ["ScalarMoments", "scalar_moments", "ASYMPTOTES"]
+__all__ = ["ScalarMoments", "scalar_moments"]
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
-# E[phi] at mean 0 fixed by a symmetry (as in .gaussian: exact, not integrated)
-_ODD = frozenset({"linear", "tanh", "softsign"})
-_CENTRED_MEAN = {"sigmoid": 0.5}
-# closed forms of .closed_forms used at mean 0 (elu/selu above this second moment)
-_ELU_CLOSED_MIN_M2 = 0.04
-
-#: Linear asymptotes ``(a+, b+, a-, b-, X)``: ``phi(x) = a+ x + b+`` for ``x >= X`` and
-#: ``a- x + b-`` for ``x <= -X`` to within ``1e-20`` relative (the gap decays like
-#: ``e^-|x|`` or faster: ``48 e^-48 = 7e-20``; tanh ``2 e^-52``; gelu_tanh's gate is
-#: ``1 - e^-142`` at 12). Activations with only algebraic convergence (softsign) have
-#: none and use the full rule above the series. (elu, selu: ``lambda (x, -alpha)``.)
-ASYMPTOTES: dict[str, tuple[float, float, float, float, float]] = {
-    "tanh": (0.0, 1.0, 0.0, -1.0, 26.0),
-    "sigmoid": (0.0, 1.0, 0.0, 0.0, 48.0),
-    "softplus": (1.0, 0.0, 0.0, 0.0, 48.0),
-    "silu": (1.0, 0.0, 0.0, 0.0, 48.0),
-    "gelu": (1.0, 0.0, 0.0, 0.0, 12.0),
-    "gelu_tanh": (1.0, 0.0, 0.0, 0.0, 12.0),
-}
-
-
-def _asymptote(act: Activation) -> tuple[float, float, float, float, float] | None:
-    if act.name == "elu":
-        return (1.0, 0.0, 0.0, -act.params["alpha"], 48.0)
-    if act.name == "selu":
-        return (SELU_SCALE, 0.0, 0.0, -SELU_SCALE * SELU_ALPHA, 48.0)
-    return ASYMPTOTES.get(act.name)
 
 
 def _level(s: float) -> int:
@@ -181,16 +156,13 @@ class ScalarMoments:
         act = get_activation(activation, **activation_params)
         self.act = act
         self.name = act.name
-        self._kid = act.kernel_id
-        self._p0, self._p1 = act.kernel_params
         # the last point: a recursion at its fixed point asks for it again
         self._memo: tuple[float, float, Any] = (math.nan, math.nan, None)
         self._rules: dict[tuple[int, int | None], _Rule] = {}
-        asym = _asymptote(act)
+        asym = act.asymptote
         self._asym = asym
         self._centre = float(act(np.zeros(1))[0])  # phi(0): var is E[(phi - c)^2] - ...
-        self._odd = act.name in _ODD
-        self._fixed_mean = 0.0 if self._odd else _CENTRED_MEAN.get(act.name)
+        self._fixed_mean = act.centred_mean  # E[phi] at mean 0 fixed by a symmetry
         c = self._centre
         self._rows = 4 if c == 0.0 else 6
         self._last_rule: _Rule | None = None
@@ -210,10 +182,10 @@ class ScalarMoments:
         else:
             self._x_asym = math.inf
         self._expansion: _Expansion | None = None  # built on first use
-        self._series = _SmallSeries(act.name) if act.name in ("tanh", "softsign") else None
-        self._closed = {"linear": self._linear, "relu": self._leaky,
-                        "leaky_relu": self._leaky, "elu": self._elu, "selu": self._elu,
-                        "gelu": self._gelu}.get(act.name)
+        self._series = None if act.series is None else _SmallSeries(act.series)
+        # the family of .closed_forms that the vectorized path uses too, or None
+        self._closed = (None if act.closed_form is None
+                        else scalar_evaluator(act.closed_form, act.formula_params))
 
     # ------------------------------------------------------------------ entry points
     def __call__(self, mean: float, var: float) -> tuple[float, float, float, float]:
@@ -243,61 +215,6 @@ class ScalarMoments:
         with np.errstate(over="ignore"):  # a moment beyond float64 is inf: an answer
             g = gaussian_moments(self.act, var, mean=mean)
         return float(g.e_phi), float(g.e_phi2), float(g.e_dphi2), float(g.var_phi)
-
-    # ------------------------------------------------------------------ closed forms
-    # Each mirrors its family in .closed_forms with a = m / s = 0, where the building
-    # blocks are I_0 = Phi(0) = 1/2, I_1 = pdf(0), I_2 = 1/2.
-    def _linear(self, m: float, q: float):
-        return (m if m != 0.0 else 0.0), m * m + q, 1.0, q
-
-    def _leaky(self, m: float, q: float):
-        if m != 0.0:
-            return None
-        sl = self.act.params.get("negative_slope", 0.0)
-        s = math.sqrt(q)
-        i0, i1, i2 = 0.5, _INV_SQRT_2PI, 0.5
-        phi = (1.0 - sl) * s * i1
-        phi2 = sl * sl * q + (1.0 - sl * sl) * q * i2
-        dphi2 = sl * sl + (1.0 - sl * sl) * i0
-        b = 1.0 - sl
-        pos = 1.0 - 2.0 * b * i2 + b * b * (i2 - i1 * i1)
-        return phi, phi2, dphi2, q * pos
-
-    def _elu(self, m: float, q: float):
-        if m != 0.0 or q < _ELU_CLOSED_MIN_M2:
-            return None
-        from scipy.special import erfcx
-
-        if self.name == "selu":
-            alpha, lam = SELU_ALPHA, SELU_SCALE
-        else:
-            alpha, lam = self.act.params["alpha"], 1.0
-        s = math.sqrt(q)
-        i0, i1, i2 = 0.5, _INV_SQRT_2PI, 0.5
-        e1 = 0.5 * float(erfcx(s / _SQRT2))
-        e2 = 0.5 * float(erfcx(2.0 * s / _SQRT2))
-        phi = lam * (s * i1 + alpha * (e1 - 0.5))
-        dphi2 = lam * lam * (i0 + alpha * alpha * e2)
-        phi2 = lam * lam * (q * i2 + alpha * alpha * (e2 - 2.0 * e1 + 0.5))
-        return phi, phi2, dphi2, phi2 - phi * phi
-
-    def _gelu(self, m: float, q: float):
-        if m != 0.0:
-            return None
-        v = 1.0 + q
-        r = math.sqrt(v)
-        phi = q * _INV_SQRT_2PI / r
-        h = q + 0.5  # 1 + 2q = 2h, which overflows beyond q = 9e307 (h does not)
-        root = math.sqrt(2.0 * h) if h < 8e307 else _SQRT2 * math.sqrt(h)
-        ratio = q / v
-        asin = math.atan2(q, root)
-        cross = ratio / (math.pi * root)
-        arc = q * asin / (2.0 * math.pi) if q < 1e308 else q * (asin / (2.0 * math.pi))
-        phi2 = 0.25 * q + q * cross + arc
-        var = phi2 - q * ratio / (2.0 * math.pi)
-        dphi2 = (0.25 + asin / (2.0 * math.pi) + cross
-                 + 0.5 * (q / h) / (2.0 * math.pi * root))
-        return phi, phi2, dphi2, var
 
     # ------------------------------------------------------------------ quadrature
     def _rule(self, s: float) -> _Rule:
@@ -360,9 +277,8 @@ class ScalarMoments:
         rule = self._rule(s)
         x = rule.t2 * s
         b = np.empty((rule.rows, x.size))
-        apply, kid, p0, p1 = _kernels.activation_apply, self._kid, self._p0, self._p1
-        apply(x, b[0], kid, p0, p1, False)
-        apply(x, b[1], kid, p0, p1, True)
+        b[0] = self.act(x)  # the numpy twin of the C kernels (no compiled code)
+        b[1] = self.act.derivative(x)
         if rule.rows == 4:  # phi(0) = 0: phi - c is phi
             np.multiply(b[:2], b[:2], out=b[2:])
             e_phi, _, e_phi2, e_dphi2 = (b @ rule.w2).tolist()

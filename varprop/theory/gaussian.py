@@ -10,8 +10,9 @@ Closed forms are used wherever docs/theory.md section 5 gives one (extended to a
 mean where that stays exact: linear, relu, leaky_relu, elu, selu; gelu's ``E[phi]`` and
 ``E[phi']``; the arc-cosine kernel for the relu-like cross terms); everything else is the
 composite Gauss-Legendre rule of :mod:`varprop.theory.quadrature`. Exact symmetries are
-exact: at mean 0, ``E[phi] = 0`` for the odd activations (linear, tanh, softsign) and
-``E[sigmoid] = 1/2``.
+exact: at mean 0, ``E[phi]`` is the record's
+:attr:`~varprop.activations.Activation.centred_mean` (0 for the odd activations linear,
+tanh, softsign; 1/2 for sigmoid).
 
 Accuracy (tests/test_gaussian.py, against mpmath at 30 digits): relative error below
 ``1e-12`` for every registry activation and kind over ``q`` in ``[1e-3, 1e3]`` at mean 0,
@@ -46,10 +47,6 @@ KINDS = {
     "d2phi_phi": "E[phi''(x) phi(x)] (dE[phi^2]/dq = E[phi'^2] + E[phi'' phi])",
     "var": "Var[phi(x)], without the cancellation of E[phi^2] - E[phi]^2",
 }
-#: Activations with phi(-x) = -phi(x): E[phi] = 0 exactly at mean 0.
-ODD_ACTIVATIONS = frozenset({"linear", "tanh", "softsign"})
-#: E[phi] at mean 0 fixed by a symmetry phi(x) + phi(-x) = 2 value.
-_CENTRED_MEAN = {"sigmoid": 0.5}
 # A tolerance on |c| > 1 that only forgives rounding (c computed as q12 / sqrt(q11 q22)).
 C_SLACK = 1e-14
 # Beyond this |mean| / std the Gaussian is the point mean to double precision (the
@@ -142,9 +139,9 @@ def expect(act: Activation, kinds: tuple[str, ...], m: np.ndarray, s: np.ndarray
     for k, v in closed_form(act, mr, sr, kinds, None if q is None else q[rows]).items():
         out[k][rows] = v
         todo[k] = np.isnan(v)
-    if "phi" in kinds and (act.name in ODD_ACTIVATIONS or act.name in _CENTRED_MEAN):
+    if "phi" in kinds and act.centred_mean is not None:  # fixed by a symmetry at mean 0
         centred = mr == 0.0
-        out["phi"][np.flatnonzero(rows)[centred]] = _CENTRED_MEAN.get(act.name, 0.0)
+        out["phi"][np.flatnonzero(rows)[centred]] = act.centred_mean
         todo["phi"] &= ~centred
     need = np.zeros(mr.shape, bool)
     for v in todo.values():
@@ -407,15 +404,16 @@ def cross_expect(act: Activation, s1: np.ndarray, s2: np.ndarray, c: np.ndarray,
         pp[degenerate] = e["phi"][:k] * e["phi"][k:]
         dd[degenerate] = e["dphi"][:k] * e["dphi"][k:]
         todo &= ~degenerate
-    if act.name in ("relu", "leaky_relu", "linear"):
+    if act.piecewise_linear:  # phi = right (sl x + (1 - sl) relu(x)), sl = left / right
         rows = todo & (m == 0.0)
-        sl = 1.0 if act.name == "linear" else act.params.get("negative_slope", 0.0)
+        left, right = act.slopes
+        sl = left / right
         cr = c[rows]
         theta = np.arctan2(np.sqrt((1.0 - cr) * (1.0 + cr)), cr)
         k1 = (np.sin(theta) + (math.pi - theta) * cr) / (2.0 * math.pi)
         b = (1.0 - sl) ** 2
-        pp[rows] = s1[rows] * s2[rows] * (sl * cr + b * k1)
-        dd[rows] = sl + b * (math.pi - theta) / (2.0 * math.pi)
+        pp[rows] = right * right * (s1[rows] * s2[rows] * (sl * cr + b * k1))
+        dd[rows] = right * right * (sl + b * (math.pi - theta) / (2.0 * math.pi))
         todo &= ~rows
     if np.any(todo):
         pp[todo], dd[todo] = _nested(act, s1[todo], s2[todo], c[todo], m[todo])

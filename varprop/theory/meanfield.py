@@ -104,14 +104,19 @@ def q_map(activation: "str | Activation", q: Any, sigma_w2: float, sigma_b2: flo
     return out[()] if out.ndim == 0 else out
 
 
-def fixed_point(activation: "str | Activation", sigma_w2: float, sigma_b2: float, *,
+def fixed_point(activation: "str | Activation", sigma_w2: Any, sigma_b2: Any, *,
                 q0: float = 1.0, tol: float = 1e-12, max_iter: int = 500,
-                **activation_params: Any) -> float:
+                **activation_params: Any) -> Any:
     """The fixed point ``q*`` the length map reaches from ``q0``: ``lim T^l(q0)``.
 
     Because ``T`` is increasing, that limit is the first root of ``T(q) = q`` met going
     from ``q0`` in the direction of ``T(q0) - q0``. It is bracketed by doubling (or
     halving) q and then located by Brent's method to relative tolerance ``tol``.
+
+    ``sigma_w2`` and ``sigma_b2`` may be arrays (a grid of the plane, as for a phase
+    diagram): the result is then an array of their broadcast shape, each point found the
+    same way (the brackets share the Gaussian moments of one grid of q, the roots are
+    polished together by safeguarded regula falsi to the same tolerance).
 
     Documented answers:
 
@@ -123,7 +128,7 @@ def fixed_point(activation: "str | Activation", sigma_w2: float, sigma_b2: float
 
     Args:
         activation: name or Activation; ``**activation_params`` for a name.
-        sigma_w2: ``n Var[W]`` (>= 0). sigma_b2: ``Var[b]`` (>= 0).
+        sigma_w2: ``n Var[W]`` (>= 0). sigma_b2: ``Var[b]`` (>= 0). Scalars or arrays.
         q0: the starting second moment (>= 0), e.g. the input's.
         tol: relative tolerance on q*.
         max_iter: iteration cap of Brent's method.
@@ -133,10 +138,18 @@ def fixed_point(activation: "str | Activation", sigma_w2: float, sigma_b2: float
         2.0
     """
     act = get_activation(activation, **activation_params)
-    sw, sb = _weights(sigma_w2, sigma_b2)
     q0 = _scalar(q0, "q0")
     tol = _scalar(tol, "tol")
-    return _fixed_point(act, sw, sb, q0, tol, int(max_iter))
+    if np.ndim(sigma_w2) == 0 and np.ndim(sigma_b2) == 0:
+        sw, sb = _weights(sigma_w2, sigma_b2)
+        return _fixed_point(act, sw, sb, q0, tol, int(max_iter))
+    sw = as_real_array(sigma_w2, "sigma_w2", nonnegative=True)
+    sb = as_real_array(sigma_b2, "sigma_b2", nonnegative=True)
+    shape = np.broadcast_shapes(sw.shape, sb.shape)
+    swf, sbf = (np.broadcast_to(v, shape).ravel() for v in (sw, sb))
+    from .fixed_points import fixed_points  # (it builds on this module)
+
+    return fixed_points(act, swf, sbf, q0, tol, int(max_iter)).reshape(shape)
 
 
 def _fixed_point(act: Activation, sw: float, sb: float, q0: float, tol: float,

@@ -30,7 +30,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .._blas import single_threaded_blas
-from .._validate import as_generator, positive_int, real_in_range
+from .._validate import as_generator, boolean, positive_int, real_in_range
 from ._checks import check_features, check_labels
 from .model import MLP, softmax_cross_entropy
 from .optimizers import Optimizer, get_optimizer
@@ -197,6 +197,11 @@ def fit(
     model = _as_model(model)
     epochs = positive_int("epochs", epochs)
     batch_size = positive_int("batch_size", batch_size)
+    # flags are True or False: 'no', 'yes' and None are truthy or falsy by accident
+    shuffle = boolean("shuffle", shuffle)
+    progress = boolean("progress", progress)
+    track_gradients = boolean("track_gradients", track_gradients)
+    rng = as_generator(seed)  # checked before any work: a bad seed names ``seed``
     xa = check_features(x, "x", model.n_features, model.dtype)
     ya = check_labels(y, "y", xa.shape[0], model.n_classes)
     if learning_rate is not None:
@@ -232,7 +237,6 @@ def fit(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 
-    rng = as_generator(seed)
     n = xa.shape[0]
     history = History(model.n_layers, {
         "epochs": epochs, "batch_size": batch_size, "optimizer": opt.get_config(),

@@ -42,14 +42,23 @@ class Optimizer:
         self._state: list[list[np.ndarray]] | None = None
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        """Apply one update to ``params`` (in place) from ``grads``."""
+        """Apply one update to ``params`` (in place) from ``grads``.
+
+        An optimizer with state (momentum, Adam) keeps it for the model it first stepped;
+        stepping a model whose parameter count or shapes differ raises ValueError (call
+        :meth:`reset` first to reuse the object: the state is not silently discarded).
+        """
         if len(params) != len(grads):
             raise ValueError(f"grads must have one array per parameter ({len(params)}), got {len(grads)}")
         if self._state is None:
             self._state = self._init_state(params)
-        elif self._state and len(self._state[0]) != len(params):
-            raise ValueError("this optimizer's state belongs to a model with "
-                             f"{len(self._state[0])} parameter arrays, got {len(params)}")
+        elif self._state and (len(self._state[0]) != len(params) or any(
+                s.shape != p.shape for s, p in zip(self._state[0], params))):
+            had = [tuple(s.shape) for s in self._state[0]]
+            got = [tuple(np.shape(p)) for p in params]
+            raise ValueError("this optimizer's state (momenta) belongs to a model with parameter "
+                             f"shapes {had}, got {got}: call optimizer.reset() to reuse it "
+                             "on another model, or use a new optimizer")
         self.iterations += 1
         self._update(params, grads)
 
