@@ -46,7 +46,12 @@ static inline double phi_relu(double x, double p0, double p1)
     return x <= 0.0 ? 0.0 : x; /* NaN falls through to x */
 }
 
-static inline double phi_leaky(double x, double p0, double p1) { (void)p1; return x > 0.0 ? x : p0 * x; }
+static inline double phi_leaky(double x, double p0, double p1)
+{
+    (void)p1;
+    /* slope 0 is relu: 0 * -inf would be NaN where relu(-inf) is 0; NaN falls through */
+    return x <= 0.0 ? (p0 == 0.0 ? 0.0 : p0 * x) : x;
+}
 
 static inline double phi_elu(double x, double p0, double p1)
 {

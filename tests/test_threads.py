@@ -66,3 +66,19 @@ def test_activation_apply_derivative_must_be_a_flag():
     # 'no' is truthy: it used to return the derivative
     with pytest.raises(TypeError, match="derivative must be True or False"):
         varprop.activation_apply(np.ones(3), "relu", derivative="no")
+
+
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+@pytest.mark.parametrize("name, params", [(n, {}) for n in varprop.ACTIVATION_NAMES]
+                         + [("leaky_relu", {"negative_slope": 0.0}),
+                            ("elu", {"alpha": 0.0})])
+def test_kernels_match_the_twin_at_infinities(name, params, dtype):
+    # the class of leaky_relu(slope 0)(-inf) = NaN: a zero parameter times an infinite
+    # input in a C loop, where the numpy twin gives the limit
+    act = varprop.get_activation(name, **params)
+    x = np.array([-np.inf, np.inf, -1e300, 1e300, 0.0, np.nan], dtype)
+    for derivative in (False, True):
+        got = varprop.activation_apply(x, act, derivative=derivative)
+        want = (act.derivative(x) if derivative else act(x)).astype(dtype)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True,
+                                   err_msg=f"{name} {params} derivative={derivative}")
