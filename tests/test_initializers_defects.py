@@ -108,9 +108,11 @@ def test_int_beyond_float_names_the_parameter(make, param) -> None:  # type: ign
         make()
 
 
-def test_tiny_and_huge_gain_name_their_source() -> None:
-    with pytest.raises(ValueError, match="a=1e"):
-        I.kaiming_normal(a=1e300)  # gain sqrt(2 / (1 + a^2)) underflows to 0
+def test_tiny_gain_of_a_huge_slope_draws_finite_values() -> None:
+    # the gain sqrt(2 / (1 + a^2)) used to underflow to 0 (and Kaiming refused it); it is
+    # sqrt(2) / a, so the weights are tiny but finite (0 in float32, where they underflow)
+    w = I.kaiming_normal(a=1e300)((4, 4), seed=0, dtype=np.float64)
+    assert np.all(np.isfinite(w)) and np.all(np.abs(w) < 1e-295)
 
 
 # ------------------------------------------------------------------ 2. truncated normal tail
@@ -278,3 +280,11 @@ def test_dtype_none_is_the_float32_default(name) -> None:  # type: ignore[no-unt
     w = init((4, 4), seed=0, dtype=None)
     assert w.dtype == np.float32
     assert np.array_equal(w, init((4, 4), seed=0))
+
+
+def test_leaky_gain_of_a_huge_slope_does_not_underflow():
+    # slope^2 overflowed and the gain became 0; sqrt(2 / (1 + s^2)) = sqrt(2) / s there
+    import math
+    assert I.calculate_gain("leaky_relu", 1e300) == pytest.approx(math.sqrt(2) * 1e-300,
+                                                                       rel=1e-15)
+    assert I.calculate_gain("leaky_relu", 0.2) == math.sqrt(2 / 1.04)

@@ -280,7 +280,8 @@ _SPECS: dict[str, _Spec] = {
         kernel_args=("negative_slope",), kinked=True,
         slopes=lambda negative_slope: (negative_slope, 1.0),
         # E[leaky_relu_s(z)^2] = (1 + s^2) / 2, z ~ N(0, 1) (He et al. 2015, eq. 15)
-        gain=lambda slope: math.sqrt(2.0 / (1.0 + slope * slope)),
+        # (beyond |slope| 1e150, slope^2 overflows: the gain is sqrt(2) / |slope|)
+        gain=lambda s: math.sqrt(2.0 / (1.0 + s * s)) if abs(s) < 1e150 else math.sqrt(2.0) / abs(s),
         gain_param="negative_slope", torch_gain=True, closed_form="leaky",
         doc="x if x > 0 else negative_slope * x"),
     "elu": _Spec(
