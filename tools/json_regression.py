@@ -5,7 +5,6 @@ and compare a later run with a saved one at 1e-12 relative, timings aside:
     python tools/json_regression.py check before.json  # on the new one
 """
 import json, sys, math
-import numpy as np
 import varprop as vp
 from varprop.network import Network, Dense, Act, Residual, BatchNorm, LayerNorm
 from varprop.initializers import get as gi
