@@ -60,6 +60,8 @@ from .initializers import (
 from .initializers import get as get_initializer
 from .kernels import activation_apply, dense_backward, dense_forward
 from .network import Act, BatchNorm, Dense, LayerNorm, Network, Residual, mlp
+from .layers import AvgPool, Conv, Flatten, GlobalAvgPool, GroupNorm, MaxPool
+from .network_cnn import CNN_PRESETS, cnn, cnn_preset
 from .profile import LayerRecord, Profile
 from .theory import (
     c_map,
@@ -91,4 +93,6 @@ __all__ = [
     "random_normal", "random_uniform", "recommended_initializer", "set_num_threads",
     "theory", "truncated_normal", "variance_scaling", "verdict", "xavier_normal",
     "xavier_uniform", "zeros",
+    "Conv", "MaxPool", "AvgPool", "GlobalAvgPool", "Flatten", "GroupNorm", "cnn",
+    "cnn_preset", "CNN_PRESETS",
 ]

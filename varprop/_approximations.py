@@ -26,6 +26,11 @@ APPROXIMATION_REASONS = {
                   "mean): the theory's value is not reliable, and a measurement of a finite "
                   "batch may not converge to the mean either",
     "finite_width": FINITE_WIDTH_REASON,  # a template: {sigma}, {width}, ...
+    "spatial": "the per-pixel theory of a convolutional network is approximate from these "
+               "layers on: a max pooling's moments come from a quadrature over its window, "
+               "its output is not Gaussian and its pixel-pair moments are not carried on, "
+               "or a layer needed pixel covariances that were not tracked (the image was "
+               "too large, or an earlier layer could not provide them)",
 }
 
 
@@ -40,18 +45,22 @@ APPROXIMATION_SUMMARIES = {
                     "what a network this wide gives (docs/theory.md, section 11); in "
                     "parentheses the predicted spread of log(measured / theory) and how "
                     "many times wider the layers would have to be for a spread of 0.5",
+    "spatial": "per-pixel theory approximate after max pooling or untracked pixel "
+               "covariances (docs/theory.md, convolutions and pooling)",
 }
 
 
 def approximations(gaussian: Sequence[int], unresolved: Sequence[int],
-                   finite_width: Any = None) -> list[dict[str, Any]]:
+                   finite_width: Any = None, spatial: Sequence[int] = ()
+                   ) -> list[dict[str, Any]]:
     """``[{"kind", "layers", "reason", "detail"}, ...]`` for the kinds that occur
     (``finite_width``: a :class:`~varprop.theory.finite_width.Regime`, or None).
     ``layers`` lists the dense layers concerned as inclusive ``[first, last]`` ranges
     (a 100,000-layer network would otherwise list every index); ``detail`` is this
     network's numbers ("" when the kind has none)."""
     out = []
-    for kind, layers in (("gaussian", gaussian), ("unresolved", unresolved)):
+    for kind, layers in (("gaussian", gaussian), ("unresolved", unresolved),
+                         ("spatial", spatial)):
         if layers:
             out.append({"kind": kind, "layers": layer_ranges(layers),
                         "reason": APPROXIMATION_REASONS[kind], "detail": ""})

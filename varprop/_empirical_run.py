@@ -119,6 +119,8 @@ class SeedRun:
         self.n_threads = n_threads
         self.tick = tick
         self.values = np.full((len(FIELDS), n_dense), np.nan)
+        #: per-pixel maps of spatial weighted layers: ``maps[index][name]``
+        self.maps: dict[int, dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ whole sweep
     def run(self, x: np.ndarray, x2: np.ndarray | None, backward: bool,
@@ -161,6 +163,16 @@ class SeedRun:
         """The stream of parameter ``k`` of weighted layer ``index`` (module doc)."""
         return stream(self.base, LAYER_KEY, index, k)
 
+    def parameters(self, layer: Any, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Weighted layer ``index``'s ``(w, b)``: drawn afresh from its streams (the
+        measurement regenerates weights instead of storing them; a trainer's run hands
+        out the model's own arrays instead)."""
+        return layer.draw(self, index)
+
+    def gradients(self, index: int, grad_w: np.ndarray, grad_b: np.ndarray | None) -> None:
+        """A weighted layer's parameter gradients (a trainer's run keeps them; the
+        measurement records only their statistics)."""
+
     def record_forward(self, index: int, stats: Any) -> None:
         """A weighted layer's forward statistics (the kernels' pooled and per-unit ones)."""
         col = self.values[:, index]
@@ -185,6 +197,15 @@ class SeedRun:
         col[_ROW["weight_grad_var"]] = pooled_var(grad_w) / batch
         if self.tick is not None:
             self.tick()
+
+    def record_maps(self, index: int, **arrays: np.ndarray) -> None:
+        """Per-pixel variance maps of a spatial layer's ``(batch, *spatial, C)`` arrays
+        (pooled over the batch and the channels, float64): ``z``, ``a`` and ``grad``
+        give the ``z_var``, ``a_var`` and ``grad_var`` maps."""
+        maps = self.maps.setdefault(index, {})
+        for name, arr in arrays.items():
+            axes = (0, arr.ndim - 1)
+            maps[f"{name}_var"] = np.var(arr, axis=axes, dtype=np.float64)
 
     def forward(self, step: Step, x: np.ndarray, x2: np.ndarray | None, *, keep: bool,
                 record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:

@@ -26,8 +26,9 @@ layer sees E[a^2] = Var[a] + E[a]^2.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 
 from ._approximations import approximations, has_batch_norm
 from ._law_check import unresolved as unresolved_law
@@ -58,6 +59,16 @@ class _Analyzer:
         # the exact chain the backward pass is in: (its top activation's input signal,
         # that activation, [(dense layer index, its output signal), ...])
         self._chain: tuple | None = None
+        # spatial networks: carry the pixel-pair moments (a later pooling needs them),
+        # the per-pixel maps of each weighted layer, and the weighted layers from which
+        # the per-pixel theory is approximate (varprop.layers._spatial_rules)
+        self.track_cross = False
+        self.maps: dict[int, dict[str, Any]] = {}
+        self.spatial_approximate: set[int] = set()
+
+    def add_map(self, index: int, name: str, values: Any) -> None:
+        """A per-pixel map of weighted layer ``index`` (a spatial layer's rule)."""
+        self.maps.setdefault(index, {})[name] = np.array(values, dtype=np.float64)
 
     def _close_chain(self) -> None:
         """Check the rule of the chain just left, once, at its deepest layer (whose
@@ -111,6 +122,7 @@ def analyze(
     input_var: float = 1.0,
     input_correlation: float | None = None,
     batch: int | None = None,
+    inputs: Any = None,
 ) -> Profile:
     """Mean-field per-layer statistics of ``net`` at initialization.
 
@@ -123,6 +135,17 @@ def analyze(
             is the infinite-batch limit. A finite batch adds the ``O(1/batch)`` terms of
             BatchNorm's gradient (about 1 + 1/batch per BatchNorm; docs/theory.md).
             Networks without BatchNorm do not depend on it.
+        inputs: convolutional networks only: a dataset ``(N, *spatial, channels)``
+            (``(N, channels, *spatial)`` for a ``layout="torch"`` network) whose
+            per-pixel means and pixel-pair second moments replace the white-noise input
+            of ``input_mean``/``input_var`` (images are far from white noise).
+
+    Convolutional networks (``Network(input_width=(*spatial, C), ...)``, ``varprop.cnn``)
+    get the per-pixel theory: each record holds the values pooled over pixels (as a
+    measurement pools them) and ``profile.maps[layer]`` the per-pixel ``z_var``,
+    ``a_var`` and ``grad_var`` maps; ``meta["approximations"]`` names the layers from
+    which it is approximate (kind ``spatial``: max pooling by quadrature, pixel
+    covariances not tracked).
 
     Returns:
         A :class:`~varprop.profile.Profile` of kind "analytic": per dense layer
@@ -158,12 +181,12 @@ def analyze(
         2.0
     """
     return _analyze(net, input_mean=input_mean, input_var=input_var,
-                    input_correlation=input_correlation, batch=batch)
+                    input_correlation=input_correlation, batch=batch, inputs=inputs)
 
 
 def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
              input_correlation: float | None = None, batch: int | None = None,
-             fast: bool = True, chain: bool = True) -> Profile:
+             fast: bool = True, chain: bool = True, inputs: Any = None) -> Profile:
     """:func:`analyze`; ``fast=False`` evaluates every activation's moments with
     :func:`~varprop.theory.gaussian_moments` itself and ``chain=False`` always takes the
     general path (both for tests: the slow twins of the fast paths)."""
@@ -176,6 +199,15 @@ def _analyze(net: Network, *, input_mean: float = 0.0, input_var: float = 1.0,
         c = correlation("input_correlation", input_correlation)
         cross = c * input_var + input_mean * input_mean
     batch = variance_batch("batch", batch, or_none=True)
+    if net.spatial:
+        from ._analytic_spatial import analyze_spatial
+        return analyze_spatial(net, _Analyzer(_Context(fast), batch), input_mean=input_mean,
+                               input_var=input_var, inputs=inputs,
+                               correlation=input_correlation)
+    if inputs is not None:
+        raise ValueError("inputs: a dataset's per-pixel statistics apply to convolutional "
+                         "networks (Network(input_width=(*spatial, channels), ...)); for "
+                         "an MLP give input_mean and input_var")
     # two independent samples of a batch: their inputs are uncorrelated, E = mean^2;
     # tracked only where a BatchNorm needs it (it costs a cross moment per activation)
     bcross = input_mean * input_mean if has_batch_norm(net.steps) else math.nan

@@ -112,14 +112,15 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
-    from .reporting.results import DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
+    from .reporting.results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS,
+                                    ReportSettings)
 
     d = ReportSettings()
     p = sub.add_parser(
         "report", help="which initializers keep signal and gradient alive (the main job)",
         description="Analyze (mean-field theory) and measure (drawn networks) how the\n"
                     "variance of the signal and of the gradient travels through a deep MLP\n"
-                    "for every initializer x activation; print a table and write a\n"
+                    "(or a CNN: --arch) for every initializer x activation; print a table and write a\n"
                     "self-contained HTML report with figures.",
         epilog="examples:\n  varprop report\n  varprop report --analytic-only --depth 100\n"
                "  varprop report --initializers he_normal orthogonal --activations relu tanh "
@@ -130,9 +131,18 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"initializer names (default: {' '.join(DEFAULT_INITIALIZERS)})")
     g.add_argument("--activations", "-a", nargs="+", metavar="NAME",
                    help=f"activation names (default: {' '.join(DEFAULT_ACTIVATIONS)})")
-    g.add_argument("--depth", type=int, default=d.depth,
-                   help=f"dense layers (default: {d.depth})")
-    g.add_argument("--width", type=int, default=d.width, help=f"units per layer (default: {d.width})")
+    g.add_argument("--arch", choices=("mlp", "cnn", "seeds_cnn"), default="mlp",
+                   help="the network: a square MLP (default); cnn, a stack of 3x3 'same' "
+                        "convolutions on --image x --image x 1 inputs; seeds_cnn, the seeds' "
+                        "CNN (8x8x1, 16 and 32 channels, 2x2 max pooling, dense classifier)")
+    g.add_argument("--depth", type=int, default=None,
+                   help=f"dense layers, or convolutions with --arch cnn (default: {d.depth}; "
+                        f"cnn: {CNN_DEFAULTS['depth']})")
+    g.add_argument("--width", type=int, default=None,
+                   help=f"units per layer, or channels with --arch cnn (default: {d.width}; "
+                        f"cnn: {CNN_DEFAULTS['width']})")
+    g.add_argument("--image", type=int, default=None,
+                   help=f"--arch cnn: side of the square input image (default: {d.image})")
     g.add_argument("--bias-var", type=float, default=d.bias_var, metavar="VAR",
                    help="variance of the N(0, VAR) biases; 0 = zero biases (default: 0)")
     g = p.add_argument_group("measurement")
@@ -204,11 +214,17 @@ def _experiment_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a seed experiment and print its table: iris (zero init stays at\n"
                     "chance), digits (twelve initializers compared), deep-relu (He trains a\n"
                     "30-layer ReLU MLP, Xavier stalls), symmetry (zero/constant init keeps\n"
-                    "hidden units identical).",
+                    "hidden units identical), cnn (the seeds' CNN under zero, random,\n"
+                    "Glorot and He init: accuracies and step-0 variance per layer).",
         epilog="examples:\n  varprop experiment symmetry\n  varprop experiment deep-relu "
-               "--out deep-relu.png",
+               "--out deep-relu.png\n  varprop experiment cnn --data ~/mnist --max-train 10000",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", metavar="NAME", help="iris, digits, deep-relu or symmetry")
+    p.add_argument("name", metavar="NAME", help="iris, digits, deep-relu, symmetry or cnn")
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="cnn only: train on MNIST from the IDX files in DIR (train-images-"
+                        "idx3-ubyte[.gz] and the rest) instead of the shipped 8x8 digits")
+    p.add_argument("--max-train", type=int, default=None, metavar="N",
+                   help="cnn only: use at most N training images")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="also write the experiment's figure (.png, .svg or .pdf)")
     p.add_argument("-q", "--quiet", action="store_true",

@@ -142,7 +142,7 @@ def measure(
         corr = correlation("input_correlation", input_correlation, owner="measure")
     given = None
     if inputs is not None:
-        given = _check_inputs(inputs, net.input_width, batch, dt)
+        given = _check_inputs(inputs, net, batch, dt)
         batch = given.shape[0]
     elif batch is None:
         batch = _DEFAULT_BATCH
@@ -157,7 +157,7 @@ def measure(
     else:
         k = positive_int("checkpoint_every", checkpoint_every, owner="measure")
     report = _progress_reporter(progress, len(bases) * len(dense) * (2 if backward else 1))
-    symmetric = [bool(d.init.moments((d.n_in, d.n_out)).symmetric) for d in dense]
+    symmetric = [bool(_weight_moments(d).symmetric) for d in dense]
 
     if given is not None:
         g64 = given.astype(np.float64)
@@ -168,6 +168,7 @@ def measure(
         profile_mean, profile_var = input_mean, input_var
 
     values = np.empty((len(bases), len(FIELDS), len(dense)))
+    seed_maps: list[dict[int, dict[str, np.ndarray]]] = [{} for _ in bases]
     workers = _seed_workers(threads, len(bases), ops, net.input_width, batch, dt.itemsize,
                             bool(backward))
     tick = None
@@ -179,10 +180,11 @@ def measure(
                 report.tick()
 
     def one_seed(s: int) -> None:
-        x, x2 = _inputs(bases[s], batch, net.input_width, given, in_mean, in_sd, corr, dt)
+        x, x2 = _inputs(bases[s], batch, net.input_shape, given, in_mean, in_sd, corr, dt)
         run = SeedRun(ops, len(dense), bases[s], dt, threads if workers == 1 else 1, tick)
         run.run(x, x2, bool(backward), k)
         values[s] = run.values
+        seed_maps[s] = run.maps
 
     def one_seed_one_thread(s: int) -> None:
         # the weight draws' BLAS too (orthogonal's QR): each worker is one thread
@@ -219,8 +221,17 @@ def measure(
         "time_s": time.perf_counter() - t0,
     }
     per_seed = {name: values[:, FIELDS.index(name), :].tolist() for name in SEED_FIELDS}
+    maps = {i: {name: np.mean([m[i][name] for m in seed_maps], axis=0)
+                for name in seed_maps[0][i]} for i in seed_maps[0]}
     return Profile("empirical", records, net.describe(), input_var=profile_var,
-                   input_mean=profile_mean, meta=meta, seed_values=per_seed)
+                   input_mean=profile_mean, meta=meta, seed_values=per_seed, maps=maps)
+
+
+def _weight_moments(layer: Any) -> Any:
+    """The moments of a weighted layer's initializer at the shape it draws."""
+    if hasattr(layer, "drawn_shape"):  # a convolution, maybe in PyTorch's layout
+        return layer._init_for_layout().moments(layer.drawn_shape)
+    return layer.init.moments((layer.n_in, layer.n_out))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -254,7 +265,7 @@ def _summarize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, float(_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
 
 
-def _inputs(base: int, batch: int, width: int, given: np.ndarray | None, mean: float,
+def _inputs(base: int, batch: int, shape: tuple[int, ...], given: np.ndarray | None, mean: float,
             sd: float, corr: float | None, dt: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
     """The input batch and, with a correlation c, the second batch
     ``x2 = m + c (x1 - m) + sqrt(1 - c^2) sd n``."""
@@ -262,7 +273,7 @@ def _inputs(base: int, batch: int, width: int, given: np.ndarray | None, mean: f
         x = given
         centred = given.astype(np.float64) - mean
     else:
-        centred = np.random.default_rng(stream(base, INPUT_KEY)).standard_normal((batch, width))
+        centred = np.random.default_rng(stream(base, INPUT_KEY)).standard_normal((batch, *shape))
         centred *= sd
         if corr is None:  # no float64 copy outlives this function
             centred += mean
@@ -270,21 +281,27 @@ def _inputs(base: int, batch: int, width: int, given: np.ndarray | None, mean: f
         x = (mean + centred).astype(dt)
     if corr is None:
         return x, None
-    other = np.random.default_rng(stream(base, PAIR_KEY)).standard_normal((batch, width))
+    other = np.random.default_rng(stream(base, PAIR_KEY)).standard_normal((batch, *shape))
     x2 = mean + corr * centred + math.sqrt(max(0.0, 1.0 - corr * corr)) * sd * other
     return x, np.ascontiguousarray(x2.astype(dt))
 
 
-def _check_inputs(inputs: Any, width: int, batch: Any, dt: np.dtype) -> np.ndarray:
+def _check_inputs(inputs: Any, net: Network, batch: Any, dt: np.dtype) -> np.ndarray:
+    shape = net.input_shape
+    want = shape if net.layout != "torch" or len(shape) == 1 else (shape[-1], *shape[:-1])
+    text = ", ".join(map(str, want))
     if not isinstance(inputs, np.ndarray):
-        raise TypeError(f"measure: inputs must be a numpy array of shape (batch, {width}), "
+        raise TypeError(f"measure: inputs must be a numpy array of shape (batch, {text}), "
                         f"got {type(inputs).__name__}")
     if inputs.dtype.kind not in "fiu":
         raise TypeError(f"measure: inputs must be a real float or integer array, "
                         f"got dtype {inputs.dtype}")
-    if inputs.ndim != 2 or inputs.shape[1] != width:
-        raise ValueError(f"measure: inputs must have shape (batch, {width}) "
-                         f"(the network's input width is {width}), got {inputs.shape}")
+    if inputs.ndim != len(want) + 1 or inputs.shape[1:] != want:
+        raise ValueError(f"measure: inputs must have shape (batch, {text}) "
+                         f"(the network's input {'width' if len(want) == 1 else 'shape'} "
+                         f"is {text if len(want) == 1 else want}), got {inputs.shape}")
+    if want != shape:  # PyTorch's channels-first layout at the edge: varprop's inside
+        inputs = np.moveaxis(inputs, 1, -1)
     if inputs.shape[0] < _MIN_BATCH:
         raise ValueError(f"measure: batch must be >= {_MIN_BATCH} (a variance needs two "
                          f"samples), but inputs has {inputs.shape[0]} row(s)")

@@ -19,24 +19,44 @@ from typing import Any, Iterator, Sequence
 
 from .activations import Activation, get_activation
 from .initializers import get as get_initializer
-from ._validate import positive_int
-from .layers import Act, BatchNorm, Dense, Layer, LayerNorm, Residual, Step, walk
+from ._validate import one_of, positive_int
+from .layers import (Act, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer,
+                     LayerNorm, MaxPool, Residual, Step, walk)
 
-__all__ = ["Dense", "Act", "Residual", "BatchNorm", "LayerNorm", "Network", "mlp",
-           "dense_stack", "Layer"]
+__all__ = ["Dense", "Conv", "Act", "Residual", "BatchNorm", "LayerNorm", "MaxPool",
+           "AvgPool", "GlobalAvgPool", "Flatten", "Network", "mlp", "dense_stack", "Layer"]
 
 
 @dataclass(frozen=True)
 class Network:
-    """An input width and a sequence of layers; ``describe()`` gives a one-line summary."""
+    """An input feature shape and a sequence of layers; ``describe()`` gives a one-line
+    summary.
 
-    input_width: int
+    ``input_width`` is an int for flat inputs ``(batch, width)``, or the shape of one
+    sample ``(*spatial, channels)`` (channels last, 1 or 2 spatial dims) for a network
+    that starts with convolutions. ``layout="torch"`` says that the arrays given at the
+    edges (``measure(inputs=...)``, ``analyze(inputs=...)``) are in PyTorch's
+    channels-first layout ``(batch, channels, *spatial)``; inside, varprop works
+    channels last.
+    """
+
+    input_width: "int | tuple[int, ...]"
     layers: tuple[Layer, ...]
     name: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    layout: str = "keras"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_width", positive_int("input_width", self.input_width))
+        width = self.input_width
+        if isinstance(width, (list, tuple)):
+            if not 2 <= len(width) <= 3:
+                raise ValueError(f"input_width: a spatial input is (*spatial, channels) "
+                                 f"with 1 or 2 spatial dims, got {width!r}")
+            width = tuple(positive_int("input_width", w) for w in width)
+        else:
+            width = positive_int("input_width", width)
+        object.__setattr__(self, "input_width", width)
+        object.__setattr__(self, "layout", one_of("layout", self.layout, ("keras", "torch")))
         if isinstance(self.layers, Layer) or not isinstance(self.layers, (list, tuple)):
             raise TypeError(f"layers must be a sequence of varprop layers, got "
                             f"{type(self.layers).__name__}")
@@ -47,13 +67,24 @@ class Network:
         object.__setattr__(self, "_weighted", tuple(weighted))
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input sample's shape, channels last: ``(width,)`` or ``(*spatial, C)``."""
+        w = self.input_width
+        return (w,) if isinstance(w, int) else w
+
+    @property
+    def spatial(self) -> bool:
+        """True when the input has spatial dims (a convolutional network)."""
+        return not isinstance(self.input_width, int)
+
+    @property
     def steps(self) -> tuple[Step, ...]:
         """The walk of the layers (:func:`varprop.layers.walk`): what analyze, measure,
         compare and the report run over."""
         return self._steps  # type: ignore[attr-defined]
 
     def dense_layers(self) -> Iterator[Dense]:
-        """Every weighted (Dense) layer in forward order, branches included."""
+        """Every weighted layer (Dense, Conv) in forward order, branches included."""
         return iter(self._weighted)  # type: ignore[attr-defined]
 
     @property

@@ -89,6 +89,11 @@ class Profile:
     input_mean: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
     seed_values: dict[str, list[list[float]]] = field(default_factory=dict)
+    #: Per-pixel maps of the weighted spatial layers (convolutions):
+    #: ``maps[layer index][field]`` is an array over the layer's output pixels of the
+    #: field's variance (``z_var``, ``a_var``, ``grad_var``; pooled over channels and
+    #: the batch when measured). Empty for networks without spatial layers.
+    maps: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -139,6 +144,9 @@ class Profile:
             "meta": self.meta,
             "records": [{k: json_number(v) for k, v in asdict(r).items()} for r in self.records],
         }
+        if self.maps:
+            out["maps"] = {str(i): {k: _nested(v) for k, v in fields_.items()}
+                           for i, fields_ in self.maps.items()}
         if self.seed_values:  # NaN and +-inf become null, as in the records
             out["seed_values"] = {k: [[json_number(v) for v in row] for row in rows]
                                   for k, rows in self.seed_values.items()}
@@ -154,8 +162,10 @@ class Profile:
                    for r in data["records"]]
         seeds = {k: [[math.nan if v is None else v for v in row] for row in rows]
                  for k, rows in data.get("seed_values", {}).items()}
+        maps = {int(i): {k: np.array(v, dtype=float) for k, v in fields_.items()}
+                for i, fields_ in data.get("maps", {}).items()}
         return cls(data["kind"], records, data.get("network", ""), data.get("input_var", 1.0),
-                   data.get("input_mean", 0.0), data.get("meta", {}), seeds)
+                   data.get("input_mean", 0.0), data.get("meta", {}), seeds, maps)
 
     @classmethod
     def from_json(cls, text: "str | bytes") -> "Profile":
@@ -219,6 +229,14 @@ class Profile:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _nested(arr: Any) -> Any:
+    """A map as nested lists of JSON numbers (NaN and +-inf as null)."""
+    arr = np.asarray(arr, dtype=float)
+    if arr.ndim == 0:
+        return json_number(float(arr))
+    return [_nested(a) for a in arr]
 
 
 def _num(v: float, digits: int = 4) -> str:

@@ -10,6 +10,9 @@ deep-relu    :func:`run_deep_relu`  He trains a 30-layer ReLU MLP, Xavier stalls
                                     step-0 gradient variance per layer, measured and
                                     predicted
 symmetry     :func:`run_symmetry`   zero/constant init keeps hidden units identical
+cnn          :func:`run_cnn`        the seeds' CNN: zero init stuck at chance, Glorot
+                                    and He train; per-layer step-0 variance, per-pixel
+                                    theory next to measurement (``data=DIR``: MNIST)
 ===========  =====================  ===================================================
 
 ``EXPERIMENTS`` maps each name to its function and :func:`run_experiment` runs one by
@@ -23,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ._common import ExperimentResult, format_table, require_pyplot
+from .cnn import CNN_INITIALIZERS, CnnResult, run_cnn
 from .deep_relu import (DEEP_RELU_INITIALIZERS, DeepReluResult, backward_variance,
                         finite_width_log_band, run_deep_relu)
 from .digits import DIGITS_INITIALIZERS, DigitsResult, run_digits
@@ -51,6 +55,9 @@ __all__ = [
     "DIGITS_INITIALIZERS",
     "DEEP_RELU_INITIALIZERS",
     "SYMMETRY_INITIALIZERS",
+    "run_cnn",
+    "CnnResult",
+    "CNN_INITIALIZERS",
 ]
 
 #: name -> experiment function (the names of ``varprop experiment NAME``).
@@ -59,12 +66,13 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "digits": run_digits,
     "deep-relu": run_deep_relu,
     "symmetry": run_symmetry,
+    "cnn": run_cnn,
 }
 
 
 def run_experiment(name: str, **kwargs: Any) -> ExperimentResult:
     """Run the experiment ``name`` (``"iris"``, ``"digits"``, ``"deep-relu"``,
-    ``"symmetry"``; ``_`` works for ``-``) with keyword arguments for its function."""
+    ``"symmetry"``, ``"cnn"``; ``_`` works for ``-``) with keyword arguments for its function."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")

@@ -5,8 +5,11 @@ one), and the walker that every part of varprop runs over a network."""
 from .base import Layer, Step, iter_steps, plain_chain, walk
 from .dense import Dense
 from .elementwise import Act
-from .norm import BatchNorm, LayerNorm
+from .norm import BatchNorm, GroupNorm, LayerNorm
 from .residual import Residual
+from .conv import Conv
+from .pool import AvgPool, Flatten, GlobalAvgPool, MaxPool
 
 __all__ = ["Layer", "Step", "walk", "iter_steps", "plain_chain", "Dense", "Act",
-           "BatchNorm", "LayerNorm", "Residual"]
+           "BatchNorm", "LayerNorm", "Residual", "Conv", "MaxPool", "AvgPool",
+           "GlobalAvgPool", "Flatten", "GroupNorm"]

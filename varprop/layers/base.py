@@ -24,8 +24,10 @@ class Layer:
 
     * ``__post_init__``: validate every field at construction, with a ``ValueError`` or
       ``TypeError`` that names the argument (``"Dense: n_in must be ..."``);
-    * :meth:`output_width`: the width it hands on, or a ``ValueError`` naming the layer
-      position when the incoming width does not fit;
+    * :meth:`output_width`: the feature shape it hands on (an int width for flat
+      ``(batch, width)`` arrays, ``(*spatial, channels)`` for channels-last spatial
+      ones), or a ``ValueError`` naming the layer position when the incoming shape does
+      not fit;
     * :meth:`analytic`: the mean-field rule. It receives the incoming
       :class:`~varprop._analytic_signal._Signal`, returns the outgoing one, and appends to
       ``ops`` a ``(backward, state)`` pair: ``backward(analyzer, state, g)`` maps the
@@ -43,6 +45,12 @@ class Layer:
     :class:`~varprop.profile.LayerRecord`. An :class:`~varprop.layers.Act` directly after
     a weighted layer is fused into its step (``Step.act``): the kernels apply it in the
     same pass, and the record carries the post-activation moments.
+
+    Spatial layers (:class:`~varprop.layers.Conv`, the pools) receive and return the
+    per-pixel signal :class:`~varprop.theory.spatial.SpatialMoments` and, backward, a
+    :class:`~varprop.layers._spatial.SpatialGradient` (a variance per pixel); a weighted
+    spatial layer also records its per-pixel maps (``analyzer.add_map``,
+    ``run.record_maps``).
     """
 
     #: True for layers with weights: they get a dense index and a profile row.
@@ -69,7 +77,8 @@ class Layer:
     def cache_bytes(self, step: "Step", width: int, batch: int, itemsize: int
                     ) -> tuple[int, int]:
         """(bytes of its backward cache, output width); default: one activation."""
-        return batch * width * itemsize, width
+        from ._spatial import numel
+        return batch * numel(width) * itemsize, width
 
     def analytic_key(self, once: Callable[[Any, Any, Callable[[], Any]], Any]) -> Any:
         """What :func:`varprop.analyze` reads of this layer (the report shares one
@@ -88,10 +97,12 @@ class Step(NamedTuple):
     branch: tuple["Step", ...] = ()
 
 
-def walk(layers: Sequence[Layer], input_width: int, counter: list[int] | None = None,
-         where: str = "layer") -> tuple[tuple[Step, ...], int]:
-    """``(steps, output width)`` of a layer sequence; checks every layer's type and the
-    widths, fuses each Act that directly follows a weighted layer, and numbers the
+def walk(layers: Sequence[Layer], input_width: "int | tuple[int, ...]",
+         counter: list[int] | None = None, where: str = "layer"
+         ) -> tuple[tuple[Step, ...], "int | tuple[int, ...]"]:
+    """``(steps, output feature shape)`` of a layer sequence; checks every layer's type
+    and the feature shapes (an int width for dense layers, ``(*spatial, channels)`` for
+    convolutions), fuses each Act that directly follows a weighted layer, and numbers the
     weighted layers in forward order (branches included)."""
     from .elementwise import Act
     counter = [0] if counter is None else counter
@@ -102,8 +113,9 @@ def walk(layers: Sequence[Layer], input_width: int, counter: list[int] | None = 
         layer = layers[i]
         position = f"{where} {i}"
         if not isinstance(layer, Layer):
-            raise TypeError(f"{position}: expected a varprop layer (Dense, Act, BatchNorm, "
-                            f"LayerNorm, Residual), got {type(layer).__name__} {layer!r}")
+            raise TypeError(f"{position}: expected a varprop layer (Dense, Conv, Act, "
+                            f"BatchNorm, LayerNorm, GroupNorm, Residual, MaxPool, AvgPool, "
+                            f"GlobalAvgPool, Flatten), got {type(layer).__name__} {layer!r}")
         width_in = width
         width = layer.output_width(width, position)
         if layer.weighted:

@@ -93,6 +93,10 @@ class Dense(Layer):
         return self.n_out
 
     def output_width(self, width: int, position: str) -> int:
+        if not isinstance(width, int):
+            raise ValueError(f"{position}: Dense expects a flat input of width {self.n_in} "
+                             f"but receives shape {width!r}: put Flatten() or "
+                             f"GlobalAvgPool() before it")
         if self.n_in != width:
             raise ValueError(f"{position}: Dense expects {self.n_in} inputs but receives "
                              f"width {width}")
@@ -124,7 +128,7 @@ class Dense(Layer):
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
         from ..kernels import dense_forward
-        w, b = self.draw(run, step.index)
+        w, b = run.parameters(self, step.index)
         act = step.act if step.act is not None else run.linear
         r = dense_forward(x, w, b, act, stats=record, n_threads=run.n_threads)
         y = r.a if step.act is not None else r.z
@@ -145,6 +149,7 @@ class Dense(Layer):
         act = step.act if step.act is not None else run.linear
         g = dense_backward(x, w, z, grad, act, n_threads=run.n_threads)
         run.record_backward(step.index, g.grad_z, g.grad_w, x.shape[0])
+        run.gradients(step.index, g.grad_w, g.grad_b)
         return g.grad_x
 
     def cache_bytes(self, step: Step, width: int, batch: int, itemsize: int

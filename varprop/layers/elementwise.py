@@ -42,6 +42,9 @@ class Act(Layer):
         return once(self.activation, type(self), lambda: repr(self))
 
     def analytic(self, step: Step, analyzer: Any, x: _Signal, ops: list) -> _Signal:
+        from ._spatial_rules import act_spatial, is_spatial
+        if is_spatial(x):
+            return act_spatial(analyzer, self.activation, x, ops)
         return act_analytic(analyzer, self.activation, x, ops)
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,

@@ -15,7 +15,7 @@ from .._analytic_signal import _Signal
 from .._validate import finite_real
 from .base import Layer, Step
 
-__all__ = ["BatchNorm", "LayerNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "GroupNorm"]
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,30 @@ class _Norm(Layer):
         object.__setattr__(self, "eps", finite_real("eps", self.eps, non_negative=True,
                                                     owner=type(self).__name__))
 
+    def _flat(self, x: np.ndarray) -> np.ndarray:
+        """The ``(rows, features)`` view the statistics run over: BatchNorm normalizes each
+        channel over the batch and the pixels, LayerNorm each sample over everything."""
+        if x.ndim == 2:
+            return x
+        return x.reshape(-1, x.shape[-1]) if self.axis == 0 else x.reshape(x.shape[0], -1)
+
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        y, inv = _normalize(x, self.axis, self.eps)
-        y2 = None if x2 is None else _normalize(x2, self.axis, self.eps)[0]
-        return y, y2, ((y, inv) if keep else None)
+        y, inv = _normalize(self._flat(x), self.axis, self.eps)
+        y2 = None if x2 is None else \
+            _normalize(self._flat(x2), self.axis, self.eps)[0].reshape(x2.shape)
+        return y.reshape(x.shape), y2, ((y, inv) if keep else None)
 
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
         y, inv = cache
-        return _normalize_backward(grad, y, inv, self.axis)
+        return _normalize_backward(self._flat(grad), y, inv, self.axis).reshape(grad.shape)
 
     def analytic(self, step: Step, analyzer: Any, x: _Signal, ops: list) -> _Signal:
+        from ._spatial_rules import is_spatial, norm_spatial
+        if is_spatial(x):
+            out, factor = norm_spatial(x, self.axis, self.eps, analyzer)
+            ops.append((_scale_spatial, factor))
+            return out
         x, factor = self._rule(x, analyzer.batch)
         ops.append((_scale_gradient, factor))
         return x
@@ -50,6 +63,10 @@ class _Norm(Layer):
 
 def _scale_gradient(analyzer: Any, factor: float, g: _Gradient) -> _Gradient:
     return g.scaled(factor, g.identical)
+
+
+def _scale_spatial(analyzer: Any, factor: float, g: Any) -> Any:
+    return g.scaled(factor)
 
 
 @dataclass(frozen=True)
@@ -147,3 +164,57 @@ def _batch_norm_forward(x: _Signal, eps: float, batch: int | None) -> tuple[_Sig
     # -1 / (B - 1) correlation a finite batch leaves is part of the factor above)
     return (_Signal(0.0, within * scale, x.identical, cross, gaussian=x.gaussian, law=law,
                     bcross=0.0), factor)
+
+
+@dataclass(frozen=True)
+class GroupNorm(_Norm):
+    """Group normalization (Wu and He 2018), training statistics, no affine: each sample's
+    channels in ``groups`` groups of ``C / groups``, each group normalized over its
+    channels and all pixels. ``groups=1`` is LayerNorm; ``groups=C`` is instance norm.
+    Channels of a mean-field layer are alike, so its rule is LayerNorm's."""
+
+    groups: int = 1
+
+    axis = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .._validate import positive_int
+        object.__setattr__(self, "groups", positive_int("groups", self.groups,
+                                                        owner="GroupNorm"))
+
+    def output_width(self, width: Any, position: str) -> Any:
+        channels = width if isinstance(width, int) else width[-1]
+        if channels % self.groups:
+            raise ValueError(f"{position}: GroupNorm: groups ({self.groups}) must divide "
+                             f"the channels ({channels})")
+        return width
+
+    def _grouped(self, x: np.ndarray) -> np.ndarray:
+        b, c = x.shape[0], x.shape[-1]
+        pixels = x.size // (b * c)
+        g = self.groups
+        return (x.reshape(b, pixels, g, c // g).transpose(0, 2, 1, 3)
+                .reshape(b * g, pixels * (c // g)))
+
+    def _ungrouped(self, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        b, c = shape[0], shape[-1]
+        pixels = math.prod(shape) // (b * c)
+        g = self.groups
+        return (y.reshape(b, g, pixels, c // g).transpose(0, 2, 1, 3).reshape(shape))
+
+    def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
+                keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
+        y, inv = _normalize(self._grouped(x), 1, self.eps)
+        y2 = None if x2 is None else \
+            self._ungrouped(_normalize(self._grouped(x2), 1, self.eps)[0], x2.shape)
+        return np.ascontiguousarray(self._ungrouped(y, x.shape)), y2, \
+            ((y, inv) if keep else None)
+
+    def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
+        y, inv = cache
+        dx = _normalize_backward(self._grouped(grad), y, inv, 1)
+        return np.ascontiguousarray(self._ungrouped(dx, grad.shape))
+
+    def _rule(self, x: _Signal, batch: int | None) -> tuple[_Signal, float]:
+        return _layer_norm_forward(x, self.eps)

@@ -11,6 +11,7 @@ import numpy as np
 from .._analytic_parts import _Gradient
 from .._analytic_signal import _Signal
 from .._validate import finite_real
+from ._spatial import SpatialGradient
 from .base import Layer, Step
 
 __all__ = ["Residual"]
@@ -59,12 +60,17 @@ class Residual(Layer):
         for sub in step.branch:
             size, width = sub.layer.cache_bytes(sub, width, batch, itemsize)
             total += size
-        return total + batch * width * itemsize, width
+        from ._spatial import numel
+        return total + batch * numel(width) * itemsize, width
 
     def analytic(self, step: Step, analyzer: Any, x: _Signal, ops: list) -> _Signal:
         alpha = self.alpha
         f, branch_ops = analyzer.forward(step.branch, x)
         a2 = alpha**2
+        from ._spatial_rules import is_spatial, residual_spatial
+        if is_spatial(x):
+            ops.append((_backward_rule, (alpha, branch_ops)))
+            return residual_spatial(x, f, alpha)
         # the branch ends in zero-mean weights: its output is uncorrelated with x
         # (NaN cross moments stay NaN: not tracked)
         ops.append((_backward_rule, (alpha, branch_ops)))
@@ -79,4 +85,6 @@ def _backward_rule(analyzer: Any, state: tuple, g: _Gradient) -> _Gradient:
     alpha, branch_ops = state
     g = g.reduced()
     through = analyzer.backward(branch_ops, g.scaled(alpha**2, g.identical)).reduced()
+    if isinstance(g, SpatialGradient):
+        return SpatialGradient(g.var + through.var)
     return _Gradient(g.var + through.var, g.identical and through.identical)

@@ -21,7 +21,7 @@ import numpy as np
 from .._json import json_clean
 from .._validate import checked, finite_real, non_negative_int
 from .output import OutputPath, Progress, UsageError, check_positive, resolve_names
-from .results import DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
+from .results import CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
 
 __all__ = ["run_report", "run_phase", "run_init", "run_experiment", "clean_json",
            "DEFAULT_BATCH", "DEFAULT_SEEDS"]
@@ -165,6 +165,22 @@ def report_settings(args: Namespace) -> ReportSettings:
         if name in REPORT_UNSUITABLE:
             raise UsageError(f"report cannot use initializer {name!r}: {REPORT_UNSUITABLE[name]}")
     acts = _activation_names(acts)
+    arch = getattr(args, "arch", "mlp") or "mlp"
+    defaults = ReportSettings()
+    image = defaults.image if getattr(args, "image", None) is None else \
+        check_positive("--image", args.image)
+    if arch != "cnn" and getattr(args, "image", None) is not None:
+        raise UsageError("--image applies to --arch cnn only")
+    if arch == "seeds_cnn":
+        given = [f"--{n}" for n in ("depth", "width") if getattr(args, n) is not None]
+        if given:
+            raise UsageError(f"--arch seeds_cnn is a fixed network: drop {' and '.join(given)}")
+        args.depth, args.width = 3, 16  # its weighted layers and first channels
+    cnn_sizes = arch == "cnn"
+    if args.depth is None:
+        args.depth = CNN_DEFAULTS["depth"] if cnn_sizes else defaults.depth
+    if args.width is None:
+        args.width = CNN_DEFAULTS["width"] if cnn_sizes else defaults.width
     check_positive("--depth", args.depth)
     check_positive("--width", args.width)
     if args.analytic_only:
@@ -172,7 +188,8 @@ def report_settings(args: Namespace) -> ReportSettings:
         if given:
             raise UsageError(f"--analytic-only measures nothing, so {' and '.join(given)} "
                              "would be ignored; drop one or the other")
-    batch = DEFAULT_BATCH if args.batch is None else checked(variance_batch, UsageError,
+    default_batch = DEFAULT_BATCH if arch == "mlp" else CNN_DEFAULTS["batch"]
+    batch = default_batch if args.batch is None else checked(variance_batch, UsageError,
                                                              "--batch", args.batch)
     seeds = DEFAULT_SEEDS if args.seeds is None else check_positive("--seeds", args.seeds)
     if args.threads is not None:
@@ -186,7 +203,8 @@ def report_settings(args: Namespace) -> ReportSettings:
         raise UsageError(f"--bias-var must be <= {MAX_BIAS_VAR:g}; got {args.bias_var!r} (larger "
                          "biases overflow the float32 networks: every result would be inf or nan)")
     settings = ReportSettings(tuple(inits), tuple(acts), args.depth, args.width, batch, seeds,
-                              float(bias_var), 1.0, bool(args.analytic_only), args.threads)
+                              float(bias_var), 1.0, bool(args.analytic_only), args.threads,
+                              arch=arch, image=image)
     sizes = f"--depth {args.depth}, --width {args.width}" + (
         "" if args.analytic_only else f", --batch {batch}, --seeds {seeds}")
     _check_memory(estimate_report_bytes(settings), f"{sizes} for {len(inits) * len(acts)} networks",
@@ -378,7 +396,17 @@ def run_experiment(args: Namespace) -> int:
         _needs_matplotlib({"png"})
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) \
         if not args.quiet and _isatty(sys.stderr) else None
-    result = _run(name, progress=progress)
+    extra = {}
+    for option, key in (("data", "data"), ("max_train", "max_train")):
+        value = getattr(args, option, None)
+        if value is not None:
+            if name != "cnn":
+                raise UsageError(f"--{option.replace('_', '-')} applies to the cnn "
+                                 f"experiment only")
+            extra[key] = value
+    if "max_train" in extra:
+        check_positive("--max-train", extra["max_train"])
+    result = _run(name, progress=progress, **extra)
     text = result.table()
     if out is not None:
         out.write_path(result.plot)

@@ -90,6 +90,18 @@ def bias_initializer(bias_var: float) -> Any:
     return get_initializer("random_normal", mean=0.0, stddev=math.sqrt(bias_var))
 
 
+def build_network(settings: ReportSettings, activation: str, init: Any, bias: Any) -> Any:
+    """The report's network for one initializer x activation (``settings.arch``)."""
+    if settings.arch == "cnn":
+        from ..network_cnn import cnn
+        return cnn((settings.image, settings.image, 1), [settings.width] * settings.depth,
+                   activation=activation, init=init, bias_init=bias, head="none")
+    if settings.arch == "seeds_cnn":
+        from ..network_cnn import cnn_preset
+        return cnn_preset("seeds_cnn", init=init, activation=activation, bias_init=bias)
+    return dense_stack(settings.width, settings.depth, activation, init, bias)
+
+
 def build_report(settings: ReportSettings, *,
                  progress: Callable[[float, str], None] | None = None,
                  command: str = "", version: str = "") -> Report:
@@ -151,7 +163,7 @@ def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_sha
     for init_name in settings.initializers:
         shared = SharedDraws(get_initializer(init_name))
         for act_name in settings.activations:
-            net = dense_stack(settings.width, settings.depth, act_name, shared, bias)
+            net = build_network(settings, act_name, shared, bias)
             key = _moments_key(net)
             if key not in analyzed:
                 analyzed[key] = analyze(net, input_var=settings.input_var, batch=settings.batch)
@@ -232,6 +244,8 @@ def estimate_report_bytes(settings: ReportSettings) -> float:
     need = n_nets * depth * _BYTES_PER_LAYER
     if not settings.analytic_only:
         width, batch, seeds = float(settings.width), float(settings.batch), float(settings.seeds)
+        if settings.arch != "mlp":  # activations of every pixel, 9 taps per weight
+            batch *= float(settings.image) ** 2 * 10.0
         workers = float(min(resolve_n_threads(settings.n_threads), max(n_nets, 1.0)))
         need *= 2.0
         need += n_nets * seeds * _BYTES_PER_SEED

@@ -14,7 +14,7 @@ from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
 
-__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "ReportSettings", "Entry", "Report",
+__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "ReportSettings", "Entry", "Report",
            "Ratios", "REPORT_SCHEMA_VERSION", "json_number", "verdict_dict"]
 
 #: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``). 2: a
@@ -28,6 +28,11 @@ DEFAULT_INITIALIZERS = ("zeros", "ones", "random_normal", "random_uniform", "tru
                         "lecun_normal", "lecun_uniform", "orthogonal", "identity")
 #: The activations of the default report.
 DEFAULT_ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "selu", "gelu")
+
+
+#: The report's sizes for ``--arch cnn`` when not given (a 512-channel, 30-layer CNN
+#: would take hours to measure): 10 convolutions of 64 channels on 8x8 images.
+CNN_DEFAULTS = {"depth": 10, "width": 64, "batch": 32}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ class ReportSettings:
     analytic_only: bool = False
     n_threads: int | None = None
     alpha: float = ALPHA
+    #: "mlp" (the square MLP above), "cnn" (``depth`` 3x3 "same" convolutions of
+    #: ``width`` channels on ``image`` x ``image`` x 1 white-noise inputs) or "seeds_cnn"
+    #: (the seeds' CNN preset, :func:`varprop.cnn_preset`; depth and width unused)
+    arch: str = "mlp"
+    image: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -116,9 +116,11 @@ class History:
 
 
 def _as_model(model: Any) -> MLP:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a varprop MLP (see varprop.train.classifier), "
-                        f"got {type(model).__name__}")
+    from .convnet import ConvNet
+    if not isinstance(model, (MLP, ConvNet)):
+        raise TypeError(f"model must be a varprop MLP (see varprop.train.classifier) or "
+                        f"ConvNet (varprop.train.ConvNet.from_network), got "
+                        f"{type(model).__name__}")
     return model
 
 

@@ -1,0 +1,94 @@
+"""The analyzer on convolutional networks: the per-pixel signal from white noise or a
+dataset, the walk forward and back over the network's steps, and the profile with its
+per-pixel maps (docs/theory.md, "Convolutions and pooling")."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._analytic_parts import _Gradient
+from ._approximations import approximations
+from .layers import AvgPool, GlobalAvgPool, MaxPool, iter_steps
+from .layers._spatial import SpatialGradient
+from .profile import Profile
+
+__all__ = ["analyze_spatial", "MAX_CROSS_PIXELS", "spatial_inputs"]
+
+#: Pixel-pair moments are carried (P x P per layer) for images of at most this many
+#: pixels; larger images keep only the per-pixel moments, and a pooling that needs the
+#: pairs is flagged approximate.
+MAX_CROSS_PIXELS = 1024
+
+_NEEDS_CROSS = (MaxPool, AvgPool, GlobalAvgPool)
+
+
+def spatial_inputs(net: Any, inputs: Any, argname: str = "inputs") -> np.ndarray:
+    """A dataset for ``net`` as a float64 channels-last array ``(N, *spatial, C)``,
+    checked (PyTorch's ``(N, C, *spatial)`` when ``net.layout == "torch"``)."""
+    if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__len__"):
+        raise TypeError(f"{argname} must be an array of shape (N, *spatial, channels), got "
+                        f"{type(inputs).__name__}")
+    try:
+        x = np.asarray(inputs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{argname} must be a real array: {exc}") from None
+    shape = net.input_shape
+    if net.layout == "torch" and x.ndim == len(shape) + 1:
+        x = np.moveaxis(x, 1, -1)
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
+        want = shape if net.layout != "torch" else (shape[-1], *shape[:-1])
+        raise ValueError(f"{argname} must have shape (N, {', '.join(map(str, want))}) for "
+                         f"this network ({net.layout} layout), got {np.shape(inputs)}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{argname} needs at least one sample")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{argname} has non-finite entries")
+    return x
+
+
+def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: float,
+                    inputs: Any = None, correlation: float | None = None) -> Profile:
+    """:func:`varprop.analyze` for a network whose input has spatial dims."""
+    from .theory import spatial as sp
+    if correlation is not None:
+        raise ValueError("input_correlation: the correlation map of convolutional networks "
+                         "is not implemented yet; leave it None")
+    spatial = net.input_shape[:-1]
+    pixels = math.prod(spatial)
+    analyzer.track_cross = pixels <= MAX_CROSS_PIXELS and any(
+        isinstance(step.layer, _NEEDS_CROSS) for step in iter_steps(net.steps))
+    if inputs is not None:
+        data = spatial_inputs(net, inputs)
+        x = sp.from_data(data)
+        in_mean, in_var = float(np.mean(data)), float(np.var(data))
+        if not analyzer.track_cross:
+            x.cross = None
+    else:
+        x = sp.white(spatial, input_mean, input_var, cross=analyzer.track_cross)
+        in_mean, in_var = input_mean, input_var
+    out, ops = analyzer.forward(net.steps, x)
+    from .layers._spatial_rules import is_spatial
+    g = SpatialGradient(np.ones(np.shape(out.mean))) if is_spatial(out) else _Gradient(1.0)
+    analyzer.backward(ops, g)
+    records = analyzer.records
+    meta = {"assumptions": "mean field per pixel: many channels, Gaussian pre-activations "
+                           "at each pixel, gradient independence",
+            "gaussian_approximation": analyzer.approximate,
+            "approximations": approximations(analyzer.approximate,
+                                             sorted(analyzer.unresolved), None,
+                                             spatial=_downstream(analyzer.spatial_approximate,
+                                                                 len(records))),
+            "finite_width_sigma": None,
+            "input": "dataset" if inputs is not None else "white noise",
+            "pixel_pairs": bool(analyzer.track_cross)}
+    return Profile("analytic", records, net.describe(), in_var, in_mean, meta,
+                   maps=analyzer.maps)
+
+
+def _downstream(flagged: set[int], n: int) -> list[int]:
+    """Every weighted layer from the first flagged one on (an approximation upstream
+    carries into everything after it)."""
+    return list(range(min(flagged), n)) if flagged else []

@@ -1,0 +1,109 @@
+"""The analyzer's glue for per-pixel signals (:class:`varprop.theory.spatial.
+SpatialMoments`): recognizing them, the activation rule on them, and flagging where the
+per-pixel theory is approximate (docs/theory.md, "Convolutions and pooling")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._analytic_signal import _Signal
+from ..activations import Activation, get_activation
+from ._spatial import SpatialGradient
+
+__all__ = ["is_spatial", "check_spatial", "act_spatial", "pre_activation",
+           "mark_approximate", "residual_spatial", "norm_spatial"]
+
+_LINEAR = get_activation("linear")
+
+
+def is_spatial(x: Any) -> bool:
+    """True for a per-pixel signal (the output of a convolution or pooling)."""
+    if isinstance(x, _Signal):  # the common case, without the import below
+        return False
+    from ..theory.spatial import SpatialMoments
+    return isinstance(x, SpatialMoments)
+
+
+def check_spatial(x: Any, layer: Any, analyzer: Any) -> Any:
+    """The per-pixel signal a spatial layer receives (the walk has checked the shapes, so
+    a flat signal here is a bug, not bad input)."""
+    if not is_spatial(x):
+        raise TypeError(f"{type(layer).__name__}: the analyzer reached it with a flat "
+                        f"signal; the network's walk should have refused this network")
+    return x
+
+
+def act_spatial(analyzer: Any, act: Activation, z: Any, ops: list) -> Any:
+    """``phi`` at every pixel: the per-pixel Gaussian moments (and pixel-pair moments
+    where a later layer needs them); appends the backward rule ``g * E[phi'(z_p)^2]``."""
+    from ..theory import spatial as sp
+    a, dphi2 = sp.act_forward(z, act, analyzer.track_cross)
+    if not a.exact and z.exact:
+        mark_approximate(analyzer)
+    a._pre = (z, act)  # a max pool after the activation works on z (max phi = phi max)
+    ops.append((_act_backward, np.asarray(dphi2, dtype=np.float64)))
+    return a
+
+
+def _act_backward(analyzer: Any, dphi2: np.ndarray, g: Any) -> SpatialGradient:
+    return SpatialGradient(g.total() * dphi2)
+
+
+def pre_activation(s: Any) -> tuple[Any, Activation]:
+    """``(z, phi)`` with ``s = phi(z)`` for the output of an activation, else ``(s,
+    linear)``."""
+    pre = getattr(s, "_pre", None)
+    return pre if pre is not None else (s, _LINEAR)
+
+
+def mark_approximate(analyzer: Any, index: int | None = None) -> None:
+    """Flag the theory from this weighted layer on (default: the last one met) as
+    approximate for the per-pixel reasons docs/theory.md names."""
+    if index is None:
+        index = len(analyzer.records) - 1
+    if index >= 0:
+        analyzer.spatial_approximate.add(index)
+
+
+def residual_spatial(x: Any, f: Any, alpha: float) -> Any:
+    """``x + alpha f(x)`` per pixel, the branch's output uncorrelated with ``x`` (it ends
+    in zero-mean weights, as for dense layers: docs/theory.md, section 6)."""
+    from ..theory.spatial import SpatialMoments
+    mean = x.mean + alpha * f.mean
+    second = x.second + alpha**2 * f.second + 2 * alpha * x.mean * f.mean
+    cross = None
+    if x.cross is not None and f.cross is not None:
+        mx, mf = x.mean.ravel(), f.mean.ravel()
+        cross = (x.cross + alpha**2 * f.cross
+                 + alpha * (np.outer(mx, mf) + np.outer(mf, mx)))
+    return SpatialMoments(mean, second, cross, gaussian=bool(x.gaussian and f.gaussian),
+                          exact=bool(x.exact and f.exact))
+
+
+def norm_spatial(x: Any, axis: int, eps: float, analyzer: Any) -> tuple[Any, float]:
+    """BatchNorm (``axis`` 0: each channel over the batch and the pixels) or LayerNorm
+    (each sample over pixels and channels) of a per-pixel signal, and the factor of the
+    gradient variance. Both divide by one scale for every pixel of a channel, the pooled
+    within-group variance; a pixel keeps its offset from the pooled mean (borders differ
+    from the centre). BatchNorm's statistics also remove each channel's own offset, which
+    the per-pixel moments do not carry (its between-sample part, docs/theory.md section
+    6), so BatchNorm after convolutions is flagged approximate; LayerNorm's per-sample
+    statistics concentrate at many channels."""
+    from ..theory.spatial import SpatialMoments
+    mbar = float(np.mean(x.mean))
+    pooled = float(np.mean(x.second)) - mbar * mbar
+    offset = float(getattr(x, "_offset_var", 0.0)) if axis == 0 else 0.0
+    within = max(pooled - offset, 0.0)
+    scale = 1.0 / (within + eps)
+    mean = (x.mean - mbar) * np.sqrt(scale)
+    second = np.maximum(x.second - 2 * x.mean * mbar + mbar * mbar - offset, 0.0) * scale
+    cross = None
+    if x.cross is not None:
+        m = x.mean.ravel()
+        cross = (x.cross - mbar * (m[:, None] + m[None, :]) + mbar * mbar - offset) * scale
+    exact = bool(x.exact) and axis == 1
+    if axis == 0:
+        mark_approximate(analyzer)
+    return SpatialMoments(mean, second, cross, gaussian=bool(x.gaussian), exact=exact), scale

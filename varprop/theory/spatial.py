@@ -1,0 +1,225 @@
+"""Per-pixel mean-field theory of convolutions (docs/theory.md, "Convolutions and
+pooling"; Xiao et al. 2018, arXiv 1806.05393; Novak et al. 2019, arXiv 1810.05148).
+
+With many channels, every channel of a layer is alike and channels are independent, so
+one unit per pixel describes a layer: :class:`SpatialMoments` holds, per pixel, the
+mean and second moment of a unit, and optionally the pixel-pair second moments
+``E[x_p x_q]`` (same channel, same sample) that pooling needs. A convolution with
+independent zero-mean weights of variance ``v`` sums over its window and its input
+channels, so
+
+    E[z_o] = m_b,   E[z_o z_o'] = v C sum_k E[x_{i_k(o)} x_{i_k(o')}] + v_b + m_b^2
+
+where ``i_k(o) = o s + k d - pad`` is the input pixel that tap ``k`` of output ``o``
+reads, and a zero-padded position contributes nothing: border pixels lose variance.
+Backward (gradient independence), a pixel's gradient variance sums the outputs that
+read it: ``Var[dL/dx_i] = v C_out sum_{(o, k): i_k(o) = i} Var[dL/dz_o]``.
+Pooling lives in :mod:`varprop.theory.spatial_pool`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .gaussian import gaussian_cross_moments, gaussian_moments
+
+__all__ = ["SpatialMoments", "white", "from_data", "tap_sources", "conv_forward",
+           "conv_backward", "conv_weight_grad_var", "act_forward", "pooled"]
+
+
+@dataclass
+class SpatialMoments:
+    """One unit per pixel (channels alike): ``mean`` and ``second`` (E[x^2]) over the
+    spatial dims; ``cross`` the ``(P, P)`` matrix of E[x_p x_q] over the flattened pixels
+    (C order), or None when not carried; ``gaussian``: each pixel's unit is Gaussian
+    (a pre-activation of random weights); ``exact``: no approximation upstream."""
+
+    mean: np.ndarray
+    second: np.ndarray
+    cross: np.ndarray | None = None
+    gaussian: bool = True
+    exact: bool = True
+
+    @property
+    def var(self) -> np.ndarray:
+        return np.maximum(self.second - self.mean * self.mean, 0.0)
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return tuple(np.shape(self.mean))
+
+
+def white(spatial: Sequence[int], mean: float, var: float, cross: bool = False
+          ) -> SpatialMoments:
+    """Independent N(mean, var) inputs at every pixel and channel."""
+    shape = tuple(spatial)
+    second = var + mean * mean
+    pairs = None
+    if cross:
+        p = math.prod(shape)
+        pairs = np.full((p, p), mean * mean)
+        np.fill_diagonal(pairs, second)
+    return SpatialMoments(np.full(shape, float(mean)), np.full(shape, float(second)), pairs)
+
+
+def from_data(x: np.ndarray) -> SpatialMoments:
+    """A dataset ``(N, *spatial, C)``'s per-pixel moments averaged over channels (a
+    convolution sums over its input channels, so only those averages enter) and its
+    pixel pairs ``(1/C) sum_c E[x_pc x_qc]``. Image pixels are not Gaussian: the
+    next convolution's pre-activations are, given many taps and channels."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c = x.shape[0], x.shape[-1]
+    spatial = x.shape[1:-1]
+    flat = np.moveaxis(x.reshape(n, -1, c), -1, 1).reshape(n * c, -1)  # (N C, P)
+    cross = flat.T @ flat / (n * c)
+    mean = flat.mean(axis=0).reshape(spatial)
+    return SpatialMoments(mean, np.diag(cross).reshape(spatial).copy(), cross, gaussian=False)
+
+
+def tap_sources(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                pads: Sequence[tuple[int, int]], dilation: Sequence[int]
+                ) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``(src, out)``: ``src[k]`` is, for each flattened output pixel, the flattened input
+    pixel that kernel tap ``k`` reads, or ``P`` (one past the last) where it reads the
+    zero padding; ``out`` the output's spatial dims."""
+    spatial = tuple(spatial)
+    out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
+                for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads))
+    p = math.prod(spatial)
+    grids = np.meshgrid(*[np.arange(o) for o in out], indexing="ij")
+    src = np.empty((math.prod(kernel), math.prod(out)), np.int64)
+    for t, tap in enumerate(np.ndindex(*kernel)):
+        flat = np.zeros(out, np.int64)
+        inside = np.ones(out, bool)
+        for dim in range(len(spatial)):
+            pos = grids[dim] * stride[dim] + tap[dim] * dilation[dim] - pads[dim][0]
+            inside &= (pos >= 0) & (pos < spatial[dim])
+            flat = flat * spatial[dim] + pos
+        src[t] = np.where(inside, flat, p).ravel()
+    return src, out
+
+
+def _padded(values: np.ndarray) -> np.ndarray:
+    """A flattened map with one trailing 0: the value read at a padded position."""
+    return np.append(values.ravel(), 0.0)
+
+
+def conv_forward(s: SpatialMoments, *, w_mean: float, w_var: float, b_mean: float,
+                 b_var: float, fan_channels: int, kernel: Sequence[int],
+                 stride: Sequence[int], padding_pairs: Sequence[tuple[int, int]],
+                 dilation: Sequence[int], track_cross: bool = False) -> SpatialMoments:
+    """The pre-activation of a convolution (module doc). Non-centred weights (``m !=
+    0``) give every output channel the same share ``m sum x``: the channels are not
+    independent, and the result keeps only the diagonal of that term (exact=False)."""
+    src, out = tap_sources(s.spatial, kernel, stride, padding_pairs, dilation)
+    c = float(fan_channels)
+    mean_in, second_in = _padded(s.mean), _padded(s.second)
+    window_mean = mean_in[src].sum(axis=0)
+    mean = c * w_mean * window_mean + b_mean
+    with np.errstate(over="ignore", invalid="ignore"):
+        second = w_var * c * second_in[src].sum(axis=0) + b_var + b_mean * b_mean
+        exact = s.exact
+        if w_mean != 0.0:  # E[(m sum x + b)^2] beyond the variance part, diagonal only
+            var_in = _padded(s.var)
+            second = second + w_mean**2 * (c * var_in[src].sum(axis=0) + (c * window_mean) ** 2) \
+                + 2 * c * w_mean * window_mean * b_mean
+            exact = False
+        cross = None
+        if track_cross and s.cross is not None:
+            p = s.cross.shape[0]
+            padded = np.zeros((p + 1, p + 1))
+            padded[:p, :p] = s.cross
+            acc = np.zeros((src.shape[1], src.shape[1]))
+            for tap in src:
+                acc += padded[np.ix_(tap, tap)]
+            cross = w_var * c * acc + b_var + b_mean * b_mean
+            if w_mean != 0.0:
+                # the mean part in full, the variance part as for centred weights
+                cross = cross - b_mean * b_mean + np.outer(mean, mean)
+                np.fill_diagonal(cross, second.ravel())
+    return SpatialMoments(mean.reshape(out), second.reshape(out), cross, gaussian=True,
+                          exact=exact and (s.cross is not None or not track_cross))
+
+
+def conv_backward(g_out: np.ndarray, *, w_mean: float, w_var: float, out_channels: int,
+                  kernel: Sequence[int], stride: Sequence[int],
+                  padding_pairs: Sequence[tuple[int, int]], dilation: Sequence[int],
+                  in_spatial: Sequence[int]) -> np.ndarray:
+    """Var[dL/dx] per input pixel from Var[dL/dz] per output pixel: every (output,
+    tap) that reads the pixel adds ``(v + m^2) C_out`` times its gradient variance
+    (gradient independence; the dense rule's n' v + n' m^2, docs/theory.md)."""
+    src, _ = tap_sources(in_spatial, kernel, stride, padding_pairs, dilation)
+    p = math.prod(in_spatial)
+    g = np.asarray(g_out, dtype=np.float64).ravel()
+    acc = np.zeros(p + 1)
+    for tap in src:  # taps in a fixed order; bincount adds the repeats of one tap
+        acc += np.bincount(tap, weights=g, minlength=p + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        factor = (w_var + w_mean * w_mean) * out_channels
+        out = np.where(acc[:p] == 0.0, 0.0, factor * acc[:p]) if factor != 0 else np.zeros(p)
+    return out.reshape(tuple(in_spatial))
+
+
+def conv_weight_grad_var(s: SpatialMoments, g_out: np.ndarray, *, kernel: Sequence[int],
+                         stride: Sequence[int], padding_pairs: Sequence[tuple[int, int]],
+                         dilation: Sequence[int]) -> float:
+    """Var of one weight-gradient entry per sample, averaged over the taps:
+    ``mean_k sum_o E[x_{i_k(o)}^2] Var[dL/dz_o]`` (independent terms)."""
+    src, _ = tap_sources(s.spatial, kernel, stride, padding_pairs, dilation)
+    second = _padded(s.second)
+    g = np.asarray(g_out, dtype=np.float64).ravel()
+    with np.errstate(over="ignore", invalid="ignore"):
+        per_tap = [float(np.sum(np.where(g == 0, 0.0, second[tap] * g))) for tap in src]
+    return float(np.mean(per_tap))
+
+
+def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False
+                ) -> tuple[SpatialMoments, np.ndarray]:
+    """``phi`` at every pixel: ``(a, E[phi'(z)^2] per pixel)``. Pixel pairs (when carried)
+    from the bivariate Gaussian of ``(z_p, z_q)`` (arc-cosine kernel for ReLU-likes,
+    quadrature otherwise: :func:`~varprop.theory.gaussian_cross_moments`); a unit known
+    not to be Gaussian is treated as one (exact=False)."""
+    var = z.var
+    with np.errstate(all="ignore"):
+        m = gaussian_moments(act, var, mean=z.mean)
+    e_phi, e_phi2, e_dphi2 = (np.asarray(m.e_phi, float), np.asarray(m.e_phi2, float),
+                              np.asarray(m.e_dphi2, float))
+    exact = z.exact and z.gaussian
+    cross = None
+    if track_cross and z.cross is not None:
+        mean = z.mean.ravel()
+        sd = np.sqrt(var.ravel())
+        cov = z.cross - np.outer(mean, mean)
+        denom = np.outer(sd, sd)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.clip(np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0),
+                           -1.0, 1.0)
+        common = float(np.mean(mean))
+        if not np.allclose(mean, common, rtol=1e-13, atol=0.0):
+            exact = False  # pixels of unequal means: their average mean stands in
+        q = var.ravel()
+        iu = np.triu_indices(q.size)
+        pair = np.asarray(gaussian_cross_moments(act, q[iu[0]], q[iu[1]], c=corr[iu],
+                                                 mean=common).e_phi_phi, float)
+        cross = np.empty_like(z.cross)
+        cross[iu] = pair
+        cross[(iu[1], iu[0])] = pair
+        np.fill_diagonal(cross, e_phi2.ravel())
+    a = SpatialMoments(e_phi.reshape(z.spatial), e_phi2.reshape(z.spatial), cross,
+                       gaussian=getattr(act, "name", "") == "linear" and z.gaussian,
+                       exact=exact and (cross is not None or not track_cross))
+    return a, e_dphi2.reshape(z.spatial)
+
+
+def pooled(s: SpatialMoments) -> tuple[float, float]:
+    """``(mean, variance)`` of all the layer's entries pooled over pixels and channels,
+    as a measurement pools them: the pixels' means differ at the borders, so the pooled
+    variance is the mean second moment minus the squared mean of means."""
+    mean = float(np.mean(s.mean))
+    with np.errstate(over="ignore", invalid="ignore"):
+        var = float(np.mean(s.second)) - mean * mean
+    return mean, max(var, 0.0) if math.isfinite(var) else var
