@@ -80,7 +80,8 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
             "approximations": approximations(analyzer.approximate,
                                              sorted(analyzer.unresolved), None,
                                              spatial=_downstream(analyzer.spatial_approximate,
-                                                                 len(records))),
+                                                                 len(records)),
+                                             fan_in=sorted(analyzer.fan_in_approximate)),
             "finite_width_sigma": None,
             "input": "dataset" if inputs is not None else "white noise",
             "pixel_pairs": bool(analyzer.track_cross)}

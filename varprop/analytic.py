@@ -65,6 +65,7 @@ class _Analyzer:
         self.track_cross = False
         self.maps: dict[int, dict[str, Any]] = {}
         self.spatial_approximate: set[int] = set()
+        self.fan_in_approximate: set[int] = set()
 
     def add_map(self, index: int, name: str, values: Any) -> None:
         """A per-pixel map of weighted layer ``index`` (a spatial layer's rule)."""

@@ -68,6 +68,17 @@ def _non_negative(v: Any, owner: str) -> int:
     return v
 
 
+def _second_moment_exact(act: Any, z: Any, s: Any) -> bool:
+    """With few inputs per unit, z given the weights is Gaussian with a variance that
+    varies across units: E[phi(z)^2] is still the Gaussian one when it is linear in
+    that variance, i.e. for a linear or ReLU-like (kink at 0) activation of a
+    zero-mean z (no bias, zero-mean inputs and weights)."""
+    if act.name == "linear":
+        return True
+    return bool(act.piecewise_linear and act.kinks == (0.0,) and np.all(z.mean == 0.0)
+                and np.all(s.mean == 0.0))
+
+
 @dataclass(frozen=True)
 class Conv(Layer):
     """A convolution over 1 or 2 spatial dims of channels-last input ``(batch, *spatial,
@@ -268,6 +279,9 @@ class Conv(Layer):
         if step.act is None:
             analyzer.add_map(index, "a_var", z.second - z.mean ** 2)
             return z
+        from .._approximations import SMALL_FAN_IN
+        if self.n_in < SMALL_FAN_IN and not _second_moment_exact(step.act, z, s):
+            analyzer.fan_in_approximate.add(index)
         a = act_spatial(analyzer, step.act, z, ops)
         rec.a_mean, rec.a_var = sp.pooled(a)
         analyzer.add_map(index, "a_var", a.second - a.mean ** 2)

@@ -67,6 +67,11 @@ MAX_BIAS_VAR = 1e12
 
 #: Initializers ``report`` cannot use, and why: it builds dense square layers with each
 #: initializer's default parameters and has no option to pass others.
+#: Initializers that draw only dense (2-D) weights: not for the convolutions of
+#: ``--arch cnn`` and ``seeds_cnn`` (the default list leaves them out there).
+DENSE_ONLY = {"identity": "it makes 2-D (dense) weights only; its convolution analogue, "
+                          "dirac, has no i.i.d. moments for the per-pixel theory"}
+
 REPORT_UNSUITABLE = {
     "sparse": "it needs a parameter (sparsity) that report cannot pass; try "
               "'varprop init sparse --param sparsity=0.1 --shape 512 512'",
@@ -156,7 +161,9 @@ def report_settings(args: Namespace) -> ReportSettings:
     from ..initializers import available_initializers, resolve_name
     from .compute import estimate_report_bytes
 
-    inits = _split_names(args.initializers, "--initializers") or list(DEFAULT_INITIALIZERS)
+    arch = getattr(args, "arch", "mlp") or "mlp"
+    inits = _split_names(args.initializers, "--initializers") or [
+        n for n in DEFAULT_INITIALIZERS if arch == "mlp" or n not in DENSE_ONLY]
     acts = _split_names(args.activations, "--activations") or list(DEFAULT_ACTIVATIONS)
     usable = [n for n in available_initializers() if n not in REPORT_UNSUITABLE]
     inits = resolve_names("initializer", inits, usable, resolve_name,
@@ -164,8 +171,10 @@ def report_settings(args: Namespace) -> ReportSettings:
     for name in inits:
         if name in REPORT_UNSUITABLE:
             raise UsageError(f"report cannot use initializer {name!r}: {REPORT_UNSUITABLE[name]}")
+        if arch != "mlp" and name in DENSE_ONLY:
+            raise UsageError(f"--arch {arch} cannot use initializer {name!r}: "
+                             f"{DENSE_ONLY[name]}")
     acts = _activation_names(acts)
-    arch = getattr(args, "arch", "mlp") or "mlp"
     defaults = ReportSettings()
     image = defaults.image if getattr(args, "image", None) is None else \
         check_positive("--image", args.image)

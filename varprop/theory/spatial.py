@@ -186,8 +186,14 @@ def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False
     var = z.var
     with np.errstate(all="ignore"):
         m = gaussian_moments(act, var, mean=z.mean)
-    e_phi, e_phi2, e_dphi2 = (np.asarray(m.e_phi, float), np.asarray(m.e_phi2, float),
-                              np.asarray(m.e_dphi2, float))
+    e_phi, e_phi2, e_dphi2 = (np.array(m.e_phi, float), np.array(m.e_phi2, float),
+                              np.array(m.e_dphi2, float))
+    point = var == 0.0  # a constant unit (zero weights and bias): phi there, exactly,
+    if np.any(point):   # with the kernels' derivative at kinks (relu'(0) = 0)
+        at = z.mean[point]
+        e_phi[point] = act(at)
+        e_phi2[point] = e_phi[point] ** 2
+        e_dphi2[point] = np.asarray(act.derivative(at), float) ** 2
     exact = z.exact and z.gaussian
     cross = None
     if track_cross and z.cross is not None:
