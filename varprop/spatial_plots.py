@@ -99,6 +99,7 @@ def signal_propagation_figure(report: "Report", limit: int = 13) -> "Figure":
     for ax, title in zip(axes, ("average channel squared mean", "average channel variance")):
         ax.set_yscale("log")
         ax.set_xlabel("weighted layer")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(f"{title} ({act})", fontsize=10)
     if entries:
         axes[1].legend(fontsize=8, ncol=2, loc="best")

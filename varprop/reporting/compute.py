@@ -128,7 +128,7 @@ def _copy_profile(p: Profile, network: str) -> Profile:
     """``p`` under the name ``network``: the records are shared (nothing changes them
     after ``analyze``; a 100,000-layer report would otherwise copy millions)."""
     return Profile(p.kind, list(p.records), network, p.input_var, p.input_mean,
-                   dict(p.meta), dict(p.seed_values))
+                   dict(p.meta), dict(p.seed_values), dict(p.maps))
 
 
 def _moments_key(net: Any) -> tuple[Any, ...]:

@@ -24,6 +24,8 @@ __all__ = ["FIGURES", "render_png", "FigureWorker"]
 
 #: The report's figures in the order of its sections.
 FIGURES = ("verdicts", "forward", "backward", "weights")
+#: The convolutional reports' extra figures (``--arch cnn``, ``seeds_cnn``).
+SPATIAL_FIGURES = ("pixel_maps", "signal_propagation")
 
 
 def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
@@ -39,8 +41,15 @@ def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
         fig = plots.variance_figure(obj, "grad_var")
     elif name == "weights":
         fig = plots.weight_histograms(obj.initializers, (obj.width, obj.width))
+    elif name == "pixel_maps":
+        from .. import spatial_plots
+        fig = spatial_plots.pixel_map_figure(obj)
+    elif name == "signal_propagation":
+        from .. import spatial_plots
+        fig = spatial_plots.signal_propagation_figure(obj)
     else:
-        raise ValueError(f"render_png: unknown figure {name!r}; one of {FIGURES}")
+        raise ValueError(f"render_png: unknown figure {name!r}; one of {FIGURES} "
+                         f"or {SPATIAL_FIGURES}")
     return plots.figure_bytes(fig, "png", dpi=dpi)
 
 

@@ -164,11 +164,35 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
         pngs["weights"], "weight histograms per initializer",
         f"One {s.width} x {s.width} draw of each initializer: the shape of every hidden "
         "layer of the report's networks. Same colours as the curves above.")))
+    if s.arch != "mlp":
+        sections += _spatial_sections(report, pngs)
     footer = _meta_line(report.version, report.created, report.command)
     t = report.timings
     if t:
         footer += f" &middot; took {t.get('total_s', math.nan):.1f} s"
     return page("varprop report", header, sections, footer)
+
+
+def _spatial_sections(report: Report, pngs: dict[str, bytes]) -> list[tuple[str, str, str]]:
+    """Per-pixel variance maps and signal propagation plots of a convolutional report."""
+    from .figures import render_png
+    for name in ("pixel_maps", "signal_propagation"):
+        if name not in pngs:
+            pngs[name] = render_png(name, report)
+    return [
+        ("pixels", "Per-pixel variance", figure_html(
+            pngs["pixel_maps"], "per-pixel variance maps of the first and last layers",
+            "Var[z] at each pixel of the first and the last convolution, theory next to "
+            "measurement (mean over seeds, pooled over the batch and the channels), each "
+            "on its own colour scale (its range above it). Zero padding reads zeros at "
+            "the borders, so border pixels get less variance, and the loss travels inward "
+            "with depth (docs/theory.md, convolutions and pooling).")),
+        ("spp", "Signal propagation", figure_html(
+            pngs["signal_propagation"], "signal propagation plots",
+            "Signal propagation plots (Brock, De and Smith 2021): per weighted layer, the "
+            "average over channels of the squared channel mean and of the channel "
+            "variance of z (measured), for the first activation.")),
+    ]
 
 
 def phase_html(phase: Any) -> str:
