@@ -1,6 +1,6 @@
 """The analyzer on convolutional networks: the per-pixel signal from white noise or a
 dataset, the walk forward and back over the network's steps, and the profile with its
-per-pixel maps (docs/theory.md, "Convolutions and pooling")."""
+per-pixel maps (docs/theory.md, section 8)."""
 
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ APPROXIMATION_SUMMARIES = {
                     "parentheses the predicted spread of log(measured / theory) and how "
                     "many times wider the layers would have to be for a spread of 0.5",
     "spatial": "per-pixel theory approximate after max pooling or untracked pixel "
-               "covariances (docs/theory.md, convolutions and pooling)",
+               "covariances (docs/theory.md, section 8)",
     "fan_in": "a layer with few inputs per unit: its pre-activation is not Gaussian "
-              "(docs/theory.md, convolutions and pooling)",
+              "(docs/theory.md, section 8)",
 }
 
 

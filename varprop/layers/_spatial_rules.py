@@ -1,6 +1,6 @@
 """The analyzer's glue for per-pixel signals (:class:`varprop.theory.spatial.
 SpatialMoments`): recognizing them, the activation rule on them, and flagging where the
-per-pixel theory is approximate (docs/theory.md, "Convolutions and pooling")."""
+per-pixel theory is approximate (docs/theory.md, section 8)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 validation, parameter draw, array forward and backward on the convolution kernels, and
 the per-pixel mean-field rule, side by side.
 
-Mean-field rule (docs/theory.md, "Convolutions and pooling"; Xiao et al. 2018, "Dynamical
+Mean-field rule (docs/theory.md, section 8; Xiao et al. 2018, "Dynamical
 Isometry and a Mean Field Theory of CNNs"; Novak et al. 2019): with independent weights
 of mean 0 and variance ``v``, an output pixel's variance needs only the second moments of
 the input pixels in its window, ``Var[z_p] = v (C_in / groups) sum_k E[x_{p+k}^2] + v_b``.

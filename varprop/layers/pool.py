@@ -1,7 +1,6 @@
 """Pooling and flattening of channels-last spatial input: :class:`MaxPool`,
 :class:`AvgPool`, :class:`GlobalAvgPool` and :class:`Flatten`, each with its array
-forward and backward on the kernels and its per-pixel mean-field rule (docs/theory.md,
-"Convolutions and pooling").
+forward and backward on the kernels and its per-pixel mean-field rule (docs/theory.md, section 8).
 
 Max pooling of correlated Gaussians is not Gaussian: its moments come from an exact law
 for two inputs (Clark 1961) and a deterministic quadrature for larger windows; the

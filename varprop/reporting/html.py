@@ -186,7 +186,7 @@ def _spatial_sections(report: Report, pngs: dict[str, bytes]) -> list[tuple[str,
             "measurement (mean over seeds, pooled over the batch and the channels), each "
             "on its own colour scale (its range above it). Zero padding reads zeros at "
             "the borders, so border pixels get less variance, and the loss travels inward "
-            "with depth (docs/theory.md, convolutions and pooling).")),
+            "with depth (docs/theory.md, section 8).")),
         ("spp", "Signal propagation", figure_html(
             pngs["signal_propagation"], "signal propagation plots",
             "Signal propagation plots (Brock, De and Smith 2021): per weighted layer, the "

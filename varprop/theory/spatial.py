@@ -1,5 +1,4 @@
-"""Per-pixel mean-field theory of convolutions (docs/theory.md, "Convolutions and
-pooling"; Xiao et al. 2018, arXiv 1806.05393; Novak et al. 2019, arXiv 1810.05148).
+"""Per-pixel mean-field theory of convolutions (docs/theory.md, section 8; Xiao et al. 2018, arXiv 1806.05393; Novak et al. 2019, arXiv 1810.05148).
 
 With many channels, every channel of a layer is alike and channels are independent, so
 one unit per pixel describes a layer: :class:`SpatialMoments` holds, per pixel, the

@@ -1,4 +1,4 @@
-"""Pooling in the per-pixel theory (docs/theory.md, "Convolutions and pooling").
+"""Pooling in the per-pixel theory (docs/theory.md, section 8).
 
 Average pooling is linear: its output moments are averages of the input's pixel pairs.
 Max pooling of correlated Gaussians is not Gaussian. For a window of two pre-activations
