@@ -115,3 +115,26 @@ def test_theory_agrees_with_measurement_at_many_channels_border_pixels_included(
     # and the borders' loss is large: the corner keeps under a third of the centre's
     t = theory.maps[depth - 1]["z_var"]
     assert t[0, 0] < t[4, 4] / 3
+
+
+def test_batchnorm_after_convolutions_removes_each_channels_offset():
+    """Conv -> BatchNorm -> ReLU, 128 channels: BatchNorm divides by the within-channel
+    variance, which excludes each channel's offset (its weights are shared by every sample
+    and pixel); the next convolution's variance is then ~0.88, where ignoring the offsets
+    predicts 1.0. Measured over 8 draws: the theory within 3 of the seeds' 95 % half-widths
+    (a false alarm below 1e-3 per layer), the offset-free value outside."""
+    from varprop import BatchNorm, Conv, Network
+    from varprop.layers import Act
+    layers, c_in = [], 1
+    for _ in range(4):
+        layers += [Conv(c_in, 128, 3, "he_normal", padding="same"), BatchNorm(), Act("relu")]
+        c_in = 128
+    net = Network((8, 8, 1), tuple(layers))
+    theory = varprop.analyze(net)
+    measured = varprop.measure(net, batch=64, seeds=8, backward=False)
+    for t, m in zip(theory.records[1:], measured.records[1:]):
+        assert abs(t.z_var - m.z_var) <= 3 * m.z_var_ci, (t.z_var, m.z_var, m.z_var_ci)
+    mean_measured = np.mean([m.z_var for m in measured.records[1:]])
+    assert abs(mean_measured - 1.0) > 0.05 and abs(theory[2].z_var - 0.88) < 0.01
+    kinds = {a["kind"] for a in theory.meta["approximations"]}
+    assert "spatial" in kinds  # the gradient rule is flagged

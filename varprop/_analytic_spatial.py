@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._analytic_parts import _Gradient
-from ._approximations import approximations
+from ._approximations import approximations, has_batch_norm
 from .layers import AvgPool, GlobalAvgPool, MaxPool, iter_steps
 from .layers._spatial import SpatialGradient
 from .profile import Profile
@@ -60,15 +60,21 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
     pixels = math.prod(spatial)
     analyzer.track_cross = pixels <= MAX_CROSS_PIXELS and any(
         isinstance(step.layer, _NEEDS_CROSS) for step in iter_steps(net.steps))
+    track_bcross = pixels <= MAX_CROSS_PIXELS and has_batch_norm(net.steps)
     if inputs is not None:
         data = spatial_inputs(net, inputs)
         x = sp.from_data(data)
         in_mean, in_var = float(np.mean(data)), float(np.var(data))
         if not analyzer.track_cross:
             x.cross = None
+        if track_bcross:  # independent samples: E[x_bp x_b'q] = E[x_p] E[x_q], per channel
+            means = data.mean(axis=0).reshape(pixels, -1)
+            x.bcross = means @ means.T / means.shape[1]
     else:
         x = sp.white(spatial, input_mean, input_var, cross=analyzer.track_cross)
         in_mean, in_var = input_mean, input_var
+        if track_bcross:
+            x.bcross = np.full((pixels, pixels), input_mean * input_mean)
     out, ops = analyzer.forward(net.steps, x)
     from .layers._spatial_rules import is_spatial
     g = SpatialGradient(np.ones(np.shape(out.mean))) if is_spatial(out) else _Gradient(1.0)

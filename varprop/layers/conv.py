@@ -265,6 +265,10 @@ class Conv(Layer):
                             fan_channels=fan_channels, kernel=self.kernel_size,
                             stride=self.stride, padding_pairs=geo["padding"],
                             dilation=self.dilation, track_cross=analyzer.track_cross)
+        z.bcross = sp.between_samples(s, lambda m: sp.conv_forward(
+            m, w_mean=w.mean, w_var=w.var, b_mean=b_mean, b_var=b_var,
+            fan_channels=fan_channels, kernel=self.kernel_size, stride=self.stride,
+            padding_pairs=geo["padding"], dilation=self.dilation, track_cross=True))
         index = len(analyzer.records)
         z_mean, z_var = sp.pooled(z)
         rec = LayerRecord(index, self.n_in, self.out_channels, z_mean=z_mean, z_var=z_var,

@@ -27,7 +27,8 @@ import numpy as np
 from .gaussian import gaussian_cross_moments, gaussian_moments
 
 __all__ = ["SpatialMoments", "white", "from_data", "tap_sources", "conv_forward",
-           "conv_backward", "conv_weight_grad_var", "act_forward", "pooled"]
+           "conv_backward", "conv_weight_grad_var", "act_forward", "pooled",
+           "between_samples"]
 
 
 @dataclass
@@ -42,6 +43,9 @@ class SpatialMoments:
     cross: np.ndarray | None = None
     gaussian: bool = True
     exact: bool = True
+    #: ``(P, P)`` E[x_{b,p} x_{b',q}] for two different samples of a batch (which share
+    #: the weights: each channel's own offset), carried only where a BatchNorm needs it
+    bcross: np.ndarray | None = None
 
     @property
     def var(self) -> np.ndarray:
@@ -176,8 +180,8 @@ def conv_weight_grad_var(s: SpatialMoments, g_out: np.ndarray, *, kernel: Sequen
     return float(np.mean(per_tap))
 
 
-def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False
-                ) -> tuple[SpatialMoments, np.ndarray]:
+def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False,
+                same_sample: bool = True) -> tuple[SpatialMoments, np.ndarray]:
     """``phi`` at every pixel: ``(a, E[phi'(z)^2] per pixel)``. Pixel pairs (when carried)
     from the bivariate Gaussian of ``(z_p, z_q)`` (arc-cosine kernel for ReLU-likes,
     quadrature otherwise: :func:`~varprop.theory.gaussian_cross_moments`); a unit known
@@ -213,7 +217,8 @@ def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False
         cross = np.empty_like(z.cross)
         cross[iu] = pair
         cross[(iu[1], iu[0])] = pair
-        np.fill_diagonal(cross, e_phi2.ravel())
+        if same_sample:  # a pixel with itself: E[phi^2]; across samples: the pair's value
+            np.fill_diagonal(cross, e_phi2.ravel())
     a = SpatialMoments(e_phi.reshape(z.spatial), e_phi2.reshape(z.spatial), cross,
                        gaussian=getattr(act, "name", "") == "linear" and z.gaussian,
                        exact=exact and (cross is not None or not track_cross))
@@ -228,3 +233,13 @@ def pooled(s: SpatialMoments) -> tuple[float, float]:
     with np.errstate(over="ignore", invalid="ignore"):
         var = float(np.mean(s.second)) - mean * mean
     return mean, max(var, 0.0) if math.isfinite(var) else var
+
+
+def between_samples(s: SpatialMoments, step: Any) -> np.ndarray | None:
+    """The between-sample pairs ``bcross`` after a layer whose same-sample pair rule is
+    ``step(moments) -> moments``: the rules are the same with ``bcross`` in the place of
+    ``cross`` (a weight multiplies the same tap of both samples), so they run on a copy
+    that carries ``bcross`` as its pairs."""
+    if s.bcross is None:
+        return None
+    return step(SpatialMoments(s.mean, s.second, s.bcross, s.gaussian, s.exact)).cross
