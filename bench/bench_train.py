@@ -36,7 +36,7 @@ def digits_data():
 def varprop_epoch_fn(track_gradients: bool = False):
     """A closure running one epoch of varprop's trainer (the model keeps training)."""
     x, y = digits_data()
-    model = train.mlp(WIDTHS, "relu", kernel_initializer="he_uniform", seed=0)
+    model = train.classifier(WIDTHS, "relu", kernel_initializer="he_uniform", seed=0)
     optimizer = train.Adam()
     state = {"epoch": 0}
 

@@ -138,7 +138,7 @@ def test_bad_network():
         mlp([4, 0, 4])
     with pytest.raises(ValueError, match="Dense expects 5 inputs but receives width 4"):
         Network(4, (Dense(5, 3, get_init("he_normal")),))
-    with pytest.raises(ValueError, match="activation: a per-layer list needs 2 entries"):
+    with pytest.raises(ValueError, match="activation must be one value or a list of 2"):
         mlp([4, 4, 4], ["relu"])
 
 

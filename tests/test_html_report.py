@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from varprop import plots  # noqa: E402
+from varprop import _labels, plots  # noqa: E402
 from varprop.reporting import ReportSettings, build_report, report_html  # noqa: E402
 
 ALL_INITS = ("zeros", "ones", "random_normal", "random_uniform", "truncated_normal",
@@ -124,7 +124,7 @@ def test_every_pair_of_series_differs_in_colour_or_style(all_inits_report):
 
 def test_bundles_group_curves_that_end_together():
     ends = [(0.0, "a"), (0.01, "b"), (3.0, "c"), (-5.0, "d"), (-5.02, "e"), (-5.04, "f")]
-    assert plots._bundles(ends, 0.03) == [["b", "a"], ["d", "e", "f"]]
+    assert _labels.bundles(ends, 0.03) == [["b", "a"], ["d", "e", "f"]]
 
 
 def test_heat_map_cell_labels_are_readable_on_the_page(nan_report):
@@ -137,3 +137,42 @@ def test_heat_map_cell_labels_are_readable_on_the_page(nan_report):
     scale = min(1.0, PAGE_COLUMN_PX / width_px)
     shown_pt = min(t.get_fontsize() for t in labels) * 100 / 96 * scale
     assert shown_pt >= 9, f"cell labels show at {shown_pt:.1f} pt"
+
+
+@pytest.mark.parametrize("field", ["z_var", "grad_var"])
+def test_variance_figures_are_shown_at_their_own_size(all_inits_report, field):
+    # no wider than the page's column at 100 dpi: the page shows them unscaled, so the
+    # legend, the tags and the tick labels read as >= 9 pt (CSS: 96 px per inch)
+    fig = plots.variance_figure(all_inits_report, field)
+    assert fig.get_figwidth() * 100 <= PAGE_COLUMN_PX
+    texts = [t for t in fig.legends[0].get_texts()] + [t for ax in fig.axes for t in ax.texts]
+    texts += [t for ax in fig.axes if ax.get_visible() for t in ax.get_yticklabels()]
+    assert min(t.get_fontsize() for t in texts) * 100 / 96 >= 9
+    # the legend sits below the panels, not beside them
+    plots.figure_bytes(fig, "png")  # lays the figure out
+    legend_box = fig.legends[0].get_window_extent()
+    assert all(legend_box.y1 < ax.get_window_extent().y0 for ax in fig.axes if ax.get_visible())
+
+
+def test_direct_labels_do_not_overlap(all_inits_report):
+    fig = plots.variance_figure(all_inits_report, "z_var")
+    plots.figure_bytes(fig, "png")
+    renderer = fig.canvas.get_renderer()
+    checked = 0
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        for a, b in itertools.combinations(boxes, 2):
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_x <= 0.5 or overlap_y <= 0.5, (ax.get_title(), a, b)
+            checked += 1
+    assert checked > 10
+
+
+def test_declutter_keeps_rows_apart_and_inside():
+    rows = _labels.declutter([50.0, 52.0, 51.0, 98.0, -5.0], 10.0, 100.0)
+    ordered = sorted(rows)
+    assert all(b - a >= 10.0 - 1e-9 for a, b in zip(ordered, ordered[1:]))
+    assert min(rows) >= 0.0 and max(rows) <= 90.0
+    assert rows[0] <= rows[2] <= rows[1]  # the order of the wanted heights is kept
+    assert _labels.declutter([20.0, 60.0], 10.0, 100.0) == [20.0, 60.0]  # room: unmoved

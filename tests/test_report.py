@@ -20,7 +20,7 @@ from varprop.initializers import get as get_initializer
 from varprop.network import dense_stack
 from varprop.profile import LayerRecord, Profile
 from varprop.reporting import ReportSettings, build_report, load_schema
-from varprop.reporting.commands import clean_json
+from varprop._json import json_clean as clean_json
 from varprop.reporting.compute import SharedDraws
 from varprop.reporting.output import OutputPath, Progress, UsageError, resolve_names
 from varprop.reporting.results import REPORT_SCHEMA_VERSION, Entry, Report

@@ -39,8 +39,6 @@ def test_negative_seed_is_named_everywhere():
         train.fit(model, data.x, data.y, epochs=1, seed=-1)
     with pytest.raises(ValueError, match=r"^seed must be .*got -1"):
         train.classifier([2, 4, 2], seed=-1)
-    with pytest.raises(ValueError, match=r"seed must be .*got -1"):
-        train.mlp([2, 4, 2], seed=-1)
 
 
 @pytest.mark.parametrize("name", ["adam", "momentum", "nesterov"])

@@ -193,10 +193,15 @@ def test_each_fact_has_one_home():
     from varprop.training import _checks
 
     assert profile.json_number is results.json_number is _json.json_number
-    assert commands.clean_json is _json.json_clean
+    assert not hasattr(commands, "clean_json")  # json_clean has one name: varprop._json
     assert I.as_generator is V.as_generator and I.SeedLike is V.SeedLike is _common.SeedLike
     for gone in ("check_positive_int", "check_positive_float", "check_fraction", "check_dtype"):
         assert not hasattr(_checks, gone)
+    from varprop import training
+    from varprop.initializers import _core
+    for gone in ("check_real", "check_shape", "check_dtype", "real"):
+        assert not hasattr(_core, gone)
+    assert not hasattr(training, "mlp")  # one name for the trainer's builder: classifier
 
 
 def test_json_number_and_clean():

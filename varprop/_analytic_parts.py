@@ -19,6 +19,7 @@ from .activations import Activation
 from .theory import gaussian_moments
 from .theory.fast import scalar_moments
 from .theory.limits import limit_moments
+from .theory.unit_law import _ldexp
 
 __all__ = ["Moments", "mul0"]
 
@@ -76,13 +77,6 @@ class _Gradient:
     def reduced(self) -> "_Gradient":
         """The same variance with the per-node factors averaged out."""
         return self if self.factor is None else _Gradient(self.total(), self.identical)
-
-
-def _ldexp(x: float, e: int) -> float:
-    try:
-        return math.ldexp(x, e)
-    except OverflowError:
-        return math.copysign(math.inf, x)
 
 
 class _Context:

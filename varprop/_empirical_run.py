@@ -40,7 +40,6 @@ thread count) or a single-threaded numpy reduction, so the numbers never depend 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np

@@ -37,7 +37,7 @@ __all__ = [
     "SeedLike", "MIN_BATCH", "type_name", "integer", "positive_int", "non_negative_int",
     "variance_batch", "finite_real", "real_in_range", "probability", "correlation", "boolean",
     "one_of", "close_matches", "float_dtype", "shape_tuple", "as_generator", "seed_key",
-    "seed_list", "checked",
+    "seed_list", "checked", "per_layer",
 ]
 
 SeedLike = Union[None, int, np.random.SeedSequence, np.random.BitGenerator, np.random.Generator]
@@ -242,6 +242,18 @@ def shape_tuple(name: str, value: Any) -> tuple[int, ...]:
                              f"at position {i} of {value!r}")
         out.append(int(d))
     return tuple(out)
+
+
+def per_layer(name: str, value: Any, n: int) -> list[Any]:
+    """``value`` once per layer (``n`` copies), or a list or tuple of ``n`` per-layer
+    values as a list. Message: ``"init must be one value or a list of 3 (one per layer);
+    got 2"``."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(f"{name} must be one value or a list of {n} (one per layer); "
+                         f"got {len(value)}")
+    return list(value)
 
 
 # --------------------------------------------------------------------------- seeds

@@ -22,13 +22,14 @@ and no overflow warnings.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 from scipy import special
+
+from ._validate import close_matches, finite_real
 
 __all__ = ["Activation", "ACTIVATION_NAMES", "SELU_ALPHA", "SELU_SCALE", "GELU_TANH_COEFF",
            "get_activation"]
@@ -252,6 +253,7 @@ class _Spec:
     gain: "float | Callable[[float], float] | None" = None  # calculate_gain's value or rule
     gain_param: str | None = None  # the parameter a gain rule takes (its default: defaults)
     torch_gain: bool = False  # the gain is torch.nn.init.calculate_gain's
+    init: str = "gain"  # recommended_initializer's scheme (varprop/initializers/registry.py)
     closed_form: str | None = None  # its family in varprop/theory/closed_forms.py
     series: str | None = None  # its small-variance series in varprop/theory/series.py
     doc: str = ""
@@ -269,12 +271,12 @@ def _fill(fact: Any, fp: Mapping[str, float]) -> Any:
 _SPECS: dict[str, _Spec] = {
     "linear": _Spec(
         0, _linear, _linear_d, _zero_d2, odd=True, centred_mean=0.0,
-        slopes=(1.0, 1.0), gain=1.0, torch_gain=True, closed_form="linear",
+        slopes=(1.0, 1.0), gain=1.0, torch_gain=True, init="glorot", closed_form="linear",
         doc="phi(x) = x"),
     "relu": _Spec(
         1, _leaky, _leaky_d, _zero_d2, fixed={"negative_slope": 0.0},
         kernel_args=("negative_slope",), kinked=True, slopes=(0.0, 1.0),
-        gain=math.sqrt(2.0), torch_gain=True, closed_form="leaky", doc="max(x, 0)"),
+        gain=math.sqrt(2.0), torch_gain=True, init="he", closed_form="leaky", doc="max(x, 0)"),
     "leaky_relu": _Spec(
         2, _leaky, _leaky_d, _zero_d2, {"negative_slope": 0.01},
         kernel_args=("negative_slope",), kinked=True,
@@ -282,7 +284,7 @@ _SPECS: dict[str, _Spec] = {
         # E[leaky_relu_s(z)^2] = (1 + s^2) / 2, z ~ N(0, 1) (He et al. 2015, eq. 15)
         # (beyond |slope| 1e150, slope^2 overflows: the gain is sqrt(2) / |slope|)
         gain=lambda s: math.sqrt(2.0 / (1.0 + s * s)) if abs(s) < 1e150 else math.sqrt(2.0) / abs(s),
-        gain_param="negative_slope", torch_gain=True, closed_form="leaky",
+        gain_param="negative_slope", torch_gain=True, init="kaiming", closed_form="leaky",
         doc="x if x > 0 else negative_slope * x"),
     "elu": _Spec(
         3, _elu, _elu_d, _elu_d2, {"alpha": 1.0}, {"scale": 1.0}, ("alpha", "scale"),
@@ -294,7 +296,7 @@ _SPECS: dict[str, _Spec] = {
         kernel_args=("alpha", "scale"), kinked=True, asymptote=_elu_asymptote,
         # found empirically (pytorch/pytorch#50664); for self-normalizing networks
         # (Klambauer et al. 2017) PyTorch's docs advise "linear" (gain 1)
-        gain=3.0 / 4.0, torch_gain=True, closed_form="elu",
+        gain=3.0 / 4.0, torch_gain=True, init="lecun", closed_form="elu",
         doc="SELU_SCALE * elu(x, SELU_ALPHA) (Klambauer et al. 2017)"),
     "gelu": _Spec(
         5, _gelu, _gelu_d, _gelu_d2, asymptote=(1.0, 0.0, 0.0, 0.0, 12.0),
@@ -306,10 +308,10 @@ _SPECS: dict[str, _Spec] = {
     "tanh": _Spec(
         7, _tanh, _tanh_d, _tanh_d2, odd=True, centred_mean=0.0,
         asymptote=(0.0, 1.0, 0.0, -1.0, 26.0), gain=5.0 / 3.0, torch_gain=True,
-        series="tanh", doc="tanh(x)"),
+        init="glorot", series="tanh", doc="tanh(x)"),
     "sigmoid": _Spec(
         8, _sigmoid, _sigmoid_d, _sigmoid_d2, centred_mean=0.5,  # sigmoid(x) + sigmoid(-x) = 1
-        asymptote=(0.0, 1.0, 0.0, 0.0, 48.0), gain=1.0, torch_gain=True,
+        asymptote=(0.0, 1.0, 0.0, 0.0, 48.0), gain=1.0, torch_gain=True, init="glorot",
         doc="1 / (1 + exp(-x))"),
     "softplus": _Spec(
         9, _softplus, _sigmoid, _sigmoid_d, asymptote=(1.0, 0.0, 0.0, 0.0, 48.0),
@@ -319,7 +321,7 @@ _SPECS: dict[str, _Spec] = {
         gain=1.6765324703310912, doc="x * sigmoid(x) (swish)"),
     "softsign": _Spec(
         11, _softsign, _softsign_d, _softsign_d2, kinked=True, odd=True, centred_mean=0.0,
-        gain=2.3375333631085397, series="softsign", doc="x / (1 + |x|)"),
+        gain=2.3375333631085397, init="glorot", series="softsign", doc="x / (1 + |x|)"),
 }
 # The gains without a PyTorch entry are 1 / sqrt(E[phi(z)^2]), z ~ N(0, 1), by mpmath
 # quadrature at 40 digits (tests/test_initializers_fans.py recomputes them).
@@ -327,18 +329,6 @@ _SPECS: dict[str, _Spec] = {
 #: Every activation name the registry knows, in kernel-id order.
 ACTIVATION_NAMES: tuple[str, ...] = tuple(_SPECS)
 _ALIASES = {"swish": "silu", "identity": "linear", "none": "linear"}
-
-
-def _check_param(activation: str, key: str, value: Any) -> float:
-    where = f"activation {activation!r}: parameter {key!r}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{where} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    if key == "alpha" and value < 0:
-        raise ValueError(f"{where} must be >= 0, got {value!r}")
-    return value
 
 
 def _fact(key: str, doc: str) -> property:
@@ -368,7 +358,7 @@ class Activation:
                 f"activation must be a name (str) or an Activation, got {type(name).__name__}")
         key = _ALIASES.get(name.lower(), name.lower())
         if key not in _SPECS:
-            close = difflib.get_close_matches(name, ACTIVATION_NAMES, n=3)
+            close = close_matches(name, ACTIVATION_NAMES)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"activation: unknown name {name!r}.{hint} "
                              f"Valid names: {', '.join(ACTIVATION_NAMES)}.")
@@ -379,7 +369,8 @@ class Activation:
             raise TypeError(f"activation {key!r} got unexpected parameter(s) "
                             f"{', '.join(unknown)}; its parameters are: {valid}")
         merged = dict(spec.defaults)
-        merged.update({k: _check_param(key, k, v) for k, v in params.items()})
+        merged.update({k: finite_real(f"parameter {k!r}", v, non_negative=k == "alpha",
+                                      owner=f"activation {key!r}") for k, v in params.items()})
         self.name: str = key
         self.params: dict[str, float] = merged
         self._spec = spec
@@ -390,6 +381,9 @@ class Activation:
     centred_mean = _fact("centred_mean", "``E[phi(x)]``, ``x ~ N(0, q)``, for every q where "
                          "a symmetry fixes it (0 if odd, 1/2 for sigmoid); else None.")
     torch_gain = _fact("torch_gain", "Whether :attr:`gain` is PyTorch's calculate_gain's.")
+    init = _fact("init", "The scheme varprop.initializers.recommended_initializer picks: he, "
+                 "kaiming (leaky_relu's slope), lecun, glorot or gain (Var[W] = gain^2/fan_in).")
+    is_identity = property(lambda self: self.name == "linear", doc="phi(x) = x (linear).")
     closed_form = _fact("closed_form", "Its family of Gaussian-moment closed forms in "
                         "varprop/theory/closed_forms.py, or None.")
     series = _fact("series", "Its small-variance series (varprop/theory/series.py), or None.")

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from .activations import Activation, get_activation
 from .initializers import get as get_initializer
-from ._validate import one_of, positive_int
+from ._validate import one_of, per_layer, positive_int
 from .layers import (Act, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer,
                      LayerNorm, MaxPool, Residual, Step, walk)
 
@@ -102,14 +102,6 @@ def _iter_weighted(steps: Sequence[Step]) -> Iterator[Step]:
         yield from _iter_weighted(step.branch)
 
 
-def _per_layer(value: Any, n: int, name: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"{name}: a per-layer list needs {n} entries, got {len(value)}")
-        return list(value)
-    return [value] * n
-
-
 def mlp(
     widths: Sequence[int],
     activation: "str | Activation | Sequence[str | Activation]" = "relu",
@@ -143,11 +135,11 @@ def mlp(
     n = len(widths) - 1
     if isinstance(activation, (list, tuple)):
         acts = [get_activation(a, **activation_params)
-                for a in _per_layer(activation, n, "activation")]
+                for a in per_layer("activation", activation, n)]
     else:  # one activation for every layer: one object (a deep net builds it once)
         acts = [get_activation(activation, **activation_params)] * n
-    inits = [get_initializer(i) for i in _per_layer(init, n, "init")]
-    biases = [None if b is None else get_initializer(b) for b in _per_layer(bias_init, n, "bias_init")]
+    inits = [get_initializer(i) for i in per_layer("init", init, n)]
+    biases = [None if b is None else get_initializer(b) for b in per_layer("bias_init", bias_init, n)]
     layers: list[Layer] = []
     for i in range(n):
         layers.append(Dense(widths[i], widths[i + 1], inits[i], biases[i]))

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ._labels import label_bundles
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -39,7 +41,6 @@ _STYLES = {  # name: (hue, line style, marker, short tag for the direct labels)
     "random_uniform": ("green", "--", "v", "RU"), "ones": ("purple", "-", "D", "1"),
     "zeros": ("brown", "--", "X", "0"),
 }
-_COLORS = {name: _HUES[st[0]] for name, st in _STYLES.items()}
 _USED = {(st[0], st[1]) for st in _STYLES.values()}
 # spare (hue, line style) pairs for other initializers, none taken by the named ones
 _EXTRA = [(h, ls) for ls in ("--", "-.", ":") for h in _HUES if (h, ls) not in _USED]
@@ -134,20 +135,35 @@ _FIELD_LABEL = {
 }
 
 
+#: Width (inches) of the figures the HTML page shows across its column: at 100 dpi they
+#: are no wider than the column (1180 px less its padding), so they are shown at their
+#: own size and a 9 pt label reads as 9 pt (CSS: 96 px per inch, so a little larger).
+PAGE_WIDTH = 11.3
+#: Point sizes of the variance figures' text.
+_TEXT_PT = {"tick": 9.0, "label": 9.5, "title": 10.5, "legend": 9.5, "tag": 9.0}
+
+
 def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
     """Per activation, ``field`` (``z_var`` or ``grad_var``) against layer on a log scale:
     theory as lines, measurement as points with 95% confidence bands, one colour per
-    initializer. Zero variances (zeros init) cannot sit on a log axis and are left out."""
+    initializer. Zero variances (zeros init) cannot sit on a log axis and are left out.
+    At most :data:`PAGE_WIDTH` wide, the legend below the panels, so the HTML page shows
+    it at its own size."""
     from matplotlib.ticker import MaxNLocator
 
     acts = list(report.settings.activations)
     inits = list(report.settings.initializers)
     rows, cols = _grid(len(acts), 4)
-    fig = _figure(3.6 * cols + 2.4, 2.9 * rows + 0.6)
+    width = min(PAGE_WIDTH, 2.65 * cols + 0.95)
+    n_legend = len(inits) + (1 if report.settings.analytic_only else 3)
+    ncol = max(1, min(n_legend, int(width // 2.25)))
+    legend_in = 0.2 * (math.ceil(n_legend / ncol) + 1) + 0.15
+    fig = _figure(width, 2.45 * rows + 0.55 + 0.45 + legend_in)
     axes = fig.subplots(rows, cols, squeeze=False)
     title, ylabel = _FIELD_LABEL[field]
     layers = np.arange(1, report.settings.depth + 1)
     handles = {}
+    to_label = []  # (axes, line ends, x of the ends): labelled once the layout is set
     for k, act in enumerate(acts):
         ax = axes[k // cols][k % cols]
         span = [math.inf, -math.inf]  # y-range of the non-degenerate initializers
@@ -177,22 +193,20 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
                     ax.fill_between(layers, lo, hi, color=color, alpha=0.15, lw=0)
         ax.set_yscale("log")
         ax.set_xlim(0.5, report.settings.depth + 0.5)
-        ax.set_title(act, fontsize=11, y=1.0)  # an explicit y skips title auto-placement,
-        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))  # which costs ~0.4 s
+        ax.set_title(act, fontsize=_TEXT_PT["title"], y=1.0)  # an explicit y skips title
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))  # auto-placement (~0.4 s)
+        ax.tick_params(labelsize=_TEXT_PT["tick"])
         ax.grid(True, which="major", alpha=0.3)
         _tame_log_axis(ax, span)
-        _label_bundles(ax, ends, 1 if field == "grad_var" else report.settings.depth, inits)
+        to_label.append((ax, ends, 1 if field == "grad_var" else report.settings.depth))
         if k % cols == 0:
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ylabel, fontsize=_TEXT_PT["label"])
         if k // cols == rows - 1 or k + cols >= len(acts):
-            ax.set_xlabel("dense layer $\\ell$")
+            ax.set_xlabel("dense layer $\\ell$", fontsize=_TEXT_PT["label"])
     for k in range(len(acts), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-
-    def plt_patch(label: str) -> Any:
-        return Patch(facecolor="0.55", alpha=0.3, label=label)
 
     legend = []
     for init in inits:
@@ -204,47 +218,20 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
     if not report.settings.analytic_only:
         legend += [Line2D([], [], color="0.55", marker="o", ls="", ms=4,
                           label="points: measured (mean of seeds)"),
-                   plt_patch("95% band over seeds")]
-    width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.7 / width, right=1 - 2.7 / width, bottom=0.55 / fig.get_figheight(),
-                        top=1 - 0.75 / fig.get_figheight(), wspace=0.28, hspace=0.32)
-    fig.legend(handles=legend, loc="upper right", fontsize=8.5, frameon=False,
-               handlelength=2.6, title="tags label coinciding curves", title_fontsize=8)
-    fig.suptitle(title, fontsize=13)
+                   Patch(facecolor="0.55", alpha=0.3, label="95% band over seeds")]
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width,
+                        bottom=(legend_in + 0.45) / height, top=1 - 0.55 / height,
+                        wspace=0.3, hspace=0.4)
+    for ax, ends, x in to_label:
+        label_bundles(ax, ends, x, {n: initializer_style(n, inits) for n in inits},
+                      _TEXT_PT["tag"])
+    fig.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+               fontsize=_TEXT_PT["legend"], frameon=False, handlelength=2.6,
+               columnspacing=1.4, title="the tags label curves that coincide",
+               title_fontsize=_TEXT_PT["legend"])
+    fig.suptitle(title, fontsize=12, y=1 - 0.08 / height, va="top")
     return fig
-
-
-def _bundles(ends: Sequence[tuple[float, str]], tol: float) -> list[list[str]]:
-    """Groups of initializers whose curves end within ``tol`` (log10 units) of each other,
-    two or more each, ordered from the top."""
-    groups: list[list[tuple[float, str]]] = []
-    for v, name in sorted(ends, reverse=True):
-        if groups and groups[-1][-1][0] - v <= tol:
-            groups[-1].append((v, name))
-        else:
-            groups.append([(v, name)])
-    return [[n for _, n in g] for g in groups if len(g) > 1]
-
-
-def _label_bundles(ax: Any, ends: Sequence[tuple[float, str]], x: float,
-                   order: Sequence[str]) -> None:
-    """Direct labels where curves bundle: at the end ``x`` (the last layer, or the first
-    for gradients) of each group of coinciding curves, their tags (see the legend) side by
-    side, each in its initializer's colour, above the bundle (below it near the top)."""
-    lo, hi = (math.log10(v) for v in ax.get_ylim())
-    right = x > 1
-    for group in _bundles([(v, n) for v, n in ends if lo <= v <= hi], 0.03 * (hi - lo)):
-        v = sum(ev for ev, n in ends if n in group) / len(group)
-        dy = -3 if v > hi - 0.15 * (hi - lo) else 3
-        # one text per tag, laid out inwards from the end so the row stays in the panel
-        dx = 2.0
-        for name in (reversed(group) if right else group):
-            st = initializer_style(name, order)
-            ax.annotate(st["tag"], (x, 10 ** v), xytext=(-dx if right else dx, dy),
-                        textcoords="offset points", ha="right" if right else "left",
-                        va="bottom" if dy > 0 else "top", fontsize=8, fontweight="bold",
-                        color=st["color"], annotation_clip=False)
-            dx += 6.2 * len(st["tag"]) + 3
 
 
 def _log_band(m: np.ndarray, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,7 +390,7 @@ def weight_histograms(initializers: Sequence[str], shape: tuple[int, int], seed:
 
     inits = list(initializers)
     rows, cols = _grid(len(inits), 5)
-    fig = _figure(2.9 * cols, 2.3 * rows + 0.5)
+    fig = _figure(min(PAGE_WIDTH, 2.3 * cols), 2.3 * rows + 0.5)  # shown at its own size
     axes = fig.subplots(rows, cols, squeeze=False)
     for k, name in enumerate(inits):
         ax = axes[k // cols][k % cols]
@@ -416,8 +403,8 @@ def weight_histograms(initializers: Sequence[str], shape: tuple[int, int], seed:
             ax.axvline(lo, color=color, lw=3)
             ax.set_xlim(lo - 1, hi + 1)
             ax.set_yticks([])
-            ax.text(0.5, 0.8, f"every entry = {lo:g}", transform=ax.transAxes, ha="center",
-                    fontsize=8.5)
+            ax.text(0.5, 0.55, f"every entry = {lo:g}", transform=ax.transAxes, ha="center",
+                    fontsize=9)
         else:
             counts, edges = np.histogram(w, bins=bins, density=True)
             ax.stairs(counts, edges, fill=True, color=color, alpha=0.85)
@@ -428,20 +415,20 @@ def weight_histograms(initializers: Sequence[str], shape: tuple[int, int], seed:
             if mom.structure == "identity":
                 ax.set_yscale("log")
                 ax.text(0.5, 0.55, f"{np.mean(w == 0):.1%} zeros", transform=ax.transAxes,
-                        ha="center", fontsize=8.5)
+                        ha="center", fontsize=9)
         ax.set_title(name, fontsize=10, color=color, fontweight="bold", y=1.0)
-        ax.tick_params(labelsize=7.5)
+        ax.tick_params(labelsize=8.5)
         ax.set_yticks([])  # densities: the shape is the message, the numbers are not
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.text(0.02, 0.97, f"var {w.var():.3g}\n(theory {mom.var:.3g})",
-                transform=ax.transAxes, va="top", fontsize=7.5)
+                transform=ax.transAxes, va="top", fontsize=8.5)
         if k // cols == rows - 1 or k + cols >= len(inits):
-            ax.set_xlabel("weight value", fontsize=8.5)
+            ax.set_xlabel("weight value", fontsize=9)
     for k in range(len(inits), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     height = fig.get_figheight()
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.5 / height, top=1 - 0.7 / height,
-                        wspace=0.25, hspace=0.45)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.5 / height, top=1 - 0.7 / height,
+                        wspace=0.15, hspace=0.5)
     fig.suptitle(f"Weights as drawn: one {shape[0]} x {shape[1]} matrix per initializer "
                  f"(seed {seed}); dashed = normal density of the analytic moments",
                  fontsize=11)

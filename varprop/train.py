@@ -9,7 +9,7 @@ short)::
     data = load_iris()
     x_tr, x_te, y_tr, y_te = train_test_split(data.x, data.y, test_size=0.2, seed=0)
     x_tr, x_te, _, _ = standardize(x_tr, x_te)
-    model = train.mlp([4, 32, 16, 3], "relu", kernel_initializer="he_normal", seed=0)
+    model = train.classifier([4, 32, 16, 3], "relu", kernel_initializer="he_normal", seed=0)
     history = train.fit(model, x_tr, y_tr, epochs=50, batch_size=32, optimizer="adam",
                         validation_data=(x_te, y_te), seed=0)
     train.evaluate(model, x_te, y_te)               # Evaluation(loss=..., accuracy=...)

@@ -131,13 +131,6 @@ def _parse_idx_stream(fh: Any, source: str, size: Optional[int] = None) -> np.nd
     return arr.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
-def _parse_idx(buf: bytes, source: str) -> np.ndarray:
-    """Decode an (uncompressed) IDX byte string; ``source`` names it in errors."""
-    import io
-
-    return _parse_idx_stream(io.BytesIO(buf), source, len(buf))
-
-
 def load_idx(path: PathLike) -> np.ndarray:
     """Read an IDX file (the format MNIST is distributed in), gzip-compressed or not.
 

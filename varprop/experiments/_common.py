@@ -157,6 +157,10 @@ class ExperimentResult:
     def __str__(self) -> str:
         return self.table()
 
+    def mean_accuracy(self, label: str) -> float:
+        """Mean test accuracy of one initializer over the seeds (the training experiments)."""
+        return float(np.mean(self.test_accuracy[label]))  # type: ignore[attr-defined]
+
     def _save(self, fig: Any, path: Any) -> Any:
         from pathlib import Path
 

@@ -70,9 +70,6 @@ class CnnResult(ExperimentResult):
     elapsed: float = float("nan")
     name = "cnn"
 
-    def mean_accuracy(self, label: str) -> float:
-        return float(np.mean(self.test_accuracy[label]))
-
     def table(self) -> str:
         s = self.settings
         rows = []

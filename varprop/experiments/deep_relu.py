@@ -31,7 +31,7 @@ import numpy as np
 from ..activations import get_activation
 from ..datasets import load_digits
 from ..initializers import Initializer, WeightMoments
-from ..training import evaluate, fit, mlp
+from ..training import classifier, evaluate, fit
 from ._common import (ExperimentResult, InitSpec, ProgressLike, check_seeds, format_table,
                       normalize_inits, prepare_split, reporter, require_pyplot)
 
@@ -265,7 +265,7 @@ def run_deep_relu(
             store[k][label] = []
         for s in seeds:
             xtr, xte, ytr, yte = splits[s]
-            model = mlp(widths, "relu", kernel_initializer=spec, seed=s, dtype=dtype)
+            model = classifier(widths, "relu", kernel_initializer=spec, seed=s, dtype=dtype)
             initial = evaluate(model, xtr, ytr).loss
             hist = fit(model, xtr, ytr, epochs=epochs, batch_size=batch_size,
                        optimizer={"name": "momentum", "momentum": momentum},

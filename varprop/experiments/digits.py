@@ -63,9 +63,6 @@ class DigitsResult(ExperimentResult):
     elapsed: float = float("nan")
     name = "digits"
 
-    def mean_accuracy(self, label: str) -> float:
-        return float(np.mean(self.test_accuracy[label]))
-
     def ranking(self) -> list[str]:
         """Labels sorted by mean test accuracy, best first (stable for ties)."""
         return sorted(self.labels, key=lambda k: -self.mean_accuracy(k))

@@ -62,10 +62,6 @@ class IrisResult(ExperimentResult):
     elapsed: float = float("nan")
     name = "iris"
 
-    def mean_accuracy(self, label: str) -> float:
-        """Mean test accuracy of one initializer over the seeds."""
-        return float(np.mean(self.test_accuracy[label]))
-
     def table(self) -> str:
         s = self.settings
         rows = []

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._core import SeedLike, ShapeLike, WeightMoments, as_generator, check_dtype, check_shape
+from .._validate import SeedLike, as_generator, float_dtype, shape_tuple
+from ._core import ShapeLike, WeightMoments
 from .fans import FAN_OPTION_NAMES, FanOptions
 
 __all__ = ["Initializer"]
@@ -81,8 +82,8 @@ class Initializer:
                 shape with more entries than an array can hold, parameters whose
                 entries overflow ``dtype``.
         """
-        shape = check_shape(shape)
-        dt = check_dtype(dtype)
+        shape = shape_tuple("shape", shape)
+        dt = np.dtype(np.float32) if dtype is None else float_dtype("dtype", dtype)
         rng = as_generator(seed)
         self._check(shape, self.fan_options)
         size = math.prod(shape)
@@ -128,7 +129,7 @@ class Initializer:
             ValueError: the shape cannot be filled, or a fan the variance divides by
                 is zero.
         """
-        shape = check_shape(shape)
+        shape = shape_tuple("shape", shape)
         opts = self.fan_options.replace(**fan_options)
         self._check(shape, opts)
         return self._moments(shape, opts)

@@ -7,13 +7,12 @@ enters a variance-scaling scheme as ``Var[W] = g^2 / fan``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Optional
 
 from ..activations import ACTIVATION_NAMES, Activation
-from ._core import check_real
+from .._validate import close_matches, finite_real
 
 __all__ = ["TORCH_GAINS", "PARAMETRIC_GAINS", "VARPROP_GAINS", "GAIN_ALIASES", "calculate_gain", "gain_names"]
 
@@ -123,9 +122,9 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
         return VARPROP_GAINS[key]
     if key in PARAMETRIC_GAINS:
         entry = PARAMETRIC_GAINS[key]
-        value = entry.default if param is None else check_real("param", param, owner=f"calculate_gain({key!r})")
+        value = entry.default if param is None else finite_real("param", param, owner=f"calculate_gain({key!r})")
         return entry.formula(value)
     names = gain_names()
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    close = close_matches(key, names)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}{hint}; valid names: {', '.join(names)}")

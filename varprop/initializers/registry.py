@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Union
 
 from .._validate import close_matches
+from ..activations import ACTIVATION_NAMES, Activation
 from .base import Initializer
 from .fans import FAN_OPTION_NAMES
 from .gains import GAIN_ALIASES, calculate_gain
@@ -219,25 +220,6 @@ def get(identifier: Union[str, Mapping[str, Any], Initializer], **kwargs: Any) -
     )
 
 
-# activation -> (recommended scheme, activation parameter it takes or None)
-_RECOMMENDATIONS: Mapping[str, tuple[str, Union[str, None]]] = MappingProxyType(
-    {
-        "relu": ("he", None),
-        "leaky_relu": ("kaiming_leaky", "negative_slope"),
-        "selu": ("lecun", None),
-        "linear": ("glorot", None),
-        "tanh": ("glorot", None),
-        "softsign": ("glorot", None),
-        "sigmoid": ("glorot", None),
-        "elu": ("fixed_point", "alpha"),
-        "gelu": ("fixed_point", None),
-        "gelu_tanh": ("fixed_point", None),
-        "silu": ("fixed_point", None),
-        "softplus": ("fixed_point", None),
-    }
-)
-
-
 def recommended_initializer(activation: str, **params: Any) -> Initializer:
     """The initializer that keeps the forward signal of ``activation`` alive in depth.
 
@@ -285,11 +267,12 @@ def recommended_initializer(activation: str, **params: Any) -> Initializer:
         raise TypeError(f"activation must be a string such as 'relu'; got {activation!r}")
     key = activation.strip().lower()
     key = GAIN_ALIASES.get(key, key)
-    if key not in _RECOMMENDATIONS:
-        names = sorted({*_RECOMMENDATIONS, *GAIN_ALIASES})
+    if key not in ACTIVATION_NAMES:
+        names = sorted({*ACTIVATION_NAMES, *GAIN_ALIASES})
         close = close_matches(key, names)
         raise ValueError(_unknown("activation", activation, close, names))
-    family, act_param = _RECOMMENDATIONS[key]
+    act = Activation(key)  # its record holds the scheme and the parameter its gain takes
+    act_param, default = act.gain_rule[:2] if act.gain_rule else (None, None)
     fan_options = {k: v for k, v in params.items() if k in FAN_OPTION_NAMES}
     rest = {k: v for k, v in params.items() if k not in FAN_OPTION_NAMES}
     value = rest.pop(act_param, None) if act_param else None
@@ -298,14 +281,14 @@ def recommended_initializer(activation: str, **params: Any) -> Initializer:
         raise TypeError(
             f"recommended_initializer({key!r}): unexpected parameter(s) {sorted(rest)}; it takes {takes}"
         )
-    if family == "he":
+    if act.init == "he":
         return HeNormal(**fan_options)
-    if family == "lecun":
+    if act.init == "lecun":
         return LecunNormal(**fan_options)
-    if family == "glorot":
+    if act.init == "glorot":
         return GlorotNormal(**fan_options)
     gain = calculate_gain(key, value)
-    if family == "kaiming_leaky":
-        slope = 0.01 if value is None else value
+    if act.init == "kaiming":
+        slope = default if value is None else value
         return KaimingNormal(a=slope, mode="fan_in", nonlinearity="leaky_relu", **fan_options)
     return VarianceScaling(gain * gain, "fan_in", "truncated_normal", **fan_options)

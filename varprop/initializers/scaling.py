@@ -16,12 +16,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._validate import integer, one_of
+from .._validate import finite_real, integer, one_of
 from ._core import (
     NORMAL_REACH,
     TRUNCATED_NORMAL_STD_FACTOR,
     WeightMoments,
-    real,
     square,
     square_times,
     standard_normal,
@@ -146,7 +145,7 @@ class VarianceScaling(Initializer):
         **fan_options: Any,
     ) -> None:
         super().__init__(**fan_options)
-        self.scale = real("scale", scale, positive=True, owner=self.name)
+        self.scale = finite_real("scale", scale, positive=True, owner=self.name)
         self._root_scale = math.sqrt(self.scale)
         self.input_axes = _keras_axes(self.name, "input_axes", input_axes)
         self.output_axes = _keras_axes(self.name, "output_axes", output_axes)
@@ -404,7 +403,7 @@ class XavierNormal(VarianceScaling):
     _distribution = "normal"
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
-        self.gain = real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
         super().__init__(1.0, "fan_avg", self._distribution, **fan_options)
         self._set_gain(self.gain, square(self.gain), f"gain={gain!r}")
 
@@ -449,7 +448,7 @@ class KaimingNormal(VarianceScaling):
     def __init__(
         self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", **fan_options: Any
     ) -> None:
-        self.a = real("a", a, owner=self.name)
+        self.a = finite_real("a", a, owner=self.name)
         self.nonlinearity = nonlinearity
         gain = calculate_gain(nonlinearity, self.a)
         one_of("mode", mode, ("fan_in", "fan_out"), owner=self.name)

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import positive_int
+from .._validate import finite_real, positive_int
 from ._core import (
     NORMAL_REACH,
     WeightMoments,
-    real,
     square,
     square_times,
     standard_normal,
@@ -57,7 +56,7 @@ class Constant(Initializer):
 
     def __init__(self, value: float = 0.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.value = real("value", value, owner=self.name)
+        self.value = finite_real("value", value, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"value": self.value}
@@ -121,8 +120,8 @@ class RandomNormal(Initializer):
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.mean = real("mean", mean, owner=self.name)
-        self.stddev = real("stddev", stddev, positive=True, owner=self.name)
+        self.mean = finite_real("mean", mean, owner=self.name)
+        self.stddev = finite_real("stddev", stddev, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"mean": self.mean, "stddev": self.stddev}
@@ -160,8 +159,8 @@ class RandomUniform(Initializer):
 
     def __init__(self, minval: float = -0.05, maxval: float = 0.05, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.minval = real("minval", minval, owner=self.name)
-        self.maxval = real("maxval", maxval, owner=self.name)
+        self.minval = finite_real("minval", minval, owner=self.name)
+        self.maxval = finite_real("maxval", maxval, owner=self.name)
         if not self.maxval > self.minval:
             raise ValueError(
                 f"{self.name}: maxval must be greater than minval; got minval={minval!r}, maxval={maxval!r}"
@@ -228,10 +227,10 @@ class TruncatedNormal(Initializer):
         **fan_options: Any,
     ) -> None:
         super().__init__(**fan_options)
-        self.mean = real("mean", mean, owner=self.name)
-        self.stddev = real("stddev", stddev, positive=True, owner=self.name)
-        self.lower = real("lower", lower, owner=self.name)
-        self.upper = real("upper", upper, owner=self.name)
+        self.mean = finite_real("mean", mean, owner=self.name)
+        self.stddev = finite_real("stddev", stddev, positive=True, owner=self.name)
+        self.lower = finite_real("lower", lower, owner=self.name)
+        self.upper = finite_real("upper", upper, owner=self.name)
         if not self.upper > self.lower:
             raise ValueError(f"{self.name}: upper must be greater than lower; got lower={lower!r}, upper={upper!r}")
 
@@ -274,10 +273,10 @@ class TruncNormal(Initializer):
         self, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, **fan_options: Any
     ) -> None:
         super().__init__(**fan_options)
-        self.mean = real("mean", mean, owner=self.name)
-        self.std = real("std", std, positive=True, owner=self.name)
-        self.a = real("a", a, owner=self.name)
-        self.b = real("b", b, owner=self.name)
+        self.mean = finite_real("mean", mean, owner=self.name)
+        self.std = finite_real("std", std, positive=True, owner=self.name)
+        self.a = finite_real("a", a, owner=self.name)
+        self.b = finite_real("b", b, owner=self.name)
         if not self.b > self.a:
             raise ValueError(f"{self.name}: b must be greater than a; got a={a!r}, b={b!r}")
         for key, bound in zip("ab", self._std_bounds()):

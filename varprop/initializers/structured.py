@@ -14,7 +14,8 @@ import numpy as np
 import scipy.linalg
 
 from .._blas import single_threaded_blas
-from ._core import NORMAL_REACH, WeightMoments, _draw_dtype, real, square, square_times
+from .._validate import finite_real
+from ._core import NORMAL_REACH, WeightMoments, _draw_dtype, square, square_times
 from .base import Initializer
 from .fans import FanOptions
 
@@ -107,7 +108,7 @@ class Orthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -164,7 +165,7 @@ class Identity(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -299,7 +300,7 @@ class DeltaOrthogonal(Initializer):
 
     def __init__(self, gain: float = 1.0, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.gain = real("gain", gain, positive=True, owner=self.name)
+        self.gain = finite_real("gain", gain, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"gain": self.gain}
@@ -361,10 +362,10 @@ class Sparse(Initializer):
 
     def __init__(self, sparsity: float, std: float = 0.01, **fan_options: Any) -> None:
         super().__init__(**fan_options)
-        self.sparsity = real("sparsity", sparsity, owner=self.name)
+        self.sparsity = finite_real("sparsity", sparsity, owner=self.name)
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"{self.name}: sparsity must be in [0, 1); got {sparsity!r}")
-        self.std = real("std", std, positive=True, owner=self.name)
+        self.std = finite_real("std", std, positive=True, owner=self.name)
 
     def _params(self) -> dict[str, Any]:
         return {"sparsity": self.sparsity, "std": self.std}

@@ -83,7 +83,7 @@ def _forward(ctx: Any, act: Activation, z: _Signal) -> tuple[_Signal, float]:
         return _Signal(mean, var, z.identical, cross, second, gaussian=False, law=out,
                        bcross=bcross), e_dphi2
     e_phi, e_phi2, e_dphi2, var_phi = ctx.moments(act)(z.mean, z.var)
-    linear = act.name == "linear"
+    linear = act.is_identity
     out_law = None if linear or not z.gaussian else (lambda: _mapped(z.law(), act))
     return (_Signal(e_phi, var_phi, z.identical, _cross_moment(act, z, z.cross, e_phi), e_phi2,
                     gaussian=z.gaussian and linear, law=out_law,

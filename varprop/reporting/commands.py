@@ -20,10 +20,10 @@ import numpy as np
 
 from .._json import json_clean
 from .._validate import checked, finite_real, non_negative_int
-from .output import OutputPath, Progress, UsageError, check_positive, resolve_names
+from .output import OutputPath, Progress, UsageError, _isatty, check_positive, resolve_names
 from .results import CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
 
-__all__ = ["run_report", "run_phase", "run_init", "run_experiment", "clean_json",
+__all__ = ["run_report", "run_phase", "run_init", "run_experiment",
            "DEFAULT_BATCH", "DEFAULT_SEEDS"]
 
 DEFAULT_BATCH = ReportSettings.batch
@@ -38,11 +38,6 @@ def _version() -> str:
 
 def _command_line() -> str:
     return "varprop " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-#: ``obj`` with NaN/inf floats as null and numpy scalars as Python ones (the one helper
-#: of :mod:`varprop._json`, under the name this module has always exported).
-clean_json = json_clean
 
 
 def _json_text(doc: dict[str, Any]) -> str:
@@ -103,13 +98,6 @@ def _check_memory(need: float, what: str, advice: str) -> None:
 
 def _progress(args: Namespace, label: str) -> Progress:
     return Progress(1.0, label, enabled=not args.quiet and _isatty(sys.stderr))
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def _out_path(args: Namespace, default: str, allowed: tuple[str, ...]) -> OutputPath | None:

@@ -34,7 +34,8 @@ import numpy as np
 from ..activations import Activation, get_activation
 from ..theory import (NoEdgeOfChaosError, edge_of_chaos, fixed_point, gaussian_cross_moments,
                       gaussian_moments)
-from .results import json_number
+from ..theory.meanfield import depth_scale
+from .._json import json_number
 
 __all__ = ["PhaseDiagram", "phase_diagram", "default_sigma_w2_range", "PHASE_SCHEMA_VERSION",
            "MAX_RESOLUTION", "estimate_phase_bytes"]
@@ -206,14 +207,6 @@ def _derivative_jumps(act: Activation) -> bool:
     return bool(abs(d[1] - d[0]) > 1e-6)
 
 
-def _scale(slope: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi = -1.0 / np.log(slope)
-    xi = np.where(slope >= 1.0, math.inf, xi)
-    xi = np.where(slope <= 0.0, 0.0, xi)
-    return np.where(np.isnan(slope), math.nan, xi)
-
-
 def phase_diagram(activation: "str | Activation", *,
                   sigma_w2: tuple[float, float] | None = None,
                   sigma_b2: tuple[float, float] = (0.0, 1.0),
@@ -256,7 +249,7 @@ def phase_diagram(activation: "str | Activation", *,
         qc = q[chaotic]
         length = sw[chaotic] * e_phi2[chaotic] + sb[chaotic]  # T(q*) = q* up to tol
         slope[chaotic] = _chaotic_chi_c(act, qc, sw[chaotic], sb[chaotic], length)
-    xi = _scale(slope)
+    xi = depth_scale(slope)
     t_grid = time.perf_counter() - t0
     if progress:
         progress(0.6, "edge of chaos")

@@ -9,13 +9,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._json import json_number  # re-exported (phase.py imports it from here)
+from .._json import json_number
 from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
 
 __all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "ReportSettings", "Entry", "Report",
-           "Ratios", "REPORT_SCHEMA_VERSION", "json_number", "verdict_dict"]
+           "Ratios", "REPORT_SCHEMA_VERSION", "verdict_dict"]
 
 #: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``). 2: a
 #: result's ``agree`` is the log-space test (docs/comparison.md), no longer the verdicts'

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._json import json_number
 from .text import fmt
 
 __all__ = ["phase_text", "init_summary", "init_text", "INIT_SCHEMA_VERSION"]
@@ -88,7 +89,7 @@ def init_summary(name: str, init: Any, shape: tuple[int, ...], seed: int, dtype:
                      "symmetric": bool(moments.symmetric), "structure": moments.structure},
         "sample": {"n": n, "mean": mean, "var": var, "std": math.sqrt(var),
                    "min": float(w64.min()), "max": float(w64.max()),
-                   "mean_z": None if math.isnan(se) else (mean - moments.mean) / se,
+                   "mean_z": json_number((mean - moments.mean) / se),
                    "var_rel_error": (var - moments.var) / moments.var if moments.var > 0 else None},
         "out": out,
     }

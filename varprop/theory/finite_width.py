@@ -133,7 +133,7 @@ def act_constants(act: Activation | None, q: np.ndarray) -> dict[str, np.ndarray
     A kink of the registry's activations is at 0, where the factor z removes the delta
     functions of ``phi''``, so the piecewise formulas are exact there too."""
     q = np.asarray(q, dtype=np.float64)
-    if act is None or act.name == "linear":
+    if act is None or act.is_identity:
         ones = np.ones_like(q)
         return {"K_f": 2 * ones, "R_b": ones, "mu": ones, "nu": 0 * ones, "curv": 0 * ones}
 
@@ -153,7 +153,7 @@ def act_constants(act: Activation | None, q: np.ndarray) -> dict[str, np.ndarray
 def kappa(act: Activation | None, q: float, c: float) -> float:
     """``Cov(phi(u)^2, phi(v)^2) / E[phi^2]^2`` for ``(u, v)`` of variance q and
     correlation c: 0 for independent inputs, ``K_f`` for identical ones (c = 1)."""
-    if act is None or act.name == "linear":
+    if act is None or act.is_identity:
         return 2.0 * c * c
     m2 = float(gaussian_moments(act, q).e_phi2)
 

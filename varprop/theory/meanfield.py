@@ -370,12 +370,13 @@ def depth_scales(activation: "str | Activation", sigma_w2: float, sigma_b2: floa
         s = np.array([math.sqrt(qs)])
         _, dd = cross_expect(act, s, s, np.array([cs]), np.zeros(1))
         chi_c = sw * float(dd[0])
-    return DepthScales(_scale(slope_q), _scale(chi_c))
+    return DepthScales(depth_scale(slope_q), depth_scale(chi_c))
 
 
-def _scale(slope: float) -> float:
-    if slope >= 1.0:
-        return math.inf
-    if slope <= 0.0:
-        return 0.0
-    return -1.0 / math.log(slope)
+def depth_scale(slope: Any) -> Any:
+    """``-1 / log(slope)`` (Schoenholz et al. 2017), elementwise: inf where the slope is
+    >= 1, 0 where it is <= 0, NaN for NaN."""
+    s = np.asarray(slope, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = np.where(s >= 1.0, math.inf, np.where(s <= 0.0, 0.0, -1.0 / np.log(s)))
+    return float(xi) if xi.ndim == 0 else xi

@@ -11,13 +11,12 @@ variance. See :mod:`varprop.training.model`, :mod:`varprop.training.optimizers` 
 
 from .fit import (Evaluation, GradientVariances, History, evaluate, fit, gradient_variances,
                   predict, predict_proba)
-from .model import MLP, ForwardCache, classifier, log_softmax, mlp, softmax_cross_entropy
+from .model import MLP, ForwardCache, classifier, log_softmax, softmax_cross_entropy
 from .optimizers import OPTIMIZER_NAMES, SGD, Adam, Momentum, Optimizer, get_optimizer
 
 __all__ = [
     "MLP",
     "classifier",
-    "mlp",
     "ForwardCache",
     "softmax_cross_entropy",
     "log_softmax",

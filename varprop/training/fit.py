@@ -32,7 +32,7 @@ import numpy as np
 from .._blas import single_threaded_blas
 from .._validate import as_generator, boolean, positive_int, real_in_range
 from ._checks import check_features, check_labels
-from .model import MLP, softmax_cross_entropy
+from .model import MLP, Trainable, softmax_cross_entropy
 from .optimizers import Optimizer, get_optimizer
 
 __all__ = ["History", "fit", "evaluate", "predict", "predict_proba", "Evaluation",
@@ -116,8 +116,7 @@ class History:
 
 
 def _as_model(model: Any) -> MLP:
-    from .convnet import ConvNet
-    if not isinstance(model, (MLP, ConvNet)):
+    if not isinstance(model, Trainable):
         raise TypeError(f"model must be a varprop MLP (see varprop.train.classifier) or "
                         f"ConvNet (varprop.train.ConvNet.from_network), got "
                         f"{type(model).__name__}")

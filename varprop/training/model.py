@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .._blas import single_threaded_blas
-from .._validate import SeedLike, as_generator, float_dtype, positive_int
+from .._validate import SeedLike, as_generator, float_dtype, per_layer, positive_int
 from ..activations import Activation, get_activation
 from ..kernels import activation_apply, dense_backward, dense_forward
 from ._checks import check_features
@@ -32,7 +32,6 @@ from ._checks import check_features
 __all__ = [
     "MLP",
     "classifier",
-    "mlp",
     "ForwardCache",
     "softmax_cross_entropy",
     "log_softmax",
@@ -76,7 +75,58 @@ class ForwardCache:
         return self.z[-1]
 
 
-class MLP:
+class Trainable:
+    """What :class:`MLP` and :class:`~varprop.training.convnet.ConvNet` share: ``weights``
+    (one ``(W, b)`` pair per weighted layer, one dtype), the counts read off them, and
+    :meth:`logits`, which runs the subclass's ``forward`` on checked rows."""
+
+    weights: list[tuple[np.ndarray, np.ndarray]]
+    n_features: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 or float64: the dtype of every parameter and of the computation."""
+        return self.weights[0][0].dtype
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def n_classes(self) -> int:
+        return self.weights[-1][0].shape[-1]
+
+    @property
+    def n_params(self) -> int:
+        return sum(w.size + b.size for w, b in self.weights)
+
+    def params(self) -> list[np.ndarray]:
+        """``[W_0, b_0, W_1, b_1, ...]``: the arrays themselves (an optimizer updates them)."""
+        return [p for pair in self.weights for p in pair]
+
+    def forward(self, x: np.ndarray, *, stats: bool = False, n_threads: int | None = None) -> Any:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def logits(self, x: Any, *, batch_size: int | None = None,
+               n_threads: int | None = None) -> np.ndarray:
+        """The network's outputs before the softmax, ``(n_samples, n_classes)``.
+
+        Args:
+            x: ``(n_samples, n_features)`` real array (converted to the model's dtype).
+            batch_size: evaluate in chunks of this many rows (None: all at once).
+        """
+        xa = check_features(x, "x", self.n_features, self.dtype)
+        batch_size = positive_int("batch_size", batch_size, or_none=True)
+        if xa.shape[0] == 0:
+            return np.empty((0, self.n_classes), self.dtype)
+        if batch_size is None or xa.shape[0] <= batch_size:
+            return self.forward(xa, n_threads=n_threads).logits
+        parts = [self.forward(xa[i:i + batch_size], n_threads=n_threads).logits
+                 for i in range(0, xa.shape[0], batch_size)]
+        return np.concatenate(parts, axis=0)
+
+
+class MLP(Trainable):
     """A dense network whose last layer is linear (it outputs logits).
 
     Args:
@@ -128,7 +178,7 @@ class MLP:
         if len(acts) != len(pairs):
             raise ValueError(f"activations must have one entry per layer ({len(pairs)}), "
                              f"got {len(acts)}")
-        if acts[-1].name != "linear":
+        if not acts[-1].is_identity:
             raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
         self.weights: list[tuple[np.ndarray, np.ndarray]] = pairs
         self.activations: list[Activation] = acts
@@ -175,7 +225,7 @@ class MLP:
         if not chain:
             raise ValueError("net has no Dense layer")
         last = chain[-1][1]
-        if last is not None and get_activation(last).name != "linear":
+        if last is not None and not get_activation(last).is_identity:
             raise ValueError(f"the last layer must be linear (it outputs logits), got {last!r}: "
                              "build the network with varprop.mlp(..., final_activation=False)")
         rng = as_generator(seed)
@@ -196,34 +246,13 @@ class MLP:
 
     # ----------------------------------------------------------------- properties
     @property
-    def dtype(self) -> np.dtype:
-        """float32 or float64: the dtype of every parameter and of the computation."""
-        return self.weights[0][0].dtype
-
-    @property
     def widths(self) -> list[int]:
         """``[n_in, n_1, ..., n_classes]``."""
         return [self.weights[0][0].shape[0]] + [w.shape[1] for w, _ in self.weights]
 
     @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    @property
     def n_features(self) -> int:
         return self.weights[0][0].shape[0]
-
-    @property
-    def n_classes(self) -> int:
-        return self.weights[-1][0].shape[1]
-
-    @property
-    def n_params(self) -> int:
-        return sum(w.size + b.size for w, b in self.weights)
-
-    def params(self) -> list[np.ndarray]:
-        """``[W_0, b_0, W_1, b_1, ...]``: the arrays themselves (an optimizer updates them)."""
-        return [p for pair in self.weights for p in pair]
 
     def copy(self) -> "MLP":
         """A deep copy (new arrays, same activations)."""
@@ -273,27 +302,10 @@ class MLP:
                 g = dense_backward(x, w, z, grad_a, act, n_threads=nt)
                 grads[l] = (g.grad_w, g.grad_b)
                 if gzs is not None:
-                    gzs[l] = grad_a if act.name == "linear" else (
+                    gzs[l] = grad_a if act.is_identity else (
                         grad_a * activation_apply(z, act, derivative=True))
                 grad_a = g.grad_x
         return grads, gzs
-
-    def logits(self, x: Any, *, batch_size: int | None = None,
-               n_threads: int | None = None) -> np.ndarray:
-        """The network's outputs before the softmax, ``(n_samples, n_classes)``.
-
-        Args:
-            x: ``(n_samples, n_features)`` real array (converted to the model's dtype).
-            batch_size: evaluate in chunks of this many rows (None: all at once).
-        """
-        xa = check_features(x, "x", self.n_features, self.dtype)
-        if batch_size is not None:
-            batch_size = positive_int("batch_size", batch_size)
-        if batch_size is None or xa.shape[0] <= batch_size:
-            return self.forward(xa, n_threads=n_threads).logits
-        parts = [self.forward(xa[i:i + batch_size], n_threads=n_threads).logits
-                 for i in range(0, xa.shape[0], batch_size)]
-        return np.concatenate(parts, axis=0)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -338,16 +350,6 @@ def _resolve_initializer(spec: InitializerLike, argname: str):
         return get(spec)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{argname}: {exc}") from exc
-
-
-def _per_layer(value: Any, n: int, argname: str, scalar_types: tuple) -> list:
-    """Broadcast one spec to ``n`` layers, or check a list has ``n`` entries."""
-    if isinstance(value, scalar_types) or not isinstance(value, (list, tuple)):
-        return [value] * n
-    if len(value) != n:
-        raise ValueError(f"{argname} must be one value or a list of {n} (one per layer), "
-                         f"got {len(value)}")
-    return list(value)
 
 
 def classifier(
@@ -406,23 +408,11 @@ def classifier(
         raise TypeError(f"activation must be a name, a config dict, an Activation or a list, "
                         f"got {type(activation).__name__}")
     acts = [get_activation(a) for a in acts]
-    if acts[-1].name != "linear":
+    if not acts[-1].is_identity:
         raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
-    scalars = (str, Mapping) + _initializer_types()
     kinits = [_resolve_initializer(k, "kernel_initializer")
-              for k in _per_layer(kernel_initializer, n_layers, "kernel_initializer", scalars)]
+              for k in per_layer("kernel_initializer", kernel_initializer, n_layers)]
     binits = [_resolve_initializer(k, "bias_initializer")
-              for k in _per_layer(bias_initializer, n_layers, "bias_initializer", scalars)]
+              for k in per_layer("bias_initializer", bias_initializer, n_layers)]
     net = network_mlp(widths, acts, kinits, binits, final_activation=False)
     return MLP.from_network(net, seed=seed, dtype=dt)
-
-
-#: The former name of :func:`classifier`, kept while callers move over
-#: (``experiments/deep_relu.py``, ``bench/bench_train.py``).
-mlp = classifier
-
-
-def _initializer_types() -> tuple:
-    from ..initializers import Initializer
-
-    return (Initializer,)
