@@ -33,9 +33,10 @@ APPROXIMATION_REASONS = {
               "linear or ReLU-like activation of a zero-mean pre-activation",
     "spatial": "the per-pixel theory of a convolutional network is approximate from these "
                "layers on: a max pooling's output is not Gaussian and the pixel pairs after "
-               "it are carried in the Gaussian approximation (its own moments are exact to "
-               "about 1e-9 for monotone activations and windows of up to four; a tensor "
-               "quadrature, about 2 % accurate, otherwise), non-centred convolution weights "
+               "it are carried in the Gaussian approximation (its own moments are accurate "
+               "to about 1e-10 for windows of up to four taps or of independent taps; a "
+               "quasi-Monte-Carlo rule, about 2e-4, for larger correlated windows), "
+               "non-centred convolution weights "
                "keep only the diagonal of their shared term, BatchNorm's gradient after "
                "convolutions ignores the spread of the channels' scales (measured up to "
                "~10 % above it, ~40 % after a first layer of fan in 9), or a layer needed pixel pairs that were not tracked "

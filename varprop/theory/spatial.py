@@ -1,19 +1,23 @@
-"""Per-pixel mean-field theory of convolutions (docs/theory.md, section 8; Xiao et al. 2018, arXiv 1806.05393; Novak et al. 2019, arXiv 1810.05148).
+"""Per-pixel mean-field theory of convolutions (docs/theory.md, section 8; Xiao et al.
+2018, arXiv 1806.05393; Novak et al. 2019, arXiv 1810.05148).
 
 With many channels, every channel of a layer is alike and channels are independent, so
 one unit per pixel describes a layer: :class:`SpatialMoments` holds, per pixel, the
 mean and second moment of a unit, and optionally the pixel-pair second moments
 ``E[x_p x_q]`` (same channel, same sample) that pooling needs. A convolution with
-independent zero-mean weights of variance ``v`` sums over its window and its input
-channels, so
+independent weights of mean ``m`` and variance ``v`` sums over its window and its
+``C`` input channels, so
 
-    E[z_o] = m_b,   E[z_o z_o'] = v C sum_k E[x_{i_k(o)} x_{i_k(o')}] + v_b + m_b^2
+    E[z_o] = C m sum_k E[x_{i_k(o)}] + m_b,
+    E[z_o z_o'] = v C sum_k E[x_{i_k(o)} x_{i_k(o')}] + v_b + m_b^2 + (terms in m)
 
-where ``i_k(o) = o s + k d - pad`` is the input pixel that tap ``k`` of output ``o``
+where ``i_k(o) = o s + k d - before`` is the input pixel that tap ``k`` of output ``o``
 reads, and a zero-padded position contributes nothing: border pixels lose variance.
-Backward (gradient independence), a pixel's gradient variance sums the outputs that
-read it: ``Var[dL/dx_i] = v C_out sum_{(o, k): i_k(o) = i} Var[dL/dz_o]``.
-Pooling lives in :mod:`varprop.theory.spatial_pool`.
+An activation maps each pixel by the Gaussian moments of docs/theory.md section 5 and
+each pair of pixels by their bivariate Gaussian (:mod:`.spatial_gauss`). Backward
+(gradient independence), a pixel's gradient variance sums the outputs that read it:
+``Var[dL/dx_i] = (v + m^2) C_out sum_{(o, k): i_k(o) = i} Var[dL/dz_o]``. Pooling lives
+in :mod:`varprop.theory.spatial_pool`.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .gaussian import gaussian_cross_moments, gaussian_moments
+from .gaussian import gaussian_moments
+from .spatial_gauss import pair_cross
 
-__all__ = ["SpatialMoments", "white", "from_data", "tap_sources", "conv_forward",
-           "conv_backward", "conv_weight_grad_var", "act_forward", "pooled",
-           "between_samples"]
+__all__ = ["SpatialMoments", "white", "from_data", "resolve_padding", "output_shape",
+           "tap_sources", "conv_forward", "conv_backward", "conv_weight_grad_var",
+           "act_forward", "act_backward", "flatten_backward", "pooled", "between_samples"]
 
 
 @dataclass
@@ -83,15 +88,72 @@ def from_data(x: np.ndarray) -> SpatialMoments:
     return SpatialMoments(mean, np.diag(cross).reshape(spatial).copy(), cross, gaussian=False)
 
 
+def _per_dim(name: str, value: Any, n: int) -> tuple[int, ...]:
+    """An int or ``n`` ints, each a positive integer."""
+    vals = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+    if len(vals) != n or any(isinstance(v, bool) or int(v) != v or v < 1 for v in vals):
+        raise ValueError(f"{name} must be a positive int or {n} of them, got {value!r}")
+    return tuple(int(v) for v in vals)
+
+
+def resolve_padding(padding: Any, spatial: Sequence[int], kernel: Any, stride: Any = 1,
+                    dilation: Any = 1) -> tuple[tuple[int, int], ...]:
+    """Per spatial dim ``(before, after)`` zero padding from "valid" (none), "same"
+    (TensorFlow's rule, also PyTorch's "same" at stride 1: ``total = max((ceil(n / s) -
+    1) s + (k - 1) d + 1 - n, 0)``, ``before = total // 2``, ``after = total - before``),
+    an int, per-dim ints or per-dim ``(before, after)`` pairs."""
+    n = len(spatial)
+    k, s, d = (_per_dim(a, v, n) for a, v in (("kernel", kernel), ("stride", stride),
+                                              ("dilation", dilation)))
+    if isinstance(padding, str):
+        if padding.lower() == "valid":
+            return ((0, 0),) * n
+        if padding.lower() != "same":
+            raise ValueError(f"padding must be 'valid', 'same', an int or per-dim pairs, "
+                             f"got {padding!r}")
+        out = []
+        for size, ki, si, di in zip(spatial, k, s, d):
+            total = max((-(-size // si) - 1) * si + (ki - 1) * di + 1 - size, 0)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)
+    items = list(padding) if isinstance(padding, (list, tuple)) else [padding] * n
+    if len(items) != n:
+        raise ValueError(f"padding needs {n} entries (one per spatial dim), got {padding!r}")
+    pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in items]
+    if any(len(p) != 2 or any(isinstance(v, bool) or int(v) != v or v < 0 for v in p)
+           for p in pairs):
+        raise ValueError(f"padding must be non-negative ints or (before, after) pairs, "
+                         f"got {padding!r}")
+    return tuple((int(a), int(b)) for a, b in pairs)
+
+
+def output_shape(spatial: Sequence[int], kernel: Any, stride: Any = 1,
+                 padding: Any = "valid", dilation: Any = 1) -> tuple[int, ...]:
+    """The output's spatial dims: ``(n + before + after - (k - 1) d - 1) // s + 1``; a
+    ValueError where the dilated kernel does not fit in the padded input."""
+    n = len(spatial)
+    k, s, d = (_per_dim(a, v, n) for a, v in (("kernel", kernel), ("stride", stride),
+                                              ("dilation", dilation)))
+    out = []
+    for size, ki, si, di, (lo, hi) in zip(spatial, k, s, d,
+                                          resolve_padding(padding, spatial, k, s, d)):
+        span = (ki - 1) * di + 1
+        if span > size + lo + hi:
+            raise ValueError(f"kernel of size {ki} (dilation {di}: spans {span}) is larger "
+                             f"than the padded input ({size} + {lo} + {hi})")
+        out.append((size + lo + hi - span) // si + 1)
+    return tuple(out)
+
+
 def tap_sources(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                 pads: Sequence[tuple[int, int]], dilation: Sequence[int]
                 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """``(src, out)``: ``src[k]`` is, for each flattened output pixel, the flattened input
-    pixel that kernel tap ``k`` reads, or ``P`` (one past the last) where it reads the
-    zero padding; ``out`` the output's spatial dims."""
+    pixel that kernel tap ``k`` (row-major over the kernel) reads, ``i_k(o) = o s + k d
+    - before``, or ``P`` (one past the last) where it reads the zero padding; ``out`` the
+    output's spatial dims."""
     spatial = tuple(spatial)
-    out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
-                for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads))
+    out = output_shape(spatial, kernel, stride, tuple(pads), dilation)
     p = math.prod(spatial)
     grids = np.meshgrid(*[np.arange(o) for o in out], indexing="ij")
     src = np.empty((math.prod(kernel), math.prod(out)), np.int64)
@@ -111,41 +173,66 @@ def _padded(values: np.ndarray) -> np.ndarray:
     return np.append(values.ravel(), 0.0)
 
 
+def _window_sums(src: np.ndarray, p: int) -> np.ndarray:
+    """The ``(outputs, P)`` matrix ``A`` with ``A[o, i]`` the number of taps of output
+    ``o`` that read pixel ``i`` (padded taps read nothing)."""
+    a = np.zeros((src.shape[1], p + 1))
+    rows = np.arange(src.shape[1])
+    for tap in src:
+        np.add.at(a, (rows, tap), 1.0)
+    return a[:, :p]
+
+
 def conv_forward(s: SpatialMoments, *, w_mean: float, w_var: float, b_mean: float,
                  b_var: float, fan_channels: int, kernel: Sequence[int],
                  stride: Sequence[int], padding_pairs: Sequence[tuple[int, int]],
                  dilation: Sequence[int], track_cross: bool = False) -> SpatialMoments:
-    """The pre-activation of a convolution (module doc). Non-centred weights (``m !=
-    0``) give every output channel the same share ``m sum x``: the channels are not
-    independent, and the result keeps only the diagonal of that term (exact=False)."""
+    """The pre-activation ``z`` of a convolution (docs/theory.md, section 8): per output
+    pixel ``E[z_o] = C m sum_k E[x_{i_k(o)}] + m_b`` and
+
+        E[z_o z_o'] = v C sum_k E[x_{i_k(o)} x_{i_k(o')}] + v_b + m_b^2
+                      + m^2 E[S_o S_o'] + m m_b (E[S_o] + E[S_o'])
+
+    with ``S_o`` the sum of output ``o``'s window over taps and channels, ``C =
+    fan_channels``, ``v = w_var``, ``m = w_mean``; a padded tap reads 0. The pixel pairs
+    ``(P_out, P_out)`` are returned when ``track_cross`` and ``s.cross`` is carried.
+    Non-centred weights: ``Cov[S_o, S_o'] = C sum_{k,k'} Cov[x_{i_k(o)}, x_{i_k'(o')}]``
+    counts the input's channels as independent, which an upstream non-centred layer
+    breaks (its channels share ``m S``: section 2's identical-units case), and without
+    ``s.cross`` only the diagonal ``k = k'`` is known; so ``m != 0`` is flagged
+    (exact=False). The output is Gaussian (a sum over many independent channels)."""
     src, out = tap_sources(s.spatial, kernel, stride, padding_pairs, dilation)
     c = float(fan_channels)
+    p = math.prod(s.spatial)
     mean_in, second_in = _padded(s.mean), _padded(s.second)
     window_mean = mean_in[src].sum(axis=0)
     mean = c * w_mean * window_mean + b_mean
+    exact = s.exact and (s.cross is not None or not track_cross)
     with np.errstate(over="ignore", invalid="ignore"):
         second = w_var * c * second_in[src].sum(axis=0) + b_var + b_mean * b_mean
-        exact = s.exact
-        if w_mean != 0.0:  # E[(m sum x + b)^2] beyond the variance part, diagonal only
-            var_in = _padded(s.var)
-            second = second + w_mean**2 * (c * var_in[src].sum(axis=0) + (c * window_mean) ** 2) \
-                + 2 * c * w_mean * window_mean * b_mean
-            exact = False
         cross = None
         if track_cross and s.cross is not None:
-            p = s.cross.shape[0]
             padded = np.zeros((p + 1, p + 1))
             padded[:p, :p] = s.cross
             acc = np.zeros((src.shape[1], src.shape[1]))
-            for tap in src:
+            for tap in src:  # the same tap (and channel) of both outputs: one weight
                 acc += padded[np.ix_(tap, tap)]
             cross = w_var * c * acc + b_var + b_mean * b_mean
-            if w_mean != 0.0:
-                # the mean part in full, the variance part as for centred weights
-                cross = cross - b_mean * b_mean + np.outer(mean, mean)
-                np.fill_diagonal(cross, second.ravel())
+        if w_mean != 0.0:
+            exact = False
+            e_s = c * window_mean  # E[S_o]
+            if s.cross is not None:
+                a = _window_sums(src, p)
+                cov_s = c * (a @ (s.cross - np.outer(s.mean.ravel(), s.mean.ravel())) @ a.T)
+                var_s = np.diag(cov_s).copy()
+            else:  # independent pixels: the diagonal k = k' only
+                var_s = c * _padded(s.var)[src].sum(axis=0)
+            second = second + w_mean**2 * (var_s + e_s * e_s) + 2 * w_mean * b_mean * e_s
+            if cross is not None:
+                cross = cross + w_mean**2 * (cov_s + np.outer(e_s, e_s)) \
+                    + w_mean * b_mean * (e_s[:, None] + e_s[None, :])
     return SpatialMoments(mean.reshape(out), second.reshape(out), cross, gaussian=True,
-                          exact=exact and (s.cross is not None or not track_cross))
+                          exact=exact)
 
 
 def conv_backward(g_out: np.ndarray, *, w_mean: float, w_var: float, out_channels: int,
@@ -182,10 +269,16 @@ def conv_weight_grad_var(s: SpatialMoments, g_out: np.ndarray, *, kernel: Sequen
 
 def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False,
                 same_sample: bool = True) -> tuple[SpatialMoments, np.ndarray]:
-    """``phi`` at every pixel: ``(a, E[phi'(z)^2] per pixel)``. Pixel pairs (when carried)
-    from the bivariate Gaussian of ``(z_p, z_q)`` (arc-cosine kernel for ReLU-likes,
-    quadrature otherwise: :func:`~varprop.theory.gaussian_cross_moments`); a unit known
-    not to be Gaussian is treated as one (exact=False)."""
+    """``a = phi(z)`` at every pixel: ``(a, E[phi'(z)^2] per pixel)`` (the backward
+    factor of :func:`act_backward`). Per pixel the Gaussian moments of docs/theory.md
+    section 5 at the pixel's mean and variance (vectorized over the map); a constant
+    unit (variance 0) takes phi and phi' at its value (relu'(0) = 0, as the kernels).
+    The pixel pairs, when carried, from the bivariate Gaussian of ``(z_p, z_q)`` with
+    each pixel's own mean (:func:`~varprop.theory.spatial_gauss.pair_cross`: closed
+    form for piecewise-linear activations, the nested integral of section 4 otherwise).
+    A ``z`` known not to be Gaussian is treated as one (exact=False).
+    ``same_sample=False``: ``z.cross`` holds pairs of two different samples (see
+    :func:`between_samples`), whose diagonal is a pair too, not ``E[z_p^2]``."""
     var = z.var
     with np.errstate(all="ignore"):
         m = gaussian_moments(act, var, mean=z.mean)
@@ -201,28 +294,38 @@ def act_forward(z: SpatialMoments, act: Any, track_cross: bool = False,
     cross = None
     if track_cross and z.cross is not None:
         mean = z.mean.ravel()
-        sd = np.sqrt(var.ravel())
-        cov = z.cross - np.outer(mean, mean)
-        denom = np.outer(sd, sd)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.clip(np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0),
-                           -1.0, 1.0)
-        common = float(np.mean(mean))
-        if not np.allclose(mean, common, rtol=1e-13, atol=0.0):
-            exact = False  # pixels of unequal means: their average mean stands in
         q = var.ravel()
-        iu = np.triu_indices(q.size)
-        pair = np.asarray(gaussian_cross_moments(act, q[iu[0]], q[iu[1]], c=corr[iu],
-                                                 mean=common).e_phi_phi, float)
+        cov = z.cross - np.outer(mean, mean)
+        iu = np.triu_indices(q.size, k=1 if same_sample else 0)
+        bound = np.sqrt(q[iu[0]] * q[iu[1]])  # rounding can leave |cov| a hair above
+        with np.errstate(all="ignore"):
+            pair = pair_cross(act, mean[iu[0]], mean[iu[1]], q[iu[0]], q[iu[1]],
+                              np.clip(cov[iu], -bound, bound))
         cross = np.empty_like(z.cross)
         cross[iu] = pair
         cross[(iu[1], iu[0])] = pair
-        if same_sample:  # a pixel with itself: E[phi^2]; across samples: the pair's value
+        if same_sample:
             np.fill_diagonal(cross, e_phi2.ravel())
     a = SpatialMoments(e_phi.reshape(z.spatial), e_phi2.reshape(z.spatial), cross,
                        gaussian=getattr(act, "name", "") == "linear" and z.gaussian,
                        exact=exact and (cross is not None or not track_cross))
     return a, e_dphi2.reshape(z.spatial)
+
+
+def act_backward(g: np.ndarray, dphi2: np.ndarray) -> np.ndarray:
+    """Var[dL/dz_p] = Var[dL/da_p] E[phi'(z_p)^2] (gradient independence, section 3);
+    a zero factor wins over an infinite gradient (section 10)."""
+    g, d = np.asarray(g, float), np.asarray(dphi2, float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where((g == 0) | (d == 0), 0.0, g * d)
+
+
+def flatten_backward(g: Any, spatial: Sequence[int]) -> np.ndarray:
+    """The per-pixel gradient variance under a Flatten: a map passes through unchanged;
+    a scalar (a dense layer above, whose units are alike) becomes a uniform map."""
+    g = np.asarray(g, float)
+    return g.reshape(tuple(spatial)) if g.size == math.prod(spatial) and g.ndim else \
+        np.full(tuple(spatial), float(g))
 
 
 def pooled(s: SpatialMoments) -> tuple[float, float]:
