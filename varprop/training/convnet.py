@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from .._blas import single_threaded_blas
-from .._validate import SeedLike, as_generator, float_dtype, positive_int
+from .._validate import SeedLike, as_generator, float_dtype
 from ..activations import get_activation
-from ._checks import check_features
+from .model import Trainable
 
 __all__ = ["ConvNet", "ConvCache"]
 
@@ -80,7 +80,7 @@ class _Run:
         pass
 
 
-class ConvNet:
+class ConvNet(Trainable):
     """A classifier made of a varprop network whose output is the logits (its last
     weighted layer linear). ``weights[l] = (W, b)`` per weighted layer in forward order,
     ``W`` in varprop's layout (``(*kernel, in // groups, out)`` for a convolution,
@@ -97,7 +97,7 @@ class ConvNet:
         if not layers:
             raise ValueError("net has no weighted layer")
         last = net.steps[-1]
-        if not last.layer.weighted or (last.act is not None and last.act.name != "linear"):
+        if not last.layer.weighted or (last.act is not None and not last.act.is_identity):
             raise ValueError("net must end with a linear weighted layer (it outputs logits): "
                              "e.g. varprop.cnn(..., n_classes=10)")
         dtype = weights[0][0].dtype
@@ -137,23 +137,8 @@ class ConvNet:
 
     # ----------------------------------------------------------------- properties
     @property
-    def dtype(self) -> np.dtype:
-        return self.weights[0][0].dtype
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    @property
     def n_features(self) -> int:
         return math.prod(self.net.input_shape)
-
-    @property
-    def n_classes(self) -> int:
-        return self.weights[-1][0].shape[-1]
-
-    def params(self) -> list[np.ndarray]:
-        return [p for pair in self.weights for p in pair]
 
     def copy(self) -> "ConvNet":
         return ConvNet(self.net, [(w.copy(), b.copy()) for w, b in self.weights])
@@ -196,14 +181,3 @@ class ConvNet:
             for step, c in zip(reversed(self.net.steps), reversed(cache.caches)):
                 g = step.layer.backward(step, run, c, g)
         return run.grads, (run.grad_z if grad_z else None)
-
-    def logits(self, x: Any, *, batch_size: int | None = None,
-               n_threads: int | None = None) -> np.ndarray:
-        """The logits of the rows ``x`` (``(n_samples, n_features)``)."""
-        xa = check_features(x, "x", self.n_features, self.dtype)
-        batch_size = positive_int("batch_size", batch_size, or_none=True)
-        step = xa.shape[0] if batch_size is None else batch_size
-        parts = [self.forward(xa[i:i + step], n_threads=n_threads).logits
-                 for i in range(0, xa.shape[0], max(step, 1))]
-        return np.concatenate(parts, axis=0) if parts else \
-            np.empty((0, self.n_classes), self.dtype)
