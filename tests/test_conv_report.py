@@ -38,14 +38,15 @@ def test_cnn_report_html_has_maps_and_signal_propagation(cnn_report):
     assert 'id="pixels"' in page and 'id="spp"' in page
 
 
-def _cli(*args, timeout=300):
+def _cli(*args, cwd, timeout=300):
+    # run outside the source tree: it holds no compiled extension (README)
     return subprocess.run([sys.executable, "-m", "varprop", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
-def test_cli_arch_options_and_errors():
+def test_cli_arch_options_and_errors(tmp_path):
     r = _cli("report", "--arch", "seeds_cnn", "-i", "he_normal", "-a", "relu",
-             "--seeds", "2", "--batch", "8", "--format", "json", "--no-out")
+             "--seeds", "2", "--batch", "8", "--format", "json", "--no-out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["settings"]["arch"] == "seeds_cnn"
@@ -54,9 +55,9 @@ def test_cli_arch_options_and_errors():
                       (["--arch", "cnn", "-i", "identity"], "identity"),
                       (["--image", "8"], "--image"),
                       (["--arch", "cnn", "--image", "0"], "--image")):
-        r = _cli("report", "--analytic-only", "--no-out", *bad)
+        r = _cli("report", "--analytic-only", "--no-out", *bad, cwd=tmp_path)
         assert r.returncode == 2 and text in r.stderr, (bad, r.stderr)
-    r = _cli("experiment", "iris", "--data", "/nonexistent")
+    r = _cli("experiment", "iris", "--data", "/nonexistent", cwd=tmp_path)
     assert r.returncode == 2 and "cnn" in r.stderr
 
 
