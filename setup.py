@@ -121,7 +121,17 @@ extensions = [
         include_dirs=["csrc"],
         depends=["csrc/vp_activations.h", "csrc/vp_math.h", "csrc/vp_erfc_coeffs.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    )
+    ),
+    Extension(
+        "varprop._conv",
+        # the activation epilogues are compiled in here too: the fused convolution runs
+        # them on each tile, as varprop._kernels does on a dense layer's tiles
+        sources=["varprop/_conv.pyx", "csrc/vp_conv.c", "csrc/vp_activations.c"],
+        include_dirs=["csrc"],
+        depends=["csrc/vp_conv.h", "csrc/vp_activations.h", "csrc/vp_math.h",
+                 "csrc/vp_erfc_coeffs.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
 ]
 
 setup(

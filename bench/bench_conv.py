@@ -1,19 +1,29 @@
-"""Convolution forward and forward+backward against PyTorch CPU and the bare im2col GEMM,
-in one group per shape (float32, 3x3 "same", ReLU, 2 threads).
+"""Convolution forward and forward+backward against PyTorch CPU and the bare im2col GEMM
+(float32, 3x3 "same", bias + ReLU, 2 threads), one group per shape.
 
 Run:  pytest bench/bench_conv.py --benchmark-enable --benchmark-group-by=group
-      python bench/bench_conv.py        # the ratios of one interleaved run, as a table
-Targets (issue 14): forward and forward+backward no slower than PyTorch on the seeds'
-shapes and on batch 32, 56x56, 64 -> 64; the fused epilogue (bias, ReLU, per-channel
-statistics) within 1.1x the bare im2col GEMM.
+      python bench/bench_conv.py [--repeat 9]    # the ratios of one run, as a table
+
+PyTorch runs in its own layout (NCHW inputs, OIHW weights, prepared outside the timing:
+only the op is timed), on torch.set_num_threads(2). "bare" is the unfused floor: the
+C im2col of the whole batch plus one scipy sgemm on those patches (BLAS on 2 threads),
+each timed on its own; the fused pass adds the bias, the ReLU and the statistics.
 """
 
-import time
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from varprop import conv_kernels as ck
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _cases import SETTLE_S, bare_gemm, call_times  # noqa: E402
+
+from varprop import conv_kernels as ck  # noqa: E402
 
 THREADS = 2
 #: (batch, H, W, C_in, C_out): the seeds' shapes and one larger layer
@@ -26,7 +36,7 @@ def _data(shape):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((b, h, w, ci)).astype(np.float32)
     wt = (rng.standard_normal((3, 3, ci, co)) * np.sqrt(2 / (9 * ci))).astype(np.float32)
-    bias = np.zeros(co, np.float32)
+    bias = (0.1 * rng.standard_normal(co)).astype(np.float32)
     return x, wt, bias
 
 
@@ -39,21 +49,24 @@ def _ours_both(x, w, b):
     return ck.conv_backward(x, w, r.z, r.a, "relu", padding="same", n_threads=THREADS)
 
 
-def _bare_gemm(x, w):
-    """im2col (the same patches) and the BLAS sgemm alone: the floor of the fused pass."""
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    cols = np.ascontiguousarray(ck._patches(xp, (3, 3), (1, 1), (1, 1), x.shape[1:3]))
-    cols = cols.reshape(-1, 9 * x.shape[-1])
-    return cols @ w.reshape(-1, w.shape[-1])  # numpy's BLAS call, no layout copy
+def _columns(x):
+    """The C im2col of the whole batch (what conv_forward feeds the GEMM)."""
+    geo = ck._geo(x.shape, (3, 3), 1, "same", 1)
+    buf = np.empty((x.shape[0] * geo.pixels, 9 * x.shape[-1]), x.dtype)
+    return ck._columns(x, geo, 0, x.shape[-1], buf, THREADS)
+
+
+def _bare(x, w):
+    """im2col + the BLAS sgemm alone: the floor of the fused pass."""
+    return bare_gemm(_columns(x), w.reshape(-1, w.shape[-1]))
 
 
 def _torch_pieces(x, w, b):
     import torch
     torch.set_num_threads(THREADS)
-    xt = torch.tensor(np.moveaxis(x, -1, 1).copy())
-    wt = torch.tensor(np.moveaxis(w, (-1, -2), (0, 1)).copy())
-    bt = torch.tensor(b)
-    return torch, xt, wt, bt
+    xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    wt = torch.tensor(np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1))))
+    return torch, xt, wt, torch.tensor(b)
 
 
 def _torch_forward(torch, xt, wt, bt):
@@ -62,7 +75,7 @@ def _torch_forward(torch, xt, wt, bt):
 
 
 def _torch_both(torch, xt, wt, bt):
-    xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
+    xg, wg = xt.detach().requires_grad_(), wt.detach().requires_grad_()
     y = torch.relu(torch.nn.functional.conv2d(xg, wg, bt, padding=1))
     y.backward(y.detach())
     return xg.grad, wg.grad
@@ -72,86 +85,125 @@ def _id(shape):
     return "b{}_{}x{}_{}to{}".format(*shape)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=[_id(s) for s in SHAPES])
+IDS = [_id(s) for s in SHAPES]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_conv_forward(benchmark, shape):
     x, w, b = _data(shape)
     benchmark.group = "conv forward " + _id(shape)
     out = benchmark(_ours_forward, x, w, b)
-    assert out.a.shape == x.shape[:3] + (w.shape[-1],)
+    want = np.maximum(_bare(x, w) + b, 0).reshape(out.a.shape)
+    np.testing.assert_allclose(out.a, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=[_id(s) for s in SHAPES])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_conv_forward_backward(benchmark, shape):
     x, w, b = _data(shape)
     benchmark.group = "conv forward+backward " + _id(shape)
     out = benchmark(_ours_both, x, w, b)
-    assert out.grad_x.shape == x.shape
+    assert out.grad_x.shape == x.shape and out.grad_w.shape == w.shape
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=[_id(s) for s in SHAPES])
-def test_bare_im2col_gemm(benchmark, shape):
-    x, w, b = _data(shape)
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_im2col(benchmark, shape):
+    x, w, _ = _data(shape)
     benchmark.group = "conv forward " + _id(shape)
-    out = benchmark(_bare_gemm, x, w)
-    assert np.allclose(np.maximum(out, 0).reshape(_ours_forward(x, w, b).a.shape),
-                       _ours_forward(x, w, b).a, atol=1e-4)
+    out = benchmark(_columns, x)
+    assert out.shape == (np.prod(x.shape[:3]), w.shape[0] * w.shape[1] * w.shape[2])
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=[_id(s) for s in SHAPES])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_bare_gemm(benchmark, shape):
+    x, w, b = _data(shape)
+    cols, w2 = _columns(x).copy(), w.reshape(-1, w.shape[-1])
+    benchmark.group = "conv forward " + _id(shape)
+    out = benchmark(bare_gemm, cols, w2)
+    np.testing.assert_allclose(np.maximum(out + b, 0).reshape(_ours_forward(x, w, b).a.shape),
+                               _ours_forward(x, w, b).a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_torch_forward(benchmark, shape):
     pytest.importorskip("torch")
     x, w, b = _data(shape)
     pieces = _torch_pieces(x, w, b)
     benchmark.group = "conv forward " + _id(shape)
     out = benchmark(_torch_forward, *pieces)
-    assert np.allclose(np.moveaxis(out.numpy(), 1, -1), _ours_forward(x, w, b).a, atol=1e-4)
+    np.testing.assert_allclose(np.moveaxis(out.numpy(), 1, -1), _ours_forward(x, w, b).a,
+                               rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=[_id(s) for s in SHAPES])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_torch_forward_backward(benchmark, shape):
     pytest.importorskip("torch")
     x, w, b = _data(shape)
     pieces = _torch_pieces(x, w, b)
     benchmark.group = "conv forward+backward " + _id(shape)
-    gx, _ = benchmark(_torch_both, *pieces)
-    assert np.allclose(np.moveaxis(gx.numpy(), 1, -1), _ours_both(x, w, b).grad_x, atol=1e-3)
+    gx, gw = benchmark(_torch_both, *pieces)
+    ours = _ours_both(x, w, b)
+    np.testing.assert_allclose(np.moveaxis(gx.numpy(), 1, -1), ours.grad_x, rtol=1e-3,
+                               atol=1e-3)
+    np.testing.assert_allclose(np.moveaxis(gw.numpy(), (0, 1), (-1, -2)), ours.grad_w,
+                               rtol=1e-3, atol=1e-3 * np.abs(ours.grad_w).max())
 
 
-def _median(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def _ours_forward_nostats(x, w, b):
+    return ck.conv_forward(x, w, b, "relu", padding="same", n_threads=THREADS)
 
 
-def ratios(repeats: int = 7) -> list[tuple[str, float, float, float, float]]:
-    """Per shape: torch / varprop forward and forward+backward (above 1: varprop
-    faster), fused forward / bare im2col GEMM, and varprop's forward in ms; the
-    contenders interleaved in blocks, median of ``repeats``."""
+def ratios(repeat: int = 9, rounds: int = 3) -> list[dict]:
+    """Per shape, each contender's best time: ``rounds`` rounds in which every contender
+    in turn runs ``repeat`` calls after a pause of SETTLE_S (so the previous one's
+    spinning threads have gone to sleep). The best of all calls is the figure least
+    disturbed by other processes on a shared machine; the median is kept too."""
     rows = []
     for shape in SHAPES:
         x, w, b = _data(shape)
-        pieces = _torch_pieces(x, w, b)
-        fns = {"ours_f": lambda: _ours_forward(x, w, b), "ours_fb": lambda: _ours_both(x, w, b),
-               "gemm": lambda: _bare_gemm(x, w), "torch_f": lambda: _torch_forward(*pieces),
-               "torch_fb": lambda: _torch_both(*pieces)}
-        for f in fns.values():
-            f()  # warm up
-        t = {k: [] for k in fns}
-        for _ in range(3):
+        cols, w2 = _columns(x).copy(), w.reshape(-1, w.shape[-1])
+        fns = {"fwd": lambda: _ours_forward(x, w, b),
+               "fwd_nostats": lambda: _ours_forward_nostats(x, w, b),
+               "fb": lambda: _ours_both(x, w, b), "im2col": lambda: _columns(x),
+               "gemm": lambda: bare_gemm(cols, w2)}
+        try:
+            pieces = _torch_pieces(x, w, b)
+            fns.update(torch_fwd=lambda: _torch_forward(*pieces),
+                       torch_fb=lambda: _torch_both(*pieces))
+        except ImportError:
+            pass
+        times = {k: [] for k in fns}
+        for _ in range(rounds):
             for k, f in fns.items():
-                time.sleep(0.05)
-                t[k].append(_median(f, repeats))
-        m = {k: float(np.median(v)) for k, v in t.items()}
-        rows.append((_id(shape), m["torch_f"] / m["ours_f"], m["torch_fb"] / m["ours_fb"],
-                     m["ours_f"] / m["gemm"], 1e3 * m["ours_f"]))
+                times[k] += call_times(f, repeat, SETTLE_S)
+        times["bare"] = [i + g for i, g in zip(times["im2col"], times["gemm"])]
+        rows.append({"shape": _id(shape), **{k: min(v) for k, v in times.items()},
+                     **{k + "_median": float(np.median(v)) for k, v in times.items()}})
     return rows
 
 
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    nan = float("nan")
+    print(f"{THREADS} threads, float32, 3x3 same, bias + relu; best of {args.rounds} x "
+          f"{args.repeat} calls (median in brackets). torch/ours > 1: varprop faster")
+    print(f"{'shape':18} {'fwd ms':>7} {'+stats':>7} {'torch':>7} {'torch/ours':>15} "
+          f"{'f+b ms':>7} {'torch':>7} {'torch/ours':>15} {'fused/bare':>10} {'im2col':>7}")
+    for r in ratios(args.repeat, args.rounds):
+        tf, tfb = r.get("torch_fwd", nan), r.get("torch_fb", nan)
+        med = r.get("torch_fwd_median", nan) / r["fwd_nostats_median"]
+        medfb = r.get("torch_fb_median", nan) / r["fb_median"]
+        print(f"{r['shape']:18} {1e3 * r['fwd_nostats']:7.2f} {1e3 * r['fwd']:7.2f} "
+              f"{1e3 * tf:7.2f} {tf / r['fwd_nostats']:6.2f} [{med:6.2f}] "
+              f"{1e3 * r['fb']:7.2f} {1e3 * tfb:7.2f} {tfb / r['fb']:6.2f} [{medfb:6.2f}] "
+              f"{r['fwd'] / r['bare']:10.2f} {r['im2col'] / r['bare']:7.2f}")
+    print("fwd: no statistics (torch computes none); +stats: with the per-channel "
+          "statistics; fused/bare: forward with statistics / (im2col + sgemm, each timed "
+          "on its own: run back to back, OpenMP's and OpenBLAS's spinning thread pools "
+          "fight over the cores); im2col: its share of bare")
+
+
 if __name__ == "__main__":
-    print(f"{'shape':24} {'torch/ours fwd':>14} {'torch/ours f+b':>14} "
-          f"{'fused/gemm':>10} {'ours fwd ms':>11}")
-    for name, f, fb, g, ms in ratios():
-        print(f"{name:24} {f:14.2f} {fb:14.2f} {g:10.2f} {ms:11.2f}")
+    main()

@@ -95,17 +95,22 @@ def _pool_taps(x_shape, pool_size, stride, padding):
 
 
 def max_pool_forward(x, pool_size, *, stride=None, padding=0, n_threads=None):
+    """PyTorch's CPU rule: start at the window's first in-bounds position with -inf, then
+    a later tap wins if it is > the max so far or NaN; padding (-inf) never wins."""
     k, s, pads, out = _pool_taps(x.shape, pool_size, stride, padding)
     xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)), constant_values=-np.inf)
     best = np.full((x.shape[0], *out, x.shape[-1]), -np.inf)
-    arg = np.zeros(best.shape, np.int64)
     grids = np.meshgrid(*[np.arange(o) for o in out], indexing="ij")
-    for tap in np.ndindex(*k):  # row-major: a later tap wins only if strictly larger
+    first = 0
+    for dim in range(len(k)):
+        first = first * x.shape[1 + dim] + np.maximum(grids[dim] * s[dim] - pads[dim][0], 0)
+    arg = np.broadcast_to(np.asarray(first)[None, ..., None], best.shape).astype(np.int64)
+    for tap in np.ndindex(*k):  # row-major window order
         v = xp[_reads(xp, tap, s, (1,) * len(k), out)]
         flat = 0
         for dim in range(len(k)):
             flat = flat * x.shape[1 + dim] + (grids[dim] * s[dim] + tap[dim] - pads[dim][0])
-        better = v > best
+        better = (v > best) | np.isnan(v)
         best = np.where(better, v, best)
         arg = np.where(better, np.asarray(flat)[None, ..., None], arg)
     return best.astype(x.dtype), arg

@@ -1,39 +1,81 @@
-"""Convolution and pooling on the fused kernels, channels last (Keras's layout).
+"""Convolution and pooling kernels, channels last (Keras's layout): the validated public
+face of ``varprop._conv``.
 
-A convolution is a dense layer on the image's patches: ``im2col`` lays every output
-pixel's receptive field out as one row, and the fused dense kernel
-(:func:`varprop.kernels.dense_forward`) does the GEMM, the bias, the activation and the
-per-column (= per-channel) batch statistics in one pass. The backward pass is the fused
-dense backward on the same rows, then ``col2im`` adds each tap's gradient back into
-the image, tap after tap in a fixed order. Every step is either the dense kernels
-(bitwise independent of the thread count) or a single-threaded numpy operation, so the
-results are bitwise identical for any ``n_threads``. The batch is cut into chunks
-whose patch rows stay under :data:`CHUNK_BYTES`; the cut depends on the shapes only.
+A convolution is a dense layer on the image's patches. The forward pass runs the fused
+dense epilogue of :func:`varprop.dense_forward` on the patch rows, tile by tile in one
+OpenMP loop: each thread lays its tile's receptive fields out as rows (im2col, into a
+small buffer of its own), multiplies them by the weights (BLAS) and applies the bias,
+the activation and the per-channel statistics while the tile is in cache; no patch matrix
+is stored whole. The backward pass cuts the batch into chunks whose patch rows stay under
+:data:`CHUNK_BYTES`, runs the fused dense backward (the kernel behind
+:func:`varprop.dense_backward`) on each chunk's patch rows, then ``col2im`` gathers each
+input's gradient from the taps that read it, in a fixed order. A 1x1 kernel with stride
+1 and no padding uses the image's rows as they are.
+
+Rules: float32 or float64, one dtype for all arrays (TypeError otherwise); arrays of any
+memory order (copied to C order where needed); outputs are new C-contiguous arrays;
+statistics are float64. Results are bitwise identical for any ``n_threads``: tiles and
+chunks depend on the shapes only, every output element is written by one thread, and
+per-tile statistics and per-chunk gradients are merged in a fixed order.
 
 Shapes: 1-D ``x (batch, length, C_in)``, 2-D ``x (batch, H, W, C_in)``; weights
-``(*kernel, C_in // groups, C_out)``; bias ``(C_out,)`` or None.
+``(*kernel, C_in // groups, C_out)`` (Keras's HWIO); bias ``(C_out,)`` or None; outputs
+``(batch, *out_spatial, C_out)``. The plain-numpy twins are in
+:mod:`varprop._reference_conv`. Without the compiled extension the geometry helpers
+(:func:`resolve_padding`, :func:`conv_output_shape`) work and every kernel raises
+:class:`varprop.kernels.ExtensionMissingError`.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from ._blas import single_threaded_blas
 from ._results import LayerStats, pooled
-from ._validate import integer, positive_int
+from ._threads import resolve_n_threads
+from ._validate import boolean, integer, positive_int, shape_tuple
+from .kernels import (_BACKWARD_BLOCK, ExtensionMissingError, _ceil_div, _dtype_of,
+                      _missing_message, _resolve_activation, _same_dtype, forward_tiles)
+from .kernels import _extension as _dense_extension
 
 __all__ = ["resolve_padding", "conv_output_shape", "conv_forward", "conv_backward",
            "ConvForward", "ConvGradients", "max_pool_forward", "max_pool_backward",
            "avg_pool_forward", "avg_pool_backward", "CHUNK_BYTES"]
 
-#: Patch rows of one chunk stay under this many bytes.
-CHUNK_BYTES = 64 * 2**20
+#: The backward pass cuts the batch into chunks whose patch rows stay under this many
+#: bytes (at least one sample per chunk): two such buffers (patches, their gradient) stay
+#: in cache between im2col, the GEMMs and col2im (measured: 4 MiB chunks run 1.7x faster
+#: than 64 MiB ones on 28x28x16 -> 32 and 2x on 56x56x64 -> 64, batch 64 and 32).
+CHUNK_BYTES = 4 * 2**20
+
+#: The patch rows of one tile of the fused forward stay under this many bytes (a
+#: thread's scratch buffer, kept in its cache).
+TILE_BYTES = 256 * 2**10
 
 Pads = tuple[tuple[int, int], ...]
+_scratch = threading.local()
+_GEOMETRIES: dict[Any, Any] = {}
+_conv_module: ModuleType | None = None
+
+
+def _extension() -> ModuleType:
+    """``varprop._conv``, imported on first use; ExtensionMissingError without it."""
+    global _conv_module
+    if _conv_module is None:
+        try:
+            from . import _conv
+        except ImportError as exc:
+            raise ExtensionMissingError(_missing_message(
+                exc, "_conv", "the convolution and pooling kernels (conv_forward, "
+                "conv_backward, max_pool_*, avg_pool_*)")) from exc
+        _conv_module = _conv
+    return _conv_module
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -51,77 +93,122 @@ def resolve_padding(padding: Any, spatial: Sequence[int], kernel: Any, stride: A
     (TensorFlow's rule: ``total = max((ceil(n / s) - 1) s + (k - 1) d + 1 - n, 0)``,
     ``before = total // 2``; PyTorch's ``padding="same"`` for stride 1), an int, per-dim
     ints or per-dim ``(before, after)`` pairs."""
+    spatial = shape_tuple("spatial", spatial)
     n = len(spatial)
     k, s, d = _per_dim("kernel", kernel, n), _per_dim("stride", stride, n), \
         _per_dim("dilation", dilation, n)
     if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return ((0, 0),) * n
-        if mode != "same":
+        if padding.lower() not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid', 'same', an int or per-dim pairs, "
                              f"got {padding!r}")
-        out = []
-        for size, ki, si, di in zip(spatial, k, s, d):
-            total = max((math.ceil(size / si) - 1) * si + (ki - 1) * di + 1 - size, 0)
-            out.append((total // 2, total - total // 2))
-        return tuple(out)
-    if isinstance(padding, (list, tuple)):
-        if len(padding) != n:
-            raise ValueError(f"padding needs {n} entries (one per spatial dim), got {padding!r}")
-        out = []
-        for p in padding:
-            if isinstance(p, (list, tuple)):
-                if len(p) != 2:
-                    raise ValueError(f"padding pairs are (before, after), got {p!r}")
-                out.append((integer("padding", p[0], minimum=0),
-                            integer("padding", p[1], minimum=0)))
-            else:
-                v = integer("padding", p, minimum=0)
-                out.append((v, v))
-        return tuple(out)
-    v = integer("padding", padding, minimum=0)
-    return ((v, v),) * n
+        totals = [0] * n if padding.lower() == "valid" else [
+            max((math.ceil(size / si) - 1) * si + (ki - 1) * di + 1 - size, 0)
+            for size, ki, si, di in zip(spatial, k, s, d)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    if not isinstance(padding, (list, tuple)):
+        padding = (padding,) * n
+    elif len(padding) != n:
+        raise ValueError(f"padding needs {n} entries (one per spatial dim), got {padding!r}")
+    out = []
+    for p in padding:
+        if isinstance(p, (list, tuple)) and len(p) != 2:
+            raise ValueError(f"padding pairs are (before, after), got {p!r}")
+        pair = p if isinstance(p, (list, tuple)) else (p, p)
+        out.append(tuple(integer("padding", v, minimum=0) for v in pair))
+    return tuple(out)
 
 
 def conv_output_shape(spatial: Sequence[int], kernel: Any, stride: Any = 1,
                       padding: Any = "valid", dilation: Any = 1) -> tuple[int, ...]:
     """The output's spatial dims; a ValueError naming ``kernel`` when the (dilated)
     kernel does not fit in the padded input."""
+    spatial = shape_tuple("spatial", spatial)
     n = len(spatial)
     k, s, d = _per_dim("kernel", kernel, n), _per_dim("stride", stride, n), \
         _per_dim("dilation", dilation, n)
-    pads = resolve_padding(padding, spatial, k, s, d)
+    return _out_shape(spatial, k, s, resolve_padding(padding, spatial, k, s, d), d, "kernel")
+
+
+def _out_shape(spatial: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], pads: Pads,
+               d: tuple[int, ...], name: str) -> tuple[int, ...]:
     out = []
     for size, ki, si, di, (lo, hi) in zip(spatial, k, s, d, pads):
         span = (ki - 1) * di + 1
         if span > size + lo + hi:
-            raise ValueError(f"kernel of size {ki} (dilation {di}: spans {span}) is larger "
+            raise ValueError(f"{name} of size {ki} (dilation {di}: spans {span}) is larger "
                              f"than the padded input ({size} + {lo} + {hi})")
         out.append((size + lo + hi - span) // si + 1)
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class _Geo:
+    """One convolution or pooling in 2-D form (a 1-D signal is an image of height 1)."""
+
+    image: tuple[int, int, int, int]  # (batch, H, W, C) of the input
+    out: tuple[int, ...]  # the output's spatial dims as the caller sees them
+    out_hw: tuple[int, int]
+    geometry: tuple[int, ...]  # (k_h, k_w, s_h, s_w, d_h, d_w, pad_h, pad_w) for _conv
+    trivial: bool  # a 1x1 kernel, stride 1, no padding: x's rows are the patch rows
+
+    @property
+    def pixels(self) -> int:
+        return self.out_hw[0] * self.out_hw[1]
+
+
+def _geo(shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any,
+         dilation: Any) -> _Geo:
+    """The geometry of a convolution (dilation not None) or a pooling (None), cached by
+    the arguments' repr (which tells 1, 1.0 and True apart; errors are not cached)."""
+    key = repr((shape, kernel, stride, padding, dilation))
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _make_geo(shape, kernel, stride, padding, dilation)
+        if len(_GEOMETRIES) >= 1024:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geo
+    return geo
+
+
+def _make_geo(shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any,
+              dilation: Any) -> _Geo:
+    dims, name = len(shape) - 2, "kernel" if dilation is not None else "pool_size"
+    k = _per_dim(name, kernel, dims)
+    s = k if stride is None else _per_dim("stride", stride, dims)
+    d = (1,) * dims if dilation is None else _per_dim("dilation", dilation, dims)
+    pads = resolve_padding(padding, shape[1:-1], k, s, d)
+    if dilation is None:  # pooling
+        for (lo, hi), ki in zip(pads, k):
+            if lo > ki // 2 or hi > ki // 2:
+                raise ValueError(f"padding must be at most half the pool size ({ki}), got "
+                                 f"({lo}, {hi}) (as PyTorch requires)")
+    out = _out_shape(shape[1:-1], k, s, pads, d, name)
+    if dims == 1:
+        k, s, d, pads, out_hw = (1, *k), (1, *s), (1, *d), ((0, 0), *pads), (1, *out)
+        image = (shape[0], 1, shape[1], shape[2])
+    else:
+        out_hw, image = out, tuple(shape)
+    trivial = k == (1, 1) and s == (1, 1) and pads == ((0, 0), (0, 0))
+    return _Geo(image, out, tuple(out_hw), (*k, *s, *d, pads[0][0], pads[1][0]), trivial)
+
+
 # ----------------------------------------------------------------------------- checks
 def _array(name: str, arr: Any, ndims: tuple[int, ...]) -> np.ndarray:
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {arr.dtype}")
+    _dtype_of(name, arr)
     if arr.ndim not in ndims:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dims, got shape "
                          f"{arr.shape}")
     return arr
 
 
-def _check_conv(x: np.ndarray, w: np.ndarray, b: Any, groups: Any) -> tuple[int, ...]:
+def _check_conv(x: Any, w: Any, b: Any, groups: Any) -> int:
     _array("x", x, (3, 4))
     _array("w", w, (x.ndim,))
-    if w.dtype != x.dtype or (b is not None and getattr(b, "dtype", None) != x.dtype):
-        raise TypeError(f"x, w and b must share one dtype, got {x.dtype}, {w.dtype}"
-                        f"{'' if b is None else ', ' + str(getattr(b, 'dtype', type(b)))}")
+    _same_dtype({"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b})
     groups = positive_int("groups", groups)
     c_in, c_out = x.shape[-1], w.shape[-1]
+    if c_in == 0 or c_out == 0:
+        raise ValueError(f"x and w need at least one channel, got x {x.shape}, w {w.shape}")
     if c_in % groups or c_out % groups:
         raise ValueError(f"groups ({groups}) must divide the input channels ({c_in}) and the "
                          f"output channels ({c_out})")
@@ -132,33 +219,12 @@ def _check_conv(x: np.ndarray, w: np.ndarray, b: Any, groups: Any) -> tuple[int,
         _array("b", b, (1,))
         if b.shape != (c_out,):
             raise ValueError(f"b must have shape ({c_out},), got {b.shape}")
-    return w.shape[:-2]
-
-
-# ----------------------------------------------------------------------------- im2col
-def _patches(xp: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
-             dilation: tuple[int, ...], out: tuple[int, ...]) -> np.ndarray:
-    """A strided view ``(batch, *out, *kernel, C)`` of the padded input's patches."""
-    dims = len(kernel)
-    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
-    view = sliding_window_view(xp, span, axis=tuple(range(1, dims + 1)),
-                               writeable=xp.flags.writeable)
-    # view: (batch, *positions, C, *span) -> the outputs' positions, the kernel's taps
-    index = (slice(None),) + tuple(slice(0, o * s, s) for o, s in zip(out, stride)) \
-        + (slice(None),) + tuple(slice(None, None, d) for d in dilation)
-    view = view[index]
-    return np.moveaxis(view, 1 + dims, -1)  # (batch, *out, *kernel, C)
-
-
-def _chunk(batch: int, rows_per_sample: int, row_bytes: int) -> int:
-    """Samples per chunk (shapes only): patch rows under CHUNK_BYTES, at least one."""
-    return max(1, min(batch, CHUNK_BYTES // max(rows_per_sample * row_bytes, 1)))
+    return groups
 
 
 @dataclass(frozen=True)
 class ConvForward:
-    """``z = conv(x, w) + b`` and ``a = phi(z)`` (``(batch, *out, C_out)``); ``stats``
-    per output channel over the batch and the pixels, or None."""
+    """z = conv(x, w) + b, a = phi(z) ``(batch, *out, C_out)``; stats (or None)."""
 
     z: np.ndarray
     a: np.ndarray
@@ -175,223 +241,259 @@ class ConvGradients:
     grad_z: np.ndarray
 
 
-def _geometry(x: np.ndarray, kernel: tuple[int, ...], stride: Any, padding: Any,
-              dilation: Any) -> tuple[tuple[int, ...], tuple[int, ...], Pads, tuple[int, ...]]:
-    dims = len(kernel)
-    spatial = x.shape[1:-1]
-    s, d = _per_dim("stride", stride, dims), _per_dim("dilation", dilation, dims)
-    pads = resolve_padding(padding, spatial, kernel, s, d)
-    out = conv_output_shape(spatial, kernel, s, pads, d)
-    return s, d, pads, out
+def _tile_rows(rows: int, taps: int, itemsize: int) -> int:
+    """Patch rows per tile of the fused forward (shapes only): a multiple of 16 whose
+    patch rows fit in TILE_BYTES, at most 512, and small enough for 8 tiles."""
+    fit = TILE_BYTES // (taps * itemsize) // 16 * 16
+    spread = -(-rows // 128) * 16  # ceil(rows / 8), rounded up to 16
+    return max(16, min(fit, spread, 512))
+
+
+def _workspace(key: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A scratch array of this Python thread, kept between calls (on a small layer,
+    fresh pages cost more than the convolution); never shared between threads."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buf = getattr(_scratch, key, None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(nbytes, np.uint8)
+        setattr(_scratch, key, buf)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _columns(x4: np.ndarray, geo: _Geo, c0: int, cg: int, buf: np.ndarray,
+             threads: int) -> np.ndarray:
+    """The patch rows of the images x4 (batch, H, W, C), channels [c0, c0 + cg)."""
+    if geo.trivial and cg == x4.shape[-1]:
+        return x4.reshape(-1, cg)
+    _extension().im2col(x4, buf[:len(x4) * geo.pixels], geo.geometry, *geo.out_hw, c0, cg,
+                        threads)
+    return buf[:len(x4) * geo.pixels]
+
+
+def _setup(x: np.ndarray, w: np.ndarray, groups: int, stride: Any, padding: Any,
+           dilation: Any) -> tuple[_Geo, np.ndarray, list[np.ndarray], int, int, int]:
+    """(geometry, x as C-ordered 2-D images, each group's (taps, C_out / groups)
+    weights, channels per group in and out, samples per chunk)."""
+    geo = _geo(x.shape, w.shape[:-2], stride, padding, dilation)
+    kernel_w = tuple(w.shape[:-2])
+    cg, og = x.shape[-1] // groups, w.shape[-1] // groups
+    taps = math.prod(kernel_w) * cg
+    w2 = np.ascontiguousarray(w).reshape(taps, w.shape[-1])
+    wg = [w2 if groups == 1 else np.ascontiguousarray(w2[:, g * og:(g + 1) * og])
+          for g in range(groups)]
+    x4 = np.ascontiguousarray(x).reshape(geo.image)
+    # samples per chunk of the backward pass (shapes only): patch rows under CHUNK_BYTES
+    per = max(1, min(x.shape[0], CHUNK_BYTES // max(geo.pixels * taps * x.itemsize, 1)))
+    if per * geo.pixels > 2**31 - 1 or taps > 2**31 - 1:
+        raise ValueError(f"x {x.shape}, w {w.shape}: a sample's patches pass 2**31 - 1 rows")
+    return geo, x4, wg, cg, og, per
+
+
+def _merge(moments: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-tile column moments (shift, sum, sum of squares of z, then a) merged in tile
+    order (Chan et al.'s parallel formula): z mean, z var, a mean, a var."""
+    counts = counts.astype(np.float64)[:, None]
+    total = counts.sum()
+    out = []
+    for shift, s1, s2 in (moments[0:3], moments[3:6]):
+        tile_mean = shift + s1 / counts
+        tile_m2 = np.maximum(s2 - s1 * s1 / counts, 0.0)
+        mean = np.sum(counts * tile_mean, axis=0) / total
+        out += [mean, np.sum(tile_m2 + counts * (tile_mean - mean) ** 2, axis=0) / total]
+    return tuple(out)
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
                  activation: Any = "linear", *, stride: Any = 1, padding: Any = "valid",
                  dilation: Any = 1, groups: int = 1, stats: bool = False,
                  n_threads: int | None = None, **activation_params: Any) -> ConvForward:
-    """Fused convolution: ``z = conv(x, w) + b``, ``a = phi(z)``, optional per-channel
-    statistics over batch and pixels (see the module doc for shapes)."""
-    from .kernels import _resolve_activation, dense_forward
-    kernel = _check_conv(x, w, b, groups)
+    """Fused convolution: ``z = conv(x, w) + b``, ``a = phi(z)`` and, with ``stats``,
+    per-channel mean and variance of z and a over the batch and the pixels (pooled over
+    all ``batch * pixels * C_out`` entries too). Shapes and rules: the module doc;
+    ``activation`` and ``**activation_params`` as in :func:`varprop.dense_forward`."""
+    ext = _extension()
+    groups = _check_conv(x, w, b, groups)
+    stats = boolean("stats", stats)
     act = _resolve_activation(activation, activation_params)
-    s, d, pads, out = _geometry(x, kernel, stride, padding, dilation)
-    batch, c_out = x.shape[0], w.shape[-1]
-    cg, og = x.shape[-1] // groups, c_out // groups
-    z = np.empty((batch, *out, c_out), x.dtype)
+    threads = resolve_n_threads(n_threads)
+    geo, x4, wg, cg, og, _ = _setup(x, w, groups, stride, padding, dilation)
+    batch, c_out, taps = x.shape[0], w.shape[-1], wg[0].shape[0]
+    z = np.empty((batch, *geo.out, c_out), x.dtype)
     a = np.empty_like(z)
-    taps = math.prod(kernel) * cg
-    per = _chunk(batch, math.prod(out), taps * x.itemsize)
-    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
-    parts: list[list[LayerStats]] = [[] for _ in range(groups)]
-    for lo in range(0, batch, per):
-        hi = min(batch, lo + per)
-        patches = _patches(xp[lo:hi], kernel, s, d, out)
+    rows = batch * geo.pixels
+    if rows == 0:
+        return ConvForward(z, a, LayerStats.empty(c_out) if stats else None)
+    tile = _tile_rows(rows, taps, x.itemsize)
+    n_tiles = -(-rows // tile)
+    threads = min(threads, n_tiles)
+    buf = _workspace("forward", x.dtype, (threads, 0 if geo.trivial else tile * taps))
+    counts = np.minimum(tile, rows - tile * np.arange(n_tiles))
+    p0, p1 = act.kernel_params
+    parts = []
+    with single_threaded_blas():
         for g in range(groups):
-            cols = np.ascontiguousarray(patches[..., g * cg:(g + 1) * cg]).reshape(-1, taps)
-            wg = np.ascontiguousarray(w[..., g * og:(g + 1) * og]).reshape(taps, og)
-            bg = None if b is None else np.ascontiguousarray(b[g * og:(g + 1) * og])
-            r = dense_forward(cols, wg, bg, act, stats=stats, n_threads=n_threads)
-            z[lo:hi, ..., g * og:(g + 1) * og] = r.z.reshape(hi - lo, *out, og)
-            a[lo:hi, ..., g * og:(g + 1) * og] = r.a.reshape(hi - lo, *out, og)
-            if stats:
-                parts[g].append(r.stats)
-    return ConvForward(z, a, _merge_stats(parts) if stats else None)
-
-
-def _merge_stats(parts: list[list[LayerStats]]) -> LayerStats:
-    """Per-chunk statistics of each group merged in chunk order (Chan et al.'s
-    parallel formula), the groups' channels side by side."""
-    def merge(chunks: list[LayerStats], field: str) -> tuple[np.ndarray, np.ndarray]:
-        n = sum(c.n_samples for c in chunks)
-        mean = sum(c.n_samples * getattr(c, field + "_mean") for c in chunks) / n
-        m2 = sum(c.n_samples * (getattr(c, field + "_var")
-                                + (getattr(c, field + "_mean") - mean) ** 2) for c in chunks)
-        return mean, m2 / n
-
-    z = [merge(p, "z") for p in parts]
-    a = [merge(p, "a") for p in parts]
-    z_mean, z_var = (np.concatenate([m[i] for m in z]) for i in (0, 1))
-    a_mean, a_var = (np.concatenate([m[i] for m in a]) for i in (0, 1))
-    n = sum(c.n_samples for c in parts[0])
-    return LayerStats(n, z_mean, z_var, a_mean, a_var, *pooled(z_mean, z_var),
-                      *pooled(a_mean, a_var))
+            bias = np.empty(0, x.dtype) if b is None else \
+                np.ascontiguousarray(b[g * og:(g + 1) * og])
+            moments = np.empty((6, n_tiles, og) if stats else (0, 0, 0), np.float64)
+            ext.conv_forward(x4, wg[g], bias, z.reshape(rows, c_out), a.reshape(rows, c_out),
+                             moments, buf, geo.geometry, *geo.out_hw, g * cg, g * og,
+                             act.kernel_id, p0, p1, tile, threads)
+            parts.append(_merge(moments, counts) if stats else None)
+    if not stats:
+        return ConvForward(z, a, None)
+    z_mean, z_var, a_mean, a_var = (np.concatenate([m[i] for m in parts]) for i in range(4))
+    return ConvForward(z, a, LayerStats(rows, z_mean, z_var, a_mean, a_var,
+                                        *pooled(z_mean, z_var), *pooled(a_mean, a_var)))
 
 
 def conv_backward(x: np.ndarray, w: np.ndarray, z: np.ndarray, grad_a: np.ndarray,
                   activation: Any = "linear", *, stride: Any = 1, padding: Any = "valid",
                   dilation: Any = 1, groups: int = 1, n_threads: int | None = None,
                   **activation_params: Any) -> ConvGradients:
-    """Gradients of ``sum(grad_a * phi(conv(x, w) + b))``: dL/dx, dL/dw (summed over the
-    batch), dL/db and dL/dz."""
-    from .kernels import _resolve_activation, dense_backward
-    kernel = _check_conv(x, w, None, groups)
+    """Gradients of ``L = sum(grad_a * phi(conv(x, w) + b))``: dL/dx, dL/dw (summed over
+    the batch), dL/db and dL/dz = grad_a * phi'(z). ``z`` is the forward pass's
+    pre-activation; the other arguments as in :func:`conv_forward`."""
+    dense_ext, conv_ext = _dense_extension(), _extension()
+    groups = _check_conv(x, w, None, groups)
     act = _resolve_activation(activation, activation_params)
-    s, d, pads, out = _geometry(x, kernel, stride, padding, dilation)
-    batch, c_out = x.shape[0], w.shape[-1]
+    threads = resolve_n_threads(n_threads)
+    geo, x4, wg, cg, og, per = _setup(x, w, groups, stride, padding, dilation)
+    batch, c_out, pix = x.shape[0], w.shape[-1], geo.pixels
     for name, arr in (("z", z), ("grad_a", grad_a)):
         _array(name, arr, (x.ndim,))
-        if arr.shape != (batch, *out, c_out) or arr.dtype != x.dtype:
-            raise ValueError(f"{name} must have shape {(batch, *out, c_out)} and dtype "
-                             f"{x.dtype}, got {arr.shape} {arr.dtype}")
-    cg, og = x.shape[-1] // groups, c_out // groups
-    taps = math.prod(kernel) * cg
-    per = _chunk(batch, math.prod(out), taps * x.itemsize)
-    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
-    gxp = np.zeros(xp.shape, np.float64 if x.dtype == np.float64 else np.float32)
-    grad_w = np.zeros(w.shape, x.dtype)
-    grad_b = np.zeros(c_out, x.dtype)
-    grad_z = np.empty_like(z)
-    for lo in range(0, batch, per):
-        hi = min(batch, lo + per)
-        patches = _patches(xp[lo:hi], kernel, s, d, out)
-        gpatch = _patches(gxp[lo:hi], kernel, s, d, out)  # a view: col2im writes through
-        for g in range(groups):
-            sl = slice(g * og, (g + 1) * og)
-            cols = np.ascontiguousarray(patches[..., g * cg:(g + 1) * cg]).reshape(-1, taps)
-            wg = np.ascontiguousarray(w[..., sl]).reshape(taps, og)
-            zg = np.ascontiguousarray(z[lo:hi, ..., sl]).reshape(-1, og)
-            gag = np.ascontiguousarray(grad_a[lo:hi, ..., sl]).reshape(-1, og)
-            r = dense_backward(cols, wg, zg, gag, act, n_threads=n_threads)
-            grad_w[..., sl] += r.grad_w.reshape(*kernel, cg, og)
-            grad_b[sl] += r.grad_b
-            grad_z[lo:hi, ..., sl] = r.grad_z.reshape(hi - lo, *out, og)
-            _col2im(gpatch[..., g * cg:(g + 1) * cg],
-                    r.grad_x.reshape(hi - lo, *out, *kernel, cg), kernel)
-    inner = (slice(None),) + tuple(slice(lo_, xp.shape[i + 1] - hi_)
-                                   for i, (lo_, hi_) in enumerate(pads)) + (slice(None),)
-    return ConvGradients(np.ascontiguousarray(gxp[inner], dtype=x.dtype), grad_w, grad_b,
-                         grad_z)
-
-
-def _col2im(target: np.ndarray, cols: np.ndarray, kernel: tuple[int, ...]) -> None:
-    """Add each tap's patch gradient into the (padded) image through the strided view
-    ``target`` ``(batch, *out, *kernel, C)``, one tap at a time in a fixed order (the
-    taps of one tap index never overlap, so each add is a plain strided add)."""
-    dims = len(kernel)
-    for tap in np.ndindex(*kernel):
-        index = (slice(None),) * (1 + dims) + tap + (slice(None),)
-        target[index] += cols[index]
+        if arr.shape != (batch, *geo.out, c_out):
+            raise ValueError(f"{name} must have shape {(batch, *geo.out, c_out)} (the "
+                             f"convolution's output), got {arr.shape}")
+    _same_dtype({"x": x, "w": w, "z": z, "grad_a": grad_a})
+    taps = wg[0].shape[0]
+    grad_x, grad_z = np.empty(geo.image, x.dtype), np.empty(z.shape, x.dtype)
+    if z.size == 0:
+        return ConvGradients(np.zeros(x.shape, x.dtype), np.zeros(w.shape, x.dtype),
+                             np.zeros(c_out, x.dtype), grad_z)
+    z2 = np.ascontiguousarray(z).reshape(-1, c_out)
+    ga2 = np.ascontiguousarray(grad_a).reshape(-1, c_out)
+    gz2 = grad_z.reshape(-1, c_out)
+    direct = geo.trivial and groups == 1  # x's rows are the patches, grad_x their gradient
+    shape = (0, 0) if direct else (per * pix, taps)
+    buf, gbuf = _workspace("cols", x.dtype, shape), _workspace("gcols", x.dtype, shape)
+    gw, partials = [np.zeros((taps, og)) for _ in wg], [[] for _ in wg]
+    p0, p1 = act.kernel_params
+    with single_threaded_blas():
+        for lo in range(0, batch, per):
+            hi = min(batch, lo + per)
+            rows = (hi - lo) * pix
+            block_rows = max(1, min(rows, _BACKWARD_BLOCK // og))
+            dx_rows, dx_cols = forward_tiles(rows, taps)
+            dw_rows, dw_cols = forward_tiles(taps, og)
+            for g in range(groups):
+                cols = _columns(x4[lo:hi], geo, g * cg, cg, buf, threads)
+                sl, r = slice(g * og, (g + 1) * og), slice(lo * pix, hi * pix)
+                if groups == 1:
+                    zg, gag, gzg = z2[r], ga2[r], gz2[r]
+                else:
+                    zg, gag = np.ascontiguousarray(z2[r, sl]), np.ascontiguousarray(ga2[r, sl])
+                    gzg = np.empty((rows, og), x.dtype)
+                gcols = grad_x[lo:hi].reshape(rows, taps) if direct else gbuf[:rows]
+                gw_chunk = np.empty((taps, og), x.dtype)
+                part = np.empty((_ceil_div(rows, block_rows), og), np.float64)
+                dense_ext.backward(cols, wg[g], zg, gag, gzg, gcols, gw_chunk, part,
+                                   act.kernel_id, p0, p1, block_rows, dx_rows, dx_cols,
+                                   dw_rows, dw_cols, threads)
+                if not direct:
+                    conv_ext.col2im(gcols, grad_x[lo:hi], geo.geometry, *geo.out_hw,
+                                    g * cg, cg, threads)
+                if groups > 1:
+                    gz2[r, sl] = gzg
+                gw[g] += gw_chunk
+                partials[g].append(part)
+    grad_w = np.concatenate(gw, axis=1).astype(x.dtype).reshape(w.shape)
+    grad_b = np.concatenate([np.sum(np.concatenate(p), axis=0) for p in partials])
+    return ConvGradients(grad_x.reshape(x.shape), grad_w, grad_b.astype(x.dtype), grad_z)
 
 
 # ----------------------------------------------------------------------------- pooling
-def _pool_geometry(x: np.ndarray, pool_size: Any, stride: Any, padding: Any
-                   ) -> tuple[tuple[int, ...], tuple[int, ...], Pads, tuple[int, ...]]:
-    _array("x", x, (3, 4))
-    dims = x.ndim - 2
-    k = _per_dim("pool_size", pool_size, dims)
-    s = k if stride is None else _per_dim("stride", stride, dims)
-    pads = resolve_padding(padding, x.shape[1:-1], k, s, 1)
-    for (lo, hi), ki in zip(pads, k):
-        if lo > ki // 2 or hi > ki // 2:
-            raise ValueError(f"padding must be at most half the pool size ({ki}), got "
-                             f"({lo}, {hi}) (as PyTorch requires)")
-    out = conv_output_shape(x.shape[1:-1], k, s, pads, 1)
-    return k, s, pads, out
+def _pool_input(x: Any, pool_size: Any, stride: Any, padding: Any,
+                n_threads: Any) -> tuple[np.ndarray, _Geo, int]:
+    _extension()
+    geo = _geo(_array("x", x, (3, 4)).shape, pool_size, stride, padding, None)
+    return np.ascontiguousarray(x).reshape(geo.image), geo, resolve_n_threads(n_threads)
 
 
 def max_pool_forward(x: np.ndarray, pool_size: Any, *, stride: Any = None,
                      padding: Any = 0, n_threads: int | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """``(y, argmax)``: the max of each window (padding counts as -inf) and the flat
-    index (over the sample's spatial positions) of the input that gave it: the first
-    maximal one in row-major window order, as PyTorch breaks ties."""
-    k, s, pads, out = _pool_geometry(x, pool_size, stride, padding)
-    xp = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-np.inf)
-    win = _patches(xp, k, s, (1,) * len(k), out)  # (batch, *out, *k, C)
-    flat = np.moveaxis(win.reshape(*win.shape[:1 + len(k)], -1, win.shape[-1]), -2, -1)
-    first = np.argmax(flat, axis=-1)  # the first maximum (a NaN counts as the maximum)
-    y = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
-    # the winner's position in the unpadded input
-    taps = np.unravel_index(first, k)
-    index = np.zeros(first.shape, np.int64)
-    for dim, (tap, st, (lo, _)) in enumerate(zip(taps, s, pads)):
-        grid = np.arange(out[dim]).reshape((1,) + tuple(-1 if i == dim else 1
-                                                        for i in range(len(k))) + (1,))
-        pos = grid * st + tap - lo
-        index = index * x.shape[1 + dim] + pos
-    return np.ascontiguousarray(y, x.dtype), index
+    index (over the sample's spatial positions, row-major) of the input that gave it, per
+    channel (int64): PyTorch's CPU rule, the first maximal input in the window's
+    row-major order, a NaN taking the place of the maximum. ``pool_size``, ``stride``
+    (default: ``pool_size``) and ``padding`` (at most half the window): an int or per
+    dim; shapes ``(batch, *spatial, C)`` in, ``(batch, *out, C)`` out."""
+    x4, geo, threads = _pool_input(x, pool_size, stride, padding, n_threads)
+    y = np.empty((x.shape[0], *geo.out, x.shape[-1]), x.dtype)
+    argmax = np.empty(y.shape, np.int64)
+    shape4 = (x.shape[0], *geo.out_hw, x.shape[-1])
+    _extension().max_pool_forward(x4, y.reshape(shape4), argmax.reshape(shape4),
+                                  geo.geometry, threads)
+    return y, argmax
+
+
+def _grad_input(grad_y: Any, input_shape: Any) -> tuple[int, ...]:
+    _array("grad_y", grad_y, (3, 4))
+    shape = shape_tuple("input_shape", input_shape)
+    if len(shape) != grad_y.ndim or shape[0] != grad_y.shape[0] \
+            or shape[-1] != grad_y.shape[-1]:
+        raise ValueError(f"input_shape {shape} must be (batch, *spatial, channels) with "
+                         f"grad_y's rank, batch and channels (grad_y {grad_y.shape})")
+    return shape
 
 
 def max_pool_backward(grad_y: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int],
                       n_threads: int | None = None) -> np.ndarray:
-    """dL/dx: each window's gradient to the input that was its maximum (accumulated in
-    a fixed order where windows overlap)."""
-    _array("grad_y", grad_y, (3, 4))
-    shape = tuple(input_shape)
-    if argmax.shape != grad_y.shape or len(shape) != grad_y.ndim:
-        raise ValueError(f"argmax {argmax.shape} and grad_y {grad_y.shape} must match, and "
-                         f"input_shape {shape} have their rank")
-    batch, c = shape[0], shape[-1]
-    pixels = math.prod(shape[1:-1])
-    gx = np.zeros((batch, pixels, c), grad_y.dtype)
-    b_idx = np.arange(batch).reshape((-1,) + (1,) * (grad_y.ndim - 1))
-    c_idx = np.arange(c).reshape((1,) * (grad_y.ndim - 1) + (-1,))
-    np.add.at(gx, (np.broadcast_to(b_idx, argmax.shape), argmax,
-                   np.broadcast_to(c_idx, argmax.shape)), grad_y)
-    return gx.reshape(shape)
-
-
-def _counts(shape: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], pads: Pads,
-            out: tuple[int, ...], include_pad: bool) -> np.ndarray:
-    """Entries each window averages over, ``(*out, 1)``."""
-    if include_pad:
-        return np.full(out + (1,), float(math.prod(k)))
-    ones = np.pad(np.ones((1, *shape[1:-1], 1)), ((0, 0), *pads, (0, 0)))
-    return _patches(ones, k, s, (1,) * len(k), out).sum(
-        axis=tuple(range(1 + len(k), 1 + 2 * len(k))))[0]
+    """dL/dx of :func:`max_pool_forward`: each window's gradient goes to the input that
+    was its maximum (``argmax``), summed in output order where windows overlap."""
+    ext = _extension()
+    shape = _grad_input(grad_y, input_shape)
+    if not isinstance(argmax, np.ndarray) or argmax.dtype.kind not in "iu":
+        raise TypeError(f"argmax must be an integer numpy array (max_pool_forward's), got "
+                        f"{type(argmax).__name__} {getattr(argmax, 'dtype', '')}".rstrip())
+    if argmax.shape != grad_y.shape:
+        raise ValueError(f"argmax must have grad_y's shape {grad_y.shape}, got {argmax.shape}")
+    threads = resolve_n_threads(n_threads)
+    four = (lambda a: a.reshape(len(a), 1, *a.shape[1:])) if len(shape) == 3 else (lambda a: a)
+    gx = np.empty(shape, grad_y.dtype)
+    ext.max_pool_backward(four(np.ascontiguousarray(grad_y)),
+                          four(np.ascontiguousarray(argmax, dtype=np.int64)), four(gx), threads)
+    return gx
 
 
 def avg_pool_forward(x: np.ndarray, pool_size: Any, *, stride: Any = None, padding: Any = 0,
                      count_include_pad: bool = True, n_threads: int | None = None
                      ) -> np.ndarray:
-    """The mean of each window (``count_include_pad``: padded zeros count, PyTorch's
-    default)."""
-    k, s, pads, out = _pool_geometry(x, pool_size, stride, padding)
-    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
-    win = _patches(xp, k, s, (1,) * len(k), out)
-    total = np.zeros((x.shape[0], *out, x.shape[-1]), np.float64)
-    for tap in np.ndindex(*k):  # a fixed order of additions
-        total += win[(slice(None),) * (1 + len(k)) + tap + (slice(None),)]
-    return (total / _counts(x.shape, k, s, pads, out, count_include_pad)).astype(x.dtype)
+    """The mean of each window (``count_include_pad``: padded zeros count in the divisor,
+    PyTorch's default; False: Keras's "same" pooling), summed in float64. Arguments as in
+    :func:`max_pool_forward`."""
+    include = boolean("count_include_pad", count_include_pad)
+    x4, geo, threads = _pool_input(x, pool_size, stride, padding, n_threads)
+    y = np.empty((x.shape[0], *geo.out, x.shape[-1]), x.dtype)
+    _extension().avg_pool_forward(x4, y.reshape(x.shape[0], *geo.out_hw, x.shape[-1]),
+                                  geo.geometry, include, threads)
+    return y
 
 
 def avg_pool_backward(grad_y: np.ndarray, input_shape: Sequence[int], pool_size: Any, *,
                       stride: Any = None, padding: Any = 0, count_include_pad: bool = True,
                       n_threads: int | None = None) -> np.ndarray:
-    """dL/dx of :func:`avg_pool_forward`: each window's gradient shared by its inputs."""
-    _array("grad_y", grad_y, (3, 4))
-    shape = tuple(input_shape)
-    probe = np.empty((1, *shape[1:]), grad_y.dtype)
-    k, s, pads, out = _pool_geometry(probe, pool_size, stride, padding)
-    if grad_y.shape != (shape[0], *out, shape[-1]):
-        raise ValueError(f"grad_y must have shape {(shape[0], *out, shape[-1])}, got "
-                         f"{grad_y.shape}")
-    share = grad_y.astype(np.float64) / _counts(shape, k, s, pads, out, count_include_pad)
-    gxp = np.zeros((shape[0], *(n + lo + hi for n, (lo, hi) in zip(shape[1:-1], pads)),
-                    shape[-1]))
-    target = _patches(gxp, k, s, (1,) * len(k), out)
-    for tap in np.ndindex(*k):
-        target[(slice(None),) * (1 + len(k)) + tap + (slice(None),)] += share
-    inner = (slice(None),) + tuple(slice(lo, gxp.shape[i + 1] - hi)
-                                   for i, (lo, hi) in enumerate(pads)) + (slice(None),)
-    return np.ascontiguousarray(gxp[inner], dtype=grad_y.dtype)
+    """dL/dx of :func:`avg_pool_forward` (the same pooling arguments): each input gets the
+    sum, over the windows that hold it, of the window's gradient over its count."""
+    ext = _extension()
+    shape = _grad_input(grad_y, input_shape)
+    include = boolean("count_include_pad", count_include_pad)
+    geo = _geo(shape, pool_size, stride, padding, None)
+    if grad_y.shape != (shape[0], *geo.out, shape[-1]):
+        raise ValueError(f"grad_y must have shape {(shape[0], *geo.out, shape[-1])} (the "
+                         f"pooling's output), got {grad_y.shape}")
+    threads = resolve_n_threads(n_threads)
+    gx = np.empty(geo.image, grad_y.dtype)
+    gy4 = np.ascontiguousarray(grad_y).reshape(shape[0], *geo.out_hw, shape[-1])
+    ext.avg_pool_backward(gy4, gx, geo.geometry, include, threads)
+    return gx.reshape(shape)

@@ -60,21 +60,22 @@ class ExtensionMissingError(ImportError, RuntimeError):
 _extension_module: ModuleType | None = None
 
 
-def _missing_message(exc: BaseException) -> str:
-    """Why ``varprop._kernels`` did not import, and what to do about it."""
+def _missing_message(exc: BaseException, module: str = "_kernels",
+                     uses: str = "the kernels (dense_forward, dense_backward, activation_apply, "
+                                 "and measure, compare and train, which call them)") -> str:
+    """Why ``varprop.<module>`` did not import, and what to do about it."""
     package = Path(__file__).resolve().parent
-    built = [p.name for p in package.glob("_kernels.*") if p.suffix in (".so", ".pyd")]
+    built = [p.name for p in package.glob(module + ".*") if p.suffix in (".so", ".pyd")]
     loadable = [n for n in built
-                if any(n == "_kernels" + s for s in importlib.machinery.EXTENSION_SUFFIXES)]
-    head = ("varprop's compiled extension varprop._kernels cannot be imported, so the "
-            "kernels (dense_forward, dense_backward, activation_apply, and measure, compare "
-            "and train, which call them) cannot run; the mean-field theory (varprop.analyze, "
-            "varprop.theory) works without it. ")
+                if any(n == module + s for s in importlib.machinery.EXTENSION_SUFFIXES)]
+    head = (f"varprop's compiled extension varprop.{module} cannot be imported, so {uses} "
+            "cannot run; the mean-field theory (varprop.analyze, varprop.theory) works "
+            "without it. ")
     if loadable:
         return head + (f"{package / loadable[0]} exists but failed to load ({exc}): "
                        "rebuild it with `pip install -e .` in the source tree, or reinstall "
                        "with `pip install --force-reinstall varprop`.")
-    if (package / "_kernels.pyx").exists():
+    if (package / f"{module}.pyx").exists():
         other = f" (found {', '.join(built)}, built for another Python)" if built else ""
         return head + (f"varprop was imported from the source tree {package.parent}, which "
                        f"holds no compiled extension for this Python{other}: build it with "
