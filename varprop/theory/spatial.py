@@ -88,61 +88,10 @@ def from_data(x: np.ndarray) -> SpatialMoments:
     return SpatialMoments(mean, np.diag(cross).reshape(spatial).copy(), cross, gaussian=False)
 
 
-def _per_dim(name: str, value: Any, n: int) -> tuple[int, ...]:
-    """An int or ``n`` ints, each a positive integer."""
-    vals = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
-    if len(vals) != n or any(isinstance(v, bool) or int(v) != v or v < 1 for v in vals):
-        raise ValueError(f"{name} must be a positive int or {n} of them, got {value!r}")
-    return tuple(int(v) for v in vals)
-
-
-def resolve_padding(padding: Any, spatial: Sequence[int], kernel: Any, stride: Any = 1,
-                    dilation: Any = 1) -> tuple[tuple[int, int], ...]:
-    """Per spatial dim ``(before, after)`` zero padding from "valid" (none), "same"
-    (TensorFlow's rule, also PyTorch's "same" at stride 1: ``total = max((ceil(n / s) -
-    1) s + (k - 1) d + 1 - n, 0)``, ``before = total // 2``, ``after = total - before``),
-    an int, per-dim ints or per-dim ``(before, after)`` pairs."""
-    n = len(spatial)
-    k, s, d = (_per_dim(a, v, n) for a, v in (("kernel", kernel), ("stride", stride),
-                                              ("dilation", dilation)))
-    if isinstance(padding, str):
-        if padding.lower() == "valid":
-            return ((0, 0),) * n
-        if padding.lower() != "same":
-            raise ValueError(f"padding must be 'valid', 'same', an int or per-dim pairs, "
-                             f"got {padding!r}")
-        out = []
-        for size, ki, si, di in zip(spatial, k, s, d):
-            total = max((-(-size // si) - 1) * si + (ki - 1) * di + 1 - size, 0)
-            out.append((total // 2, total - total // 2))
-        return tuple(out)
-    items = list(padding) if isinstance(padding, (list, tuple)) else [padding] * n
-    if len(items) != n:
-        raise ValueError(f"padding needs {n} entries (one per spatial dim), got {padding!r}")
-    pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in items]
-    if any(len(p) != 2 or any(isinstance(v, bool) or int(v) != v or v < 0 for v in p)
-           for p in pairs):
-        raise ValueError(f"padding must be non-negative ints or (before, after) pairs, "
-                         f"got {padding!r}")
-    return tuple((int(a), int(b)) for a, b in pairs)
-
-
-def output_shape(spatial: Sequence[int], kernel: Any, stride: Any = 1,
-                 padding: Any = "valid", dilation: Any = 1) -> tuple[int, ...]:
-    """The output's spatial dims: ``(n + before + after - (k - 1) d - 1) // s + 1``; a
-    ValueError where the dilated kernel does not fit in the padded input."""
-    n = len(spatial)
-    k, s, d = (_per_dim(a, v, n) for a, v in (("kernel", kernel), ("stride", stride),
-                                              ("dilation", dilation)))
-    out = []
-    for size, ki, si, di, (lo, hi) in zip(spatial, k, s, d,
-                                          resolve_padding(padding, spatial, k, s, d)):
-        span = (ki - 1) * di + 1
-        if span > size + lo + hi:
-            raise ValueError(f"kernel of size {ki} (dilation {di}: spans {span}) is larger "
-                             f"than the padded input ({size} + {lo} + {hi})")
-        out.append((size + lo + hi - span) // si + 1)
-    return tuple(out)
+# The padding rule and the output size have one home, the kernels' module (pure
+# Python: it imports without the compiled extension); the theory reads the same pixels.
+from ..conv_kernels import conv_output_shape as output_shape  # noqa: E402
+from ..conv_kernels import resolve_padding  # noqa: E402
 
 
 def tap_sources(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
