@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from ..activations import Activation
 
-__all__ = ["Layer", "Step", "walk", "plain_chain", "iter_steps"]
+__all__ = ["Layer", "Step", "walk", "plain_chain", "iter_steps", "weighted_forward",
+           "weighted_backward"]
 
 
 class Layer:
@@ -155,3 +156,37 @@ def plain_chain(steps: Sequence[Step]) -> list[tuple[Any, "Activation | None"]] 
             return None
         pairs.append((step.layer, step.act))
     return pairs
+
+
+def weighted_forward(step: Step, run: Any, x: Any, x2: Any, keep: bool, record: bool,
+                     kernel: Callable[..., Any]) -> tuple[Any, Any, Any, Any]:
+    """The array forward every weighted layer shares: its parameters from ``run``, the
+    fused kernel ``kernel(x, w, b, act, stats)`` (GEMM or convolution, bias, the fused
+    activation or none, statistics), the correlated second batch, and the records.
+    Returns ``(y, y2, cache for backward or None, the kernel's result)``."""
+    w, b = run.parameters(step.layer, step.index)
+    act = step.act if step.act is not None else run.linear
+    r = kernel(x, w, b, act, record)
+    y = r.a if step.act is not None else r.z
+    y2 = None
+    if x2 is not None:
+        r2 = kernel(x2, w, b, act, False)
+        y2 = r2.a if step.act is not None else r2.z
+        if record:
+            run.record_corr(step.index, r.z, r2.z)
+        del r2
+    if record:
+        run.record_forward(step.index, r.stats)
+    return y, y2, ((x, w, r.z) if keep else None), r
+
+
+def weighted_backward(step: Step, run: Any, cache: Any, grad: Any,
+                      kernel: Callable[..., Any]) -> Any:
+    """The array backward every weighted layer shares: ``kernel(x, w, z, grad, act)``
+    and the records of its gradients; returns the kernel's result."""
+    x, w, z = cache
+    act = step.act if step.act is not None else run.linear
+    g = kernel(x, w, z, grad, act)
+    run.record_backward(step.index, g.grad_z, g.grad_w, x.shape[0])
+    run.gradients(step.index, g.grad_w, g.grad_b)
+    return g

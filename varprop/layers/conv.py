@@ -23,7 +23,7 @@ from .._validate import one_of, positive_int
 from ..initializers import Initializer
 from ..profile import LayerRecord
 from ._spatial import SpatialGradient, numel, spatial_of
-from .base import Layer, Step
+from .base import Layer, Step, weighted_backward, weighted_forward
 from .dense import _initializer
 
 __all__ = ["Conv"]
@@ -217,31 +217,24 @@ class Conv(Layer):
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
         from ..conv_kernels import conv_forward
-        w, b = run.parameters(self, step.index)
-        act = step.act if step.act is not None else run.linear
         geo = self.geometry(x.shape[1:-1])
-        r = conv_forward(x, w, b, act, stats=record, n_threads=run.n_threads, **geo)
-        y = r.a if step.act is not None else r.z
-        y2 = None
-        if x2 is not None:
-            r2 = conv_forward(x2, w, b, act, stats=False, n_threads=run.n_threads, **geo)
-            y2 = r2.a if step.act is not None else r2.z
-            if record:
-                run.record_corr(step.index, r.z, r2.z)
-            del r2
+
+        def kernel(xs: np.ndarray, w: np.ndarray, b: Any, act: Any, stats: bool) -> Any:
+            return conv_forward(xs, w, b, act, stats=stats, n_threads=run.n_threads, **geo)
+
+        y, y2, cache, r = weighted_forward(step, run, x, x2, keep, record, kernel)
         if record:
-            run.record_forward(step.index, r.stats)
             run.record_maps(step.index, z=r.z, a=y)
-        return y, y2, ((x, w, r.z) if keep else None)
+        return y, y2, cache
 
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
         from ..conv_kernels import conv_backward
-        x, w, z = cache
-        act = step.act if step.act is not None else run.linear
-        g = conv_backward(x, w, z, grad, act, n_threads=run.n_threads,
-                          **self.geometry(x.shape[1:-1]))
-        run.record_backward(step.index, g.grad_z, g.grad_w, x.shape[0])
-        run.gradients(step.index, g.grad_w, g.grad_b)
+        geo = self.geometry(cache[0].shape[1:-1])
+
+        def kernel(x: np.ndarray, w: np.ndarray, z: np.ndarray, g: np.ndarray, act: Any) -> Any:
+            return conv_backward(x, w, z, g, act, n_threads=run.n_threads, **geo)
+
+        g = weighted_backward(step, run, cache, grad, kernel)
         run.record_maps(step.index, grad=g.grad_z)
         return g.grad_x
 

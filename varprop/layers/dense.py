@@ -27,7 +27,7 @@ from ..initializers import Initializer
 from ..initializers import get as get_initializer
 from ..profile import LayerRecord
 from .._validate import positive_int
-from .base import Layer, Step
+from .base import Layer, Step, weighted_backward, weighted_forward
 from .elementwise import act_analytic
 
 __all__ = ["Dense", "forward_moments", "backward_factor"]
@@ -128,29 +128,19 @@ class Dense(Layer):
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
         from ..kernels import dense_forward
-        w, b = run.parameters(self, step.index)
-        act = step.act if step.act is not None else run.linear
-        r = dense_forward(x, w, b, act, stats=record, n_threads=run.n_threads)
-        y = r.a if step.act is not None else r.z
-        y2 = None
-        if x2 is not None:
-            r2 = dense_forward(x2, w, b, act, stats=False, n_threads=run.n_threads)
-            y2 = r2.a if step.act is not None else r2.z
-            if record:
-                run.record_corr(step.index, r.z, r2.z)
-            del r2
-        if record:
-            run.record_forward(step.index, r.stats)
-        return y, y2, ((x, w, r.z) if keep else None)
+
+        def kernel(xs: np.ndarray, w: np.ndarray, b: Any, act: Any, stats: bool) -> Any:
+            return dense_forward(xs, w, b, act, stats=stats, n_threads=run.n_threads)
+
+        return weighted_forward(step, run, x, x2, keep, record, kernel)[:3]
 
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
         from ..kernels import dense_backward
-        x, w, z = cache
-        act = step.act if step.act is not None else run.linear
-        g = dense_backward(x, w, z, grad, act, n_threads=run.n_threads)
-        run.record_backward(step.index, g.grad_z, g.grad_w, x.shape[0])
-        run.gradients(step.index, g.grad_w, g.grad_b)
-        return g.grad_x
+
+        def kernel(x: np.ndarray, w: np.ndarray, z: np.ndarray, g: np.ndarray, act: Any) -> Any:
+            return dense_backward(x, w, z, g, act, n_threads=run.n_threads)
+
+        return weighted_backward(step, run, cache, grad, kernel).grad_x
 
     def cache_bytes(self, step: Step, width: int, batch: int, itemsize: int
                     ) -> tuple[int, int]:
