@@ -53,9 +53,20 @@ def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
     return plots.figure_bytes(fig, "png", dpi=dpi)
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C is the parent's to handle (it terminates the workers): no worker tracebacks."""
+def _worker_signals() -> None:
+    """Give each worker the signal dispositions :meth:`FigureWorker.close` relies on.
+
+    Ctrl-C is the parent's to handle (it terminates the workers): ignored, so no worker
+    tracebacks. SIGTERM is how ``Pool.terminate`` stops a worker, so it must kill: a
+    forked worker inherits the parent's Python-level handler (the ``varprop`` command
+    turns SIGTERM into an exception), and an exception can be swallowed by the code it
+    lands in (or the signal lost in the gap before a blocking wait); the worker then
+    waits for its next task on a queue lock the terminating parent holds, and the
+    parent's join never returns.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class FigureWorker:
@@ -71,7 +82,7 @@ class FigureWorker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
                 self._pool = multiprocessing.get_context("fork").Pool(
-                    processes, initializer=_ignore_interrupts)
+                    processes, initializer=_worker_signals)
         except (OSError, ValueError):  # pragma: no cover - no fork here
             self._pool = None
 
