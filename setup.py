@@ -132,6 +132,16 @@ extensions = [
                  "csrc/vp_erfc_coeffs.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(
+        "varprop._rnn",
+        # the recurrent step runs the dense kernels' activation epilogue on each batch
+        # tile, so the epilogues are compiled in here too, as for varprop._conv
+        sources=["varprop/_rnn.pyx", "csrc/vp_rnn.c", "csrc/vp_activations.c"],
+        include_dirs=["csrc"],
+        depends=["csrc/vp_rnn.h", "csrc/vp_activations.h", "csrc/vp_math.h",
+                 "csrc/vp_erfc_coeffs.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
 ]
 
 setup(
