@@ -7,6 +7,8 @@ Entry points:
     * initializers: :mod:`varprop.initializers` (every PyTorch / Keras / JAX scheme with
       its analytic moments; ``lsuv`` and Fixup);
     * networks: :func:`mlp`, :class:`Network` and the layers of :mod:`varprop.network`;
+      recurrent networks: :class:`SimpleRNN`, :func:`analyze_rnn`, :func:`measure_rnn`,
+      :func:`compare_rnn` (:mod:`varprop.recurrent`);
     * the analyzer: :func:`analyze` (mean field), :func:`measure` (empirical),
       :func:`compare` (with the log-space test of :mod:`varprop.agreement`) and
       :func:`verdict`; mean-field tools from :mod:`varprop.theory`;
@@ -63,6 +65,7 @@ from .network import Act, BatchNorm, Dense, LayerNorm, Network, Residual, mlp
 from .layers import AvgPool, Conv, Flatten, GlobalAvgPool, GroupNorm, MaxPool
 from .network_cnn import CNN_PRESETS, cnn, cnn_preset
 from .profile import LayerRecord, Profile
+from .recurrent import SimpleRNN, analyze_rnn, compare_rnn, measure_rnn, rnn_preset
 from .theory import (
     c_map,
     chi1,
@@ -78,6 +81,7 @@ from .theory import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SimpleRNN", "analyze_rnn", "compare_rnn", "measure_rnn", "rnn_preset",
     "TRUNCATED_NORMAL_STD_FACTOR", "available_initializers", "delta_orthogonal", "dirac",
     "eye", "sparse", "torch_default", "torch_default_bias", "trunc_normal",
     "ACTIVATION_NAMES", "Act", "Activation", "BatchNorm", "Comparison", "Dense",

@@ -59,6 +59,11 @@ APPROXIMATION_SUMMARIES = {
                "covariances (docs/theory.md, section 8)",
     "fan_in": "a layer with few inputs per unit: its pre-activation is not Gaussian "
               "(docs/theory.md, section 8)",
+    "recurrent": "the recurrent theory is approximate at some time steps, for the cause in "
+                 "parentheses: one_hot (one-hot tokens through a curved activation), "
+                 "non_centred (recurrent weights with a mean), identity_input (identity "
+                 "recurrence fed repeated tokens) or coarse_chain (an identity chain "
+                 "spread beyond its grid) (docs/recurrent.md)",
 }
 
 

@@ -113,7 +113,7 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
     from .reporting.results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS,
-                                    ReportSettings)
+                                    RNN_DEFAULTS, ReportSettings)
 
     d = ReportSettings()
     p = sub.add_parser(
@@ -131,16 +131,20 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"initializer names (default: {' '.join(DEFAULT_INITIALIZERS)})")
     g.add_argument("--activations", "-a", nargs="+", metavar="NAME",
                    help=f"activation names (default: {' '.join(DEFAULT_ACTIVATIONS)})")
-    g.add_argument("--arch", choices=("mlp", "cnn", "seeds_cnn"), default="mlp",
+    g.add_argument("--arch", choices=("mlp", "cnn", "seeds_cnn", "rnn"), default="mlp",
                    help="the network: a square MLP (default); cnn, a stack of 3x3 'same' "
                         "convolutions on --image x --image x 1 inputs; seeds_cnn, the seeds' "
-                        "CNN (8x8x1, 16 and 32 channels, 2x2 max pooling, dense classifier)")
+                        "CNN (8x8x1, 16 and 32 channels, 2x2 max pooling, dense classifier); "
+                        "rnn, an Elman RNN through --depth time steps (the initializer "
+                        "draws its input and recurrent kernels)")
     g.add_argument("--depth", type=int, default=None,
-                   help=f"dense layers, or convolutions with --arch cnn (default: {d.depth}; "
-                        f"cnn: {CNN_DEFAULTS['depth']})")
+                   help=f"dense layers, convolutions with --arch cnn, time steps with "
+                        f"--arch rnn (default: {d.depth}; cnn: {CNN_DEFAULTS['depth']}; "
+                        f"rnn: {RNN_DEFAULTS['depth']})")
     g.add_argument("--width", type=int, default=None,
-                   help=f"units per layer, or channels with --arch cnn (default: {d.width}; "
-                        f"cnn: {CNN_DEFAULTS['width']})")
+                   help=f"units per layer, channels with --arch cnn, state units (and "
+                        f"input features) with --arch rnn (default: {d.width}; "
+                        f"cnn: {CNN_DEFAULTS['width']}; rnn: {RNN_DEFAULTS['width']})")
     g.add_argument("--image", type=int, default=None,
                    help=f"--arch cnn: side of the square input image (default: {d.image})")
     g.add_argument("--bias-var", type=float, default=d.bias_var, metavar="VAR",

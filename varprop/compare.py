@@ -100,6 +100,14 @@ def _change(values: list[float]) -> tuple[float, float, int | None]:
     return total, factor, first
 
 
+def _axis(profile: Profile) -> tuple[str, str]:
+    """How a profile's rows are named: ("layer", "dense layer"), or ("step", "time
+    step") for a recurrent network's profile (one row per time step)."""
+    if profile.meta.get("axis") == "time step":
+        return "step", "time step"
+    return "layer", "dense layer"
+
+
 def verdict(profile: Profile) -> Verdict:
     """Classify a profile: symmetric units first, else the larger of the forward and
     backward changes over depth decides between preserves, vanishes and explodes.
@@ -117,10 +125,11 @@ def verdict(profile: Profile) -> Verdict:
     if b_out is not None:
         b_out = len(profile) - 1 - b_out  # back to the profile's layer index
     depth = len(profile)
+    unit, where = _axis(profile)
     if profile.symmetric:
         first = next(r.index for r in profile if r.symmetric)
         return Verdict("symmetric", ff, bf, fwd, bwd,
-                       f"collapses to symmetric units: from dense layer {first} on every unit "
+                       f"collapses to symmetric units: from {where} {first} on every unit "
                        "computes the same function (zeros/constant weights), so gradients "
                        "cannot tell the units apart and training cannot break the symmetry")
     logs = [math.log10(v) if v > 0 and math.isfinite(v) else (math.inf if v == math.inf else -math.inf)
@@ -135,21 +144,21 @@ def verdict(profile: Profile) -> Verdict:
     if abs(logs[worst]) < PRESERVE_DECADES:
         return Verdict("preserves", ff, bf, fwd, bwd,
                        f"preserves: forward variance x{ff:.3g} and gradient variance x{bf:.3g} "
-                       f"per layer ({fwd:.3g} and {bwd:.3g} over {depth} layers)")
+                       f"per {unit} ({fwd:.3g} and {bwd:.3g} over {depth} {unit}s)")
     kind = "explodes" if logs[worst] > 0 else "vanishes"
     out = (f_out, b_out)[worst]
     if out is None:
-        change = f"variance x{factor:.3g} per layer, {total:.3g} over {depth} layers"
+        change = f"variance x{factor:.3g} per {unit}, {total:.3g} over {depth} {unit}s"
     else:  # the variance left float64's range: say where
         values = (z_var, grad)[worst]
         limit = "overflows float64" if values[out] == math.inf else "underflows to 0"
-        change = (f"variance x{factor:.3g} per layer until it {limit} at dense layer {out} "
+        change = (f"variance x{factor:.3g} per {unit} until it {limit} at {where} {out} "
                   f"of {depth}" if 0 < factor < math.inf else
-                  f"the variance {limit} at dense layer {out} of {depth}, with no two "
-                  "neighbouring layers in range to give a factor")
+                  f"the variance {limit} at {where} {out} of {depth}, with no two "
+                  f"neighbouring {unit}s in range to give a factor")
     return Verdict(kind, ff, bf, fwd, bwd,
                    f"the {what} {kind}: {change} "
-                   f"(forward x{ff:.3g}, gradient x{bf:.3g} per layer)")
+                   f"(forward x{ff:.3g}, gradient x{bf:.3g} per {unit})")
 
 
 @dataclass
@@ -199,7 +208,7 @@ class Comparison:
 
     def table(self, fields: tuple[str, ...] = ("z_var", "a_var", "grad_var")) -> str:
         """A plain-text table: per layer, analytic and measured values of each field."""
-        head = f"{'layer':>5}" + "".join(f" {f + ' theory':>14} {f + ' measured':>16}" for f in fields)
+        head = f"{_axis(self.analytic)[0]:>5}" + "".join(f" {f + ' theory':>14} {f + ' measured':>16}" for f in fields)
         lines = [self.network, head]
         for rec_a, rec_e in zip(self.analytic, self.empirical):
             cells = []

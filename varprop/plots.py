@@ -202,7 +202,8 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
         if k % cols == 0:
             ax.set_ylabel(ylabel, fontsize=_TEXT_PT["label"])
         if k // cols == rows - 1 or k + cols >= len(acts):
-            ax.set_xlabel("dense layer $\\ell$", fontsize=_TEXT_PT["label"])
+            ax.set_xlabel("time step $t$" if report.settings.arch == "rnn" else
+                          "dense layer $\\ell$", fontsize=_TEXT_PT["label"])
     for k in range(len(acts), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     from matplotlib.lines import Line2D

@@ -21,7 +21,8 @@ import numpy as np
 from .._json import json_clean
 from .._validate import checked, finite_real, non_negative_int
 from .output import OutputPath, Progress, UsageError, _isatty, check_positive, resolve_names
-from .results import CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, ReportSettings
+from .results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, RNN_DEFAULTS,
+                      SPATIAL_ARCHS, ReportSettings)
 
 __all__ = ["run_report", "run_phase", "run_init", "run_experiment",
            "DEFAULT_BATCH", "DEFAULT_SEEDS"]
@@ -151,7 +152,7 @@ def report_settings(args: Namespace) -> ReportSettings:
 
     arch = getattr(args, "arch", "mlp") or "mlp"
     inits = _split_names(args.initializers, "--initializers") or [
-        n for n in DEFAULT_INITIALIZERS if arch == "mlp" or n not in DENSE_ONLY]
+        n for n in DEFAULT_INITIALIZERS if arch not in SPATIAL_ARCHS or n not in DENSE_ONLY]
     acts = _split_names(args.activations, "--activations") or list(DEFAULT_ACTIVATIONS)
     usable = [n for n in available_initializers() if n not in REPORT_UNSUITABLE]
     inits = resolve_names("initializer", inits, usable, resolve_name,
@@ -159,7 +160,7 @@ def report_settings(args: Namespace) -> ReportSettings:
     for name in inits:
         if name in REPORT_UNSUITABLE:
             raise UsageError(f"report cannot use initializer {name!r}: {REPORT_UNSUITABLE[name]}")
-        if arch != "mlp" and name in DENSE_ONLY:
+        if arch in SPATIAL_ARCHS and name in DENSE_ONLY:
             raise UsageError(f"--arch {arch} cannot use initializer {name!r}: "
                              f"{DENSE_ONLY[name]}")
     acts = _activation_names(acts)
@@ -173,11 +174,12 @@ def report_settings(args: Namespace) -> ReportSettings:
         if given:
             raise UsageError(f"--arch seeds_cnn is a fixed network: drop {' and '.join(given)}")
         args.depth, args.width = 3, 16  # its weighted layers and first channels
-    cnn_sizes = arch == "cnn"
+    sizes = {"cnn": CNN_DEFAULTS, "rnn": RNN_DEFAULTS}.get(
+        arch, {"depth": defaults.depth, "width": defaults.width, "batch": DEFAULT_BATCH})
     if args.depth is None:
-        args.depth = CNN_DEFAULTS["depth"] if cnn_sizes else defaults.depth
+        args.depth = sizes["depth"]
     if args.width is None:
-        args.width = CNN_DEFAULTS["width"] if cnn_sizes else defaults.width
+        args.width = sizes["width"]
     check_positive("--depth", args.depth)
     check_positive("--width", args.width)
     if args.analytic_only:
@@ -185,7 +187,7 @@ def report_settings(args: Namespace) -> ReportSettings:
         if given:
             raise UsageError(f"--analytic-only measures nothing, so {' and '.join(given)} "
                              "would be ignored; drop one or the other")
-    default_batch = DEFAULT_BATCH if arch == "mlp" else CNN_DEFAULTS["batch"]
+    default_batch = CNN_DEFAULTS["batch"] if arch == "seeds_cnn" else sizes["batch"]
     batch = default_batch if args.batch is None else checked(variance_batch, UsageError,
                                                              "--batch", args.batch)
     seeds = DEFAULT_SEEDS if args.seeds is None else check_positive("--seeds", args.seeds)

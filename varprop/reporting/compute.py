@@ -99,6 +99,9 @@ def build_network(settings: ReportSettings, activation: str, init: Any, bias: An
     if settings.arch == "seeds_cnn":
         from ..network_cnn import cnn_preset
         return cnn_preset("seeds_cnn", init=init, activation=activation, bias_init=bias)
+    if settings.arch == "rnn":
+        from ..recurrent import SimpleRNN
+        return SimpleRNN(settings.width, settings.width, activation, init, init, bias)
     return dense_stack(settings.width, settings.depth, activation, init, bias)
 
 
@@ -145,9 +148,21 @@ def _moments_key(net: Any) -> tuple[Any, ...]:
             seen[k] = (obj, make())  # the object itself keeps its id from being reused
         return seen[k][1]
 
+    if not hasattr(net, "layers"):  # a SimpleRNN: its kernels' moments and activation
+        return (net.kernel_init.moments(net.kernel_shape),
+                net.recurrent_init.moments(net.recurrent_shape),
+                None if net.bias_init is None else net.bias_init.moments((net.units,)),
+                net.activation)
     for layer in net.layers:
         key.append(layer.analytic_key(once))
     return tuple(key)
+
+
+def _analyze(settings: ReportSettings, net: Any) -> Profile:
+    if settings.arch == "rnn":
+        from ..recurrent import analyze_rnn
+        return analyze_rnn(net, settings.depth, input_var=settings.input_var)
+    return analyze(net, input_var=settings.input_var, batch=settings.batch)
 
 
 def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_share: float,
@@ -166,7 +181,7 @@ def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_sha
             net = build_network(settings, act_name, shared, bias)
             key = _moments_key(net)
             if key not in analyzed:
-                analyzed[key] = analyze(net, input_var=settings.input_var, batch=settings.batch)
+                analyzed[key] = _analyze(settings, net)
             prof_a = _copy_profile(analyzed[key], net.describe())
             entries.append(Entry(init_name, act_name, prof_a, verdict(prof_a)))
             nets.append((net, shared))
@@ -215,8 +230,14 @@ def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tupl
                     done[i] = k / max(total, 1)
                     progress(analytic_share + (1 - analytic_share) * sum(done) / len(nets),
                              label)
-        prof = measure(net, batch=settings.batch, seeds=settings.seeds,
-                       input_var=settings.input_var, n_threads=1, progress=tick)
+        if settings.arch == "rnn":
+            from ..recurrent.measure import measure_rnn
+            prof = measure_rnn(net, settings.depth, batch=settings.batch,
+                               seeds=settings.seeds, input_var=settings.input_var,
+                               n_threads=1, progress=tick)
+        else:
+            prof = measure(net, batch=settings.batch, seeds=settings.seeds,
+                           input_var=settings.input_var, n_threads=1, progress=tick)
         e.measured, e.measured_verdict = prof, verdict(prof)
         with lock:
             left[id(shared)] -= 1
@@ -244,8 +265,10 @@ def estimate_report_bytes(settings: ReportSettings) -> float:
     need = n_nets * depth * _BYTES_PER_LAYER
     if not settings.analytic_only:
         width, batch, seeds = float(settings.width), float(settings.batch), float(settings.seeds)
-        if settings.arch != "mlp":  # activations of every pixel, 9 taps per weight
+        if settings.arch in ("cnn", "seeds_cnn"):  # every pixel, 9 taps per weight
             batch *= float(settings.image) ** 2 * 10.0
+        elif settings.arch == "rnn":  # the whole sequence is held for the backward
+            batch *= depth
         workers = float(min(resolve_n_threads(settings.n_threads), max(n_nets, 1.0)))
         need *= 2.0
         need += n_nets * seeds * _BYTES_PER_SEED

@@ -10,7 +10,7 @@ import math
 from typing import Any, Sequence
 
 from .. import plots
-from .results import Report
+from .results import SPATIAL_ARCHS, Report
 from .text import (TEST_LEGEND, VERDICT_SHORT, agreement_sentence, approximate_note,
                    describe_settings, fmt, fmt_ci, test_cell)
 
@@ -151,20 +151,20 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
                                         "exp(&plusmn;ci/m)).")
     sections.append(("forward", "Forward signal", figure_html(
         pngs["forward"], "pre-activation variance against depth",
-        "Variance of the pre-activations z = x W + b of each dense layer. Lines: mean-field "
+        f"Variance of the pre-activations z of each {s.axis}. Lines: mean-field "
         "theory (infinite width); each initializer has its own colour and line style "
         "(and marker), and the short tags at a line's end name curves that coincide."
         f"{meas} Zeros gives exactly 0, which a log axis cannot "
         "show; values beyond 1e-30 or 1e30 are drawn at the edge.")))
     sections.append(("backward", "Backward gradient", figure_html(
         pngs["backward"], "gradient variance against depth",
-        "Variance of dL/dz at each dense layer for a standard normal gradient at the "
+        f"Variance of dL/dz at each {s.axis} for a standard normal gradient at the "
         f"output: read it from the right (output) to the left (input).{meas}")))
     sections.append(("weights", "Weights as drawn", figure_html(
         pngs["weights"], "weight histograms per initializer",
         f"One {s.width} x {s.width} draw of each initializer: the shape of every hidden "
         "layer of the report's networks. Same colours as the curves above.")))
-    if s.arch != "mlp":
+    if s.arch in SPATIAL_ARCHS:
         sections += _spatial_sections(report, pngs)
     footer = _meta_line(report.version, report.created, report.command)
     t = report.timings

@@ -14,7 +14,7 @@ from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
 
-__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "ReportSettings", "Entry", "Report",
+__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "RNN_DEFAULTS", "SPATIAL_ARCHS", "ReportSettings", "Entry", "Report",
            "Ratios", "REPORT_SCHEMA_VERSION", "verdict_dict"]
 
 #: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``). 2: a
@@ -33,6 +33,10 @@ DEFAULT_ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "selu"
 #: The report's sizes for ``--arch cnn`` when not given (a 512-channel, 30-layer CNN
 #: would take hours to measure): 10 convolutions of 64 channels on 8x8 images.
 CNN_DEFAULTS = {"depth": 10, "width": 64, "batch": 32}
+#: The report's convolutional architectures (per-pixel maps, no dense-only initializers).
+SPATIAL_ARCHS = ("cnn", "seeds_cnn")
+#: The report's sizes for ``--arch rnn`` when not given: 50 time steps of 128 units.
+RNN_DEFAULTS = {"depth": 50, "width": 128, "batch": 64}
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,16 @@ class ReportSettings:
     alpha: float = ALPHA
     #: "mlp" (the square MLP above), "cnn" (``depth`` 3x3 "same" convolutions of
     #: ``width`` channels on ``image`` x ``image`` x 1 white-noise inputs) or "seeds_cnn"
-    #: (the seeds' CNN preset, :func:`varprop.cnn_preset`; depth and width unused)
+    #: (the seeds' CNN preset, :func:`varprop.cnn_preset`; depth and width unused) or
+    #: "rnn" (an Elman RNN of ``width`` units on ``width`` Gaussian input features over
+    #: ``depth`` time steps, the initializer drawing both kernels, read at the last step)
     arch: str = "mlp"
     image: int = 8
+
+    @property
+    def axis(self) -> str:
+        """What a row of the report's profiles is: "time step" or "dense layer"."""
+        return "time step" if self.arch == "rnn" else "dense layer"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

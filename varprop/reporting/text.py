@@ -47,8 +47,14 @@ def fmt_ci(value: float, ci: float) -> str:
 def describe_settings(report: Report) -> str:
     s = report.settings
     bias = "zero biases" if s.bias_var == 0 else f"biases ~ N(0, {fmt(s.bias_var)})"
-    line = (f"MLP of {s.depth} dense layers x {s.width} units (each followed by the activation), "
-            f"{bias}, inputs ~ N(0, {fmt(s.input_var)}).")
+    if s.arch == "rnn":
+        line = (f"Elman RNN h_t = phi(x_t W_x + h_(t-1) W_h + b) of {s.width} units over "
+                f"{s.depth} time steps (rows: time steps), the initializer drawing W_x and "
+                f"W_h, {bias}, {s.width} input features ~ N(0, {fmt(s.input_var)}) per step, "
+                "the loss on the last state.")
+    else:
+        line = (f"MLP of {s.depth} dense layers x {s.width} units (each followed by the "
+                f"activation), {bias}, inputs ~ N(0, {fmt(s.input_var)}).")
     if s.analytic_only:
         return line + " Theory only (mean field, infinite width)."
     ci = ("± = 95% CI over seeds." if s.seeds != 1 else

@@ -1,0 +1,161 @@
+"""Measured per-step statistics of a simple recurrent network, on the recurrent kernels.
+
+Each seed draws ``W_x``, ``W_h``, ``b``, the input sequences and the loss gradients from
+its own streams (``SeedSequence(seed)`` spawned at fixed keys), runs the whole sequence
+forward and back through time on :mod:`varprop.rnn_kernels`, and records per step the
+mean and variance of ``z_t`` and ``h_t`` over the batch and the units and the variance
+of ``dL/dz_t``. Across seeds each field is the mean, with a 95% t half-width, as
+:func:`varprop.measure` gives per layer; the seeds' own values feed the comparison's
+log-space test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .._empirical_run import stream
+from .._threads import resolve_n_threads
+from .._validate import correlation, finite_real, float_dtype, positive_int, seed_list
+from ..profile import SEED_FIELDS, LayerRecord, Profile
+from .spec import SimpleRNN
+from .theory import check_run
+
+__all__ = ["measure_rnn", "draw_parameters", "draw_inputs", "FIELDS"]
+
+#: Per-step fields measured for each seed (rows of the per-seed arrays).
+FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "z_corr")
+# stream keys: parameters, inputs, loss gradients, second (correlated) inputs
+_PARAM, _INPUT, _GRAD, _INPUT2 = 0, 1, 2, 3
+
+
+def draw_parameters(rnn: SimpleRNN, seed: int, dtype: Any = np.float32
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(W_x, W_h, b)`` of one seed (b None without a bias)."""
+    w_x = rnn.kernel_init(rnn.kernel_shape, seed=stream(seed, _PARAM, 0), dtype=dtype)
+    w_h = rnn.recurrent_init(rnn.recurrent_shape, seed=stream(seed, _PARAM, 1), dtype=dtype)
+    b = None if rnn.bias_init is None else \
+        rnn.bias_init((rnn.units,), seed=stream(seed, _PARAM, 2), dtype=dtype)
+    return w_x, w_h, b
+
+
+def draw_inputs(rnn: SimpleRNN, steps: int, batch: int, inputs: str, input_var: float,
+                seed: Any, dtype: Any = np.float32) -> np.ndarray:
+    """A ``(steps, batch, input_size)`` input batch: N(0, input_var) features, or
+    one-hot tokens drawn uniformly from the ``input_size`` words."""
+    rng = np.random.default_rng(seed)
+    if inputs == "one_hot":
+        tokens = rng.integers(0, rnn.input_size, size=(steps, batch))
+        x = np.zeros((steps, batch, rnn.input_size), dtype=dtype)
+        np.put_along_axis(x, tokens[..., None], 1.0, axis=2)
+        return x
+    x = rng.standard_normal((steps, batch, rnn.input_size))
+    return (x * math.sqrt(input_var)).astype(dtype, copy=False)
+
+
+def _pooled(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: mean and variance over the batch and the units (float64)."""
+    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    return flat.mean(axis=1), flat.var(axis=1)
+
+
+def _one_seed(rnn: SimpleRNN, steps: int, batch: int, inputs: str, input_var: float,
+              c: float | None, loss: str, seed: int, dtype: np.dtype, threads: int
+              ) -> np.ndarray:
+    from ..rnn_kernels import rnn_backward, rnn_forward
+    act = rnn.activation
+    w_x, w_h, b = draw_parameters(rnn, seed, dtype)
+    x = draw_inputs(rnn, steps, batch, inputs, input_var, stream(seed, _INPUT), dtype)
+    fwd = rnn_forward(x, w_x, w_h, b, activation=act, n_threads=threads)
+    out = np.full((len(FIELDS), steps), np.nan)
+    out[0], out[1] = _pooled(fwd.z)
+    out[2], out[3] = _pooled(fwd.h)
+    if c is not None:  # a second batch, step by step correlated c with the first
+        noise = draw_inputs(rnn, steps, batch, inputs, input_var, stream(seed, _INPUT2), dtype)
+        x2 = (c * x + math.sqrt(max(1.0 - c * c, 0.0)) * noise).astype(dtype)
+        z2 = rnn_forward(x2, w_x, w_h, b, activation=act, n_threads=threads).z
+        z1 = fwd.z.reshape(steps, -1).astype(np.float64)
+        z2 = z2.reshape(steps, -1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[5] = (z1 * z2).sum(1) / np.sqrt((z1 * z1).sum(1) * (z2 * z2).sum(1))
+    rng = np.random.default_rng(stream(seed, _GRAD))
+    grad_h = np.zeros_like(fwd.h)
+    if loss == "sequence":
+        grad_h[...] = rng.standard_normal(grad_h.shape)
+    else:
+        grad_h[-1] = rng.standard_normal(grad_h.shape[1:])
+    g = rnn_backward(x, w_x, w_h, fwd.z, fwd.h, grad_h, activation=act, n_threads=threads)
+    flat = g.grad_z.reshape(steps, -1).astype(np.float64)
+    out[4] = (flat * flat).mean(axis=1)  # E[(dL/dz)^2]: dL/dz has mean 0 by symmetry
+    return out
+
+
+def measure_rnn(rnn: SimpleRNN, steps: int, *, batch: int = 256,
+                seeds: "int | Sequence[int]" = 5, inputs: str = "gaussian",
+                input_var: float = 1.0, input_correlation: float | None = None,
+                loss: str = "last", dtype: Any = np.float32, n_threads: int | None = None,
+                progress: Callable[[int, int], Any] | None = None) -> Profile:
+    """Measure per-step statistics of ``rnn`` over ``steps`` time steps.
+
+    Args:
+        rnn: the :class:`~varprop.recurrent.SimpleRNN`.
+        steps: sequence length ``T``.
+        batch: sequences per seed (>= 2).
+        seeds: a count S (seeds ``0 .. S-1``) or a sequence of non-negative int seeds.
+        inputs, input_var, input_correlation, loss: as in
+            :func:`~varprop.recurrent.analyze_rnn`.
+        dtype: np.float32 (default) or np.float64.
+        n_threads: kernel threads (None: :func:`varprop.get_num_threads`); results do
+            not depend on it (bitwise).
+        progress: a callable ``progress(done, total)`` called after each seed.
+
+    Returns:
+        ``Profile(kind="empirical")`` with one record per time step; ``grad_var`` is
+        the mean square of ``dL/dz_t`` under standard normal loss gradients.
+    """
+    if not isinstance(rnn, SimpleRNN):
+        raise TypeError(f"rnn must be a varprop.recurrent.SimpleRNN, got {type(rnn).__name__}")
+    steps, inputs, loss = check_run(steps, inputs, loss)
+    batch = positive_int("batch", batch)
+    if batch < 2:
+        raise ValueError(f"batch must be >= 2 (every statistic is a variance); got {batch}")
+    bases = seed_list("seeds", seeds, int_is_count=True, unique=True)
+    input_var = finite_real("input_var", input_var, positive=True)
+    c = None if input_correlation is None else correlation("input_correlation",
+                                                           input_correlation)
+    if c is not None and inputs == "one_hot":
+        raise ValueError("input_correlation applies to Gaussian inputs; one-hot "
+                         "sequences are not correlated by a number")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable or None, got {type(progress).__name__}")
+    dt = float_dtype("dtype", dtype, kernels=True)
+    threads = resolve_n_threads(n_threads)
+    t0 = time.perf_counter()
+    values = []
+    for i, seed in enumerate(bases):
+        values.append(_one_seed(rnn, steps, batch, inputs, input_var, c, loss, seed, dt,
+                                threads))
+        if progress is not None:
+            progress(i + 1, len(bases))
+    arr = np.array(values)  # (seeds, fields, steps)
+    from ..empirical import _summarize
+    mean, ci = _summarize(arr)
+    symmetric = bool(rnn.kernel_init.moments(rnn.kernel_shape).symmetric
+                     and rnn.recurrent_init.moments(rnn.recurrent_shape).symmetric)
+    records = []
+    for t in range(steps):
+        fields = {name: float(mean[j, t]) for j, name in enumerate(FIELDS)}
+        cis = {f"{name}_ci": float(ci[j, t]) for j, name in enumerate(FIELDS)}
+        records.append(LayerRecord(t, rnn.input_size + rnn.units, rnn.units,
+                                   symmetric=symmetric, **fields, **cis))
+    per_seed = {name: arr[:, FIELDS.index(name), :].tolist() for name in SEED_FIELDS}
+    meta = {"axis": "time step", "batch": batch, "seeds": list(bases),
+            "n_seeds": len(bases), "dtype": dt.name, "n_threads": threads,
+            "inputs": inputs, "loss": loss, "steps": steps, "units": rnn.units,
+            "input_correlation": c, "time_s": time.perf_counter() - t0,
+            "nonfinite": bool(not np.all(np.isfinite(arr[:, :4])))}
+    return Profile("empirical", records, rnn.describe(), input_var=input_var, meta=meta,
+                   seed_values=per_seed)

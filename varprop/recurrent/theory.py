@@ -1,0 +1,284 @@
+"""Mean-field theory of a simple recurrent network through time (docs/recurrent.md).
+
+Time is depth with one matrix at every step. At infinite width the forward recursion
+holds as if the recurrent weights were drawn afresh at each step (Chen, Pennington and
+Schoenholz 2018, arXiv 1806.05394), and so does the backward one under the gradient
+independence assumption used for depth (Schoenholz et al. 2017)::
+
+    q_t   = v_in + H (v_h + m_h^2) E[h_{t-1}^2] + v_b        (z_t's variance; h_{-1} = 0)
+    g_t   = G_t E[phi'(z_t)^2]                               (Var dL/dz_t)
+    G_t-1 = H v_h g_t (+ 1 when every state is read)         (Var dL/dh_{t-1})
+
+with ``v_in`` the input term (``F (v_x + m_x^2) Var[x]`` for Gaussian inputs, ``v_x``
+for one-hot tokens: each step adds one row of ``W_x``). Orthogonal and Gaussian
+recurrent kernels have the same per-entry variance and so the same recursion: their
+difference lives in the spread of the Jacobian's singular values through time
+(:mod:`varprop.recurrent.isometry`). An identity recurrent kernel is not random at all:
+:mod:`varprop.recurrent.identity_chain` gives its exact one-unit law.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as _stats
+
+from .._validate import correlation, finite_real, one_of, positive_int
+from ..profile import LayerRecord, Profile
+from ..theory.gaussian import gaussian_cross_moments, gaussian_moments
+from .spec import INPUT_KINDS, LOSSES, SimpleRNN
+
+__all__ = ["analyze_rnn", "InputTerm", "input_term", "RECURRENT_REASONS", "MAX_STEPS"]
+
+#: Quadrature nodes over the units' input variances (:meth:`InputTerm.spread`).
+_SPREAD_NODES = 16
+#: Above this fan in the spread of the units' input variances is ignored (its effect
+#: on a curved activation is below 1e-4 relative).
+_NO_SPREAD_FAN_IN = 20_000
+
+#: The longest sequence the analyzer and the measurement accept.
+MAX_STEPS = 100_000
+
+#: Why the recurrent theory is approximate, by cause (``meta["approximations"]``).
+RECURRENT_REASONS = {
+    "one_hot": "one-hot inputs: each step adds one row of W_x, whose entries follow the "
+               "initializer's own law (uniform for glorot_uniform), and a token seen twice "
+               "adds the same row again; the theory treats the input term as a fresh "
+               "Gaussian of the same variance (exact for the variance of a linear or "
+               "ReLU-like step fed by one-hot tokens, approximate through a curved "
+               "activation such as tanh)",
+    "non_centred": "non-centred recurrent weights (mean != 0) give every unit a shared "
+                   "term; the theory adds its variance as if it were independent per unit",
+    "coarse_chain": "the one-unit chain has spread so far (an identity-recurrent network "
+                    "over many hundred steps) that its grid no longer resolves the input "
+                    "noise of a step, which these steps drop",
+    "identity_input": "identity recurrence with correlated input terms (one-hot tokens "
+                      "seen twice, or a random bias fixed over time) is a one-unit chain "
+                      "whose steps are not independent; the exact chain assumes fresh "
+                      "Gaussian input terms (the bias is integrated exactly)",
+}
+
+
+class InputTerm:
+    """Mean and variance of ``x_t W_x`` per unit, and its second-moment cross term
+    for two sequences whose inputs have correlation ``c``.
+
+    A unit ``j`` reads the same column of ``W_x`` at every step, so its input variance
+    is ``Var[x] |W_x[:, j]|^2``, not the average: with few inputs ``F`` the units differ,
+    step after step. :meth:`spread` gives that spread as quadrature nodes: the column's
+    squared norm is ``v chi^2_F`` for a Gaussian kernel, a Gamma law of shape ``F / 2``,
+    which the theory uses for every i.i.d. kernel (a uniform kernel's spread is 0.8
+    times the Gaussian's, a change of the second order in ``1 / F``); orthogonal and
+    identity kernels have columns of equal norm (``fan_in`` 0: no spread).
+    """
+
+    def __init__(self, mean: float, var: float, per_corr: float, one_hot: bool,
+                 fan_in: int) -> None:
+        self.mean, self.var, self.per_corr, self.one_hot = mean, var, per_corr, one_hot
+        self.fan_in = fan_in
+
+    def spread(self, nodes: int = _SPREAD_NODES) -> tuple[np.ndarray, np.ndarray]:
+        """``(input variance per node, weight)``: Gauss-Hermite nodes mapped through
+        the Gamma quantile function (one node when the spread vanishes)."""
+        if self.var == 0.0 or not 0 < self.fan_in <= _NO_SPREAD_FAN_IN:
+            return np.array([self.var]), np.array([1.0])
+        z, w = np.polynomial.hermite_e.hermegauss(nodes)
+        shape = self.fan_in / 2.0
+        values = _stats.gamma.ppf(_stats.norm.cdf(z), shape, scale=self.var / shape)
+        values *= self.var / float(w @ values / w.sum())  # the mean exactly
+        return values, w / w.sum()
+
+    def cross(self, c: float) -> float:
+        """Cov of the two sequences' input terms (inputs with correlation ``c``)."""
+        return self.per_corr * c
+
+
+def input_term(rnn: SimpleRNN, inputs: str, input_var: float) -> InputTerm:
+    """The input term of every step (see the module doc)."""
+    w = rnn.kernel_init.moments(rnn.kernel_shape)
+    # orthogonal and identity kernels have columns of one norm: no spread (fan_in 0)
+    fan_in = rnn.input_size if w.structure == "iid" else 0
+    if inputs == "one_hot":  # one row of W_x: its entries' mean and variance
+        return InputTerm(w.mean, w.var, w.var, True, fan_in)
+    second = rnn.input_size * (w.var + w.mean * w.mean) * input_var
+    return InputTerm(0.0, second, second, False, fan_in)
+
+
+def _bias(rnn: SimpleRNN) -> tuple[float, float]:
+    if rnn.bias_init is None:
+        return 0.0, 0.0
+    b = rnn.bias_init.moments((rnn.units,))
+    return b.mean, b.var
+
+
+def check_run(steps: Any, inputs: Any, loss: Any) -> tuple[int, str, str]:
+    """Validated ``(steps, inputs, loss)`` shared by the analyzer and the measurement."""
+    steps = positive_int("steps", steps)
+    if steps > MAX_STEPS:
+        raise ValueError(f"steps must be <= {MAX_STEPS}; got {steps}")
+    return steps, one_of("inputs", inputs, INPUT_KINDS), one_of("loss", loss, LOSSES)
+
+
+def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
+                input_var: float = 1.0, input_correlation: float | None = None,
+                loss: str = "last") -> Profile:
+    """Per-step mean-field statistics of ``rnn`` over a sequence of ``steps`` inputs.
+
+    Args:
+        rnn: the :class:`~varprop.recurrent.SimpleRNN`.
+        steps: the sequence length ``T``.
+        inputs: ``"gaussian"`` (i.i.d. N(0, input_var) features) or ``"one_hot"``
+            (uniform random tokens of the vocabulary ``input_size``).
+        input_var: variance of a Gaussian input feature.
+        input_correlation: correlation of two input sequences, step by step (Gaussian
+            inputs only): fills each record's ``z_corr``.
+        loss: ``"last"`` (a standard normal gradient on ``h_{T-1}``) or ``"sequence"``
+            (an independent one on every state).
+
+    Returns:
+        A :class:`~varprop.profile.Profile` with one record per time step (``index`` =
+        ``t``): ``z_*`` of ``z_t``, ``a_*`` of ``h_t``, ``grad_var`` = Var dL/dz_t;
+        ``meta["axis"] == "time step"`` and ``meta["approximations"]`` as for
+        :func:`varprop.analyze`.
+
+    Example:
+        >>> from varprop.recurrent import SimpleRNN
+        >>> p = analyze_rnn(SimpleRNN(64, 256, "tanh", recurrent_init="orthogonal"), 50)
+        >>> round(p[0].z_var, 4)        # glorot_uniform: 64 * 2 / (64 + 256)
+        0.4
+    """
+    if not isinstance(rnn, SimpleRNN):
+        raise TypeError(f"rnn must be a varprop.recurrent.SimpleRNN, got {type(rnn).__name__}")
+    steps, inputs, loss = check_run(steps, inputs, loss)
+    input_var = finite_real("input_var", input_var, non_negative=True)
+    if input_correlation is not None:
+        input_correlation = correlation("input_correlation", input_correlation)
+        if inputs == "one_hot":
+            raise ValueError("input_correlation applies to Gaussian inputs; one-hot "
+                             "sequences are not correlated by a number")
+    u = input_term(rnn, inputs, input_var)
+    b_mean, b_var = _bias(rnn)
+    w = rnn.recurrent_init.moments(rnn.recurrent_shape)
+    flags: dict[str, list[int]] = {}
+    regime = None
+    kernel = rnn.kernel_init.moments(rnn.kernel_shape)
+    identical = bool(w.symmetric and kernel.symmetric and b_var == 0.0)
+    if w.structure == "identity" or identical:
+        # nothing mixes the units, or every unit is the same: a one-unit Markov chain
+        from .identity_chain import identity_profile
+        records, flags = identity_profile(rnn, steps, u, (b_mean, b_var), loss, identical)
+        rule = "identity chain" if w.structure == "identity" else "identical units"
+    else:
+        records = _mean_field(rnn, steps, u, b_mean, b_var, w, loss, input_correlation)
+        rule = "mean field"
+        if w.mean != 0.0 and not w.symmetric:
+            flags["non_centred"] = list(range(steps))
+        elif w.var > 0 and loss == "last":
+            regime = _finite_width(rnn, records, u.var + b_var)
+    if inputs == "one_hot" and rnn.activation.name not in ("identity", "relu") \
+            and u.var > 0:
+        flags.setdefault("one_hot", list(range(steps)))
+    approx = recurrent_approximations(flags)
+    if regime is not None and regime.layers:
+        from .._approximations import approximations
+        approx += approximations([], [], finite_width=regime)
+    return Profile("analytic", records, rnn.describe(), input_var=input_var,
+                   meta={"axis": "time step", "rule": rule, "inputs": inputs, "loss": loss,
+                         "steps": steps, "units": rnn.units,
+                         "input_correlation": input_correlation,
+                         "finite_width_sigma": None if regime is None else regime.sigma,
+                         "approximations": approx})
+
+
+def _finite_width(rnn: SimpleRNN, records: list[LayerRecord], injected: float) -> Any:
+    """The first-order finite-width spread of log(measured / mean field) per step
+    (:mod:`varprop.theory.finite_width`, docs/theory.md section 11), with the step's
+    input term in the role of a bias (it dilutes the recurrent fluctuations): a
+    :class:`~varprop.theory.finite_width.Regime`, or None when a variance is undefined.
+    The tied kernel makes the steps' fluctuations share a term that this chain of fresh
+    layers does not have; docs/recurrent.md gives the measured size of what it misses."""
+    from ..theory.finite_width import TARGET, THRESHOLD, Regime, spread
+    q = np.array([r.z_var for r in records])
+    if not np.all(np.isfinite(q)) or np.any(q <= 0):
+        return None
+    steps = len(records)
+    widths = [rnn.input_size] + [rnn.units] * steps
+    b = spread(widths, q, [rnn.activation] * steps, np.full(steps, injected))
+    flagged = np.flatnonzero((b.forward > THRESHOLD) | (b.backward > THRESHOLD)).tolist()
+    top = max(float(b.forward.max()), float(b.backward.max()))
+    return Regime(b, flagged, rnn.units, (top / TARGET) ** 2)
+
+
+def recurrent_approximations(flags: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """``meta["approximations"]`` entries (kind ``"recurrent"``) for the flagged steps."""
+    from .._approximations import layer_ranges
+    return [{"kind": "recurrent", "layers": layer_ranges(where),
+             "reason": RECURRENT_REASONS[cause], "detail": cause}
+            for cause, where in flags.items() if where]
+
+
+def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: float,
+                w: Any, loss: str, c_in: float | None) -> list[LayerRecord]:
+    act, n = rnn.activation, rnn.units
+    symmetric = bool(w.symmetric and rnn.kernel_init.moments(rnn.kernel_shape).symmetric)
+    # per-unit recurrent factors: H v_h on the variance, H m_h on the mean (and, for
+    # identical-looking units, H^2 m_h^2 on the squared mean: the shared term)
+    f_var, f_mean = n * w.var, n * w.mean
+    h_mean, h_second, h_cross = 0.0, 0.0, 0.0
+    records, dphi2 = [], []
+    spread, node_w = u.spread()
+    for t in range(steps):
+        mean = u.mean + f_mean * h_mean + b_mean
+        shared = f_var * h_second + f_mean * f_mean * max(h_second - h_mean ** 2, 0.0) \
+            / n + b_var
+        var = u.var + shared
+        phi, phi2, dphi2_nodes = _node_moments(act, spread + shared, mean)
+        e_phi, e_phi2 = float(node_w @ phi), float(node_w @ phi2)
+        rec = LayerRecord(t, rnn.input_size + n, n, z_mean=mean, z_var=var,
+                          a_mean=e_phi, a_var=max(e_phi2 - e_phi * e_phi, 0.0),
+                          symmetric=symmetric)
+        if c_in is not None:
+            cov = u.cross(c_in) + f_var * h_cross + b_var
+            rec.z_corr = cov / var if var > 0 else math.nan
+            cm = gaussian_cross_moments(act, var, var, q12=min(cov, var), mean=mean)
+            h_cross = float(cm.e_phi_phi)
+        records.append(rec)
+        dphi2.append(float(node_w @ dphi2_nodes))
+        h_mean, h_second = e_phi, e_phi2
+    outer = 0.0  # Var dL/dh_t coming from the later steps
+    for t in range(steps - 1, -1, -1):
+        read = 1.0 if (loss == "sequence" or t == steps - 1) else 0.0
+        grad_h = read + outer
+        records[t].grad_var = grad_h * dphi2[t]
+        outer = (f_var + f_mean * f_mean / n) * records[t].grad_var
+    return records
+
+
+def _node_moments(act: Any, q: np.ndarray, mean: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``E[phi]``, ``E[phi^2]``, ``E[phi'^2]`` of N(mean, q) per node; a node of zero
+    variance is the point ``mean`` itself, where the kernels evaluate ``phi'`` (not the
+    limit q -> 0+, which averages the two sides of a kink: all-zero weights put every
+    ReLU unit exactly on its kink, where the kernels' derivative is 0)."""
+    q = np.atleast_1d(np.asarray(q, dtype=float))
+    g = gaussian_moments(act, q, mean=mean)
+    phi, phi2, dphi2 = (np.array(np.atleast_1d(v), dtype=float)
+                        for v in (g.e_phi, g.e_phi2, g.e_dphi2))
+    point = q == 0.0
+    if point.any():
+        m = np.array([mean])
+        value, slope = float(act.value(m)[0]), float(act.derivative(m)[0])
+        phi[point], phi2[point], dphi2[point] = value, value * value, slope * slope
+    return phi, phi2, dphi2
+
+
+def per_step_factor(profile: Profile, field: str = "grad_var") -> float:
+    """Geometric-mean change of ``field`` per step over the profile (gradients: from the
+    last step back to the first)."""
+    values = np.array([getattr(r, field) for r in profile], dtype=float)
+    if len(values) < 2 or not (values[0] > 0 and values[-1] > 0):
+        return math.nan
+    first, last = (values[-1], values[0]) if field == "grad_var" else (values[0], values[-1])
+    return float((last / first) ** (1.0 / (len(values) - 1)))
