@@ -184,9 +184,9 @@ def test_one_hot_inputs_add_one_row_of_w_x_and_are_flagged_through_tanh():
     v = 2 / (10 + 128) / 3 * 3  # glorot_uniform's entry variance, 2 / (fan_in + fan_out)
     assert p[0].z_var == pytest.approx(v, rel=1e-12)
     kinds = [a["detail"] for a in p.meta["approximations"]]
-    assert kinds == ["one_hot"]
-    assert not analyze_rnn(rnn.with_inits(activation="relu"), 3,
-                           inputs="one_hot").meta["approximations"]
+    assert "one_hot" in kinds
+    relu = analyze_rnn(rnn.with_inits(activation="relu"), 3, inputs="one_hot")
+    assert "one_hot" not in [a["detail"] for a in relu.meta["approximations"]]
 
 
 @pytest.mark.parametrize("kwargs,error,match", [

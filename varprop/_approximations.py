@@ -61,7 +61,9 @@ APPROXIMATION_SUMMARIES = {
               "(docs/theory.md, section 8)",
     "recurrent": "the recurrent theory is approximate at some time steps, for the cause in "
                  "parentheses: one_hot (one-hot tokens through a curved activation), "
-                 "non_centred (recurrent weights with a mean), identity_input (identity "
+                 "non_centred (recurrent weights with a mean), tied_weights (a random "
+                 "recurrent kernel at or near criticality, whose leading modes one draw "
+                 "follows), identity_input (identity "
                  "recurrence fed repeated tokens) or coarse_chain (an identity chain "
                  "spread beyond its grid) (docs/recurrent.md)",
 }

@@ -103,9 +103,8 @@ def _change(values: list[float]) -> tuple[float, float, int | None]:
 def _axis(profile: Profile) -> tuple[str, str]:
     """How a profile's rows are named: ("layer", "dense layer"), or ("step", "time
     step") for a recurrent network's profile (one row per time step)."""
-    if profile.meta.get("axis") == "time step":
-        return "step", "time step"
-    return "layer", "dense layer"
+    unit = profile.row_name
+    return unit, ("time step" if unit == "step" else "dense layer")
 
 
 def verdict(profile: Profile) -> Verdict:

@@ -185,11 +185,16 @@ class Profile:
                              f"this varprop reads ({PROFILE_SCHEMA_VERSION})")
         return cls.from_dict(data)
 
+    @property
+    def row_name(self) -> str:
+        """What a record is: "layer", or "step" in a recurrent network's profile."""
+        return "step" if self.meta.get("axis") == "time step" else "layer"
+
     def __repr__(self) -> str:
         network = self.network if len(self.network) <= 48 else self.network[:45] + "..."
         n = len(self.records)
         return (f"Profile(kind={self.kind!r}, network={network!r}, "
-                f"{n} layer{'' if n == 1 else 's'})")
+                f"{n} {self.row_name}{'' if n == 1 else 's'})")
 
     #: The columns of :meth:`table`: (field, heading).
     TABLE_COLUMNS = (("z_mean", "E[z]"), ("z_var", "Var[z]"), ("a_var", "Var[a]"),
@@ -201,7 +206,7 @@ class Profile:
         are elided (``None``: all)."""
         ci = any(math.isfinite(getattr(r, f + "_ci")) for r in self.records
                  for f, _ in self.TABLE_COLUMNS)
-        head = ["layer", "fans"] + [h for _, h in self.TABLE_COLUMNS]
+        head = [self.row_name, "fans"] + [h for _, h in self.TABLE_COLUMNS]
         rows: list[list[str] | None] = []
         n = len(self.records)
         keep = range(n) if max_rows is None or n <= max_rows else \
@@ -222,7 +227,8 @@ class Profile:
             return "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
 
         out = [repr(self), line(head), line(["-" * w for w in widths])]
-        out += [line(r) if r else f"  ... {n - max_rows} layers ..." for r in rows]  # type: ignore[operator]
+        out += [line(r) if r else f"  ... {n - max_rows} {self.row_name}s ..."  # type: ignore[operator]
+                for r in rows]
         if any(r.symmetric for r in self.records):
             out.append("s: a symmetric layer (every unit identical)")
         return "\n".join(out)
