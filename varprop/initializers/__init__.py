@@ -73,7 +73,8 @@ from ._core import (
 from .base import Initializer
 from .fans import FAN_OPTION_NAMES, LAYOUTS, FanOptions, compute_fans
 from .gains import PARAMETRIC_GAINS, TORCH_GAINS, VARPROP_GAINS, calculate_gain, gain_names
-from .registry import ALIASES, REGISTRY, available_initializers, get, recommended_initializer, resolve_name
+from .registry import (ALIASES, REGISTRY, available_initializers, get, initializer_argument,
+                       recommended_initializer, resolve_name)
 from .scaling import (
     DISTRIBUTIONS,
     MODES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from .._validate import close_matches
 from ..activations import ACTIVATION_NAMES, Activation
@@ -38,7 +38,8 @@ from .simple import (
 )
 from .structured import DeltaOrthogonal, Dirac, Identity, Orthogonal, Sparse
 
-__all__ = ["REGISTRY", "ALIASES", "available_initializers", "resolve_name", "get", "recommended_initializer"]
+__all__ = ["REGISTRY", "ALIASES", "available_initializers", "resolve_name", "get", "recommended_initializer",
+           "initializer_argument"]
 
 _CLASSES: tuple[type[Initializer], ...] = (
     Zeros,
@@ -292,3 +293,22 @@ def recommended_initializer(activation: str, **params: Any) -> Initializer:
         slope = default if value is None else value
         return KaimingNormal(a=slope, mode="fan_in", nonlinearity="leaky_relu", **fan_options)
     return VarianceScaling(gain * gain, "fan_in", "truncated_normal", **fan_options)
+
+
+def initializer_argument(owner: str, name: str, value: Any,
+                         optional: bool = False) -> Optional[Initializer]:
+    """A layer's initializer field as an :class:`Initializer`: an object as it is, a name
+    or config dict through :func:`get`; None where ``optional``. Errors name the owner
+    and the field (``"Dense: init: unknown name ..."``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, Initializer):
+        return value
+    if isinstance(value, (str, dict)):
+        try:
+            return get(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{owner}: {name}: {exc}") from None
+    raise TypeError(f"{owner}: {name} must be an initializer (a name, a config dict or an "
+                    f"Initializer){' or None' if optional else ''}, got "
+                    f"{type(value).__name__} {value!r}")

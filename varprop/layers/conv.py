@@ -24,7 +24,7 @@ from ..initializers import Initializer
 from ..profile import LayerRecord
 from ._spatial import SpatialGradient, numel, spatial_of
 from .base import Layer, Step, weighted_backward, weighted_forward
-from .dense import _initializer
+from ..initializers import initializer_argument
 
 __all__ = ["Conv"]
 
@@ -130,9 +130,9 @@ class Conv(Layer):
             if getattr(self, name) % self.groups:
                 raise ValueError(f"{owner}: groups ({self.groups}) must divide {name} "
                                  f"({getattr(self, name)})")
-        object.__setattr__(self, "init", _initializer(owner, "init", self.init, False))
+        object.__setattr__(self, "init", initializer_argument(owner, "init", self.init, False))
         object.__setattr__(self, "bias_init",
-                           _initializer(owner, "bias_init", self.bias_init, True))
+                           initializer_argument(owner, "bias_init", self.bias_init, True))
 
     # ------------------------------------------------------------------ shapes
     @property

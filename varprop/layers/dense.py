@@ -24,7 +24,7 @@ import numpy as np
 from .._analytic_parts import _Gradient, mul0
 from .._analytic_signal import _Signal
 from ..initializers import Initializer
-from ..initializers import get as get_initializer
+from ..initializers import initializer_argument
 from ..profile import LayerRecord
 from .._validate import positive_int
 from .base import Layer, Step, weighted_backward, weighted_forward
@@ -50,21 +50,6 @@ def backward_factor(out_var: float, out_mean2: float, g: float) -> float:
     return mul0(out_var, g) + mul0(out_mean2, g)
 
 
-def _initializer(layer: str, name: str, value: Any, optional: bool) -> Initializer | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, Initializer):
-        return value
-    if isinstance(value, (str, dict)):
-        try:
-            return get_initializer(value)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{layer}: {name}: {exc}") from None
-    raise TypeError(f"{layer}: {name} must be an initializer (a name, a config dict or an "
-                    f"Initializer){' or None' if optional else ''}, got "
-                    f"{type(value).__name__} {value!r}")
-
-
 @dataclass(frozen=True)
 class Dense(Layer):
     """A dense layer ``z = x @ W + b`` with ``W`` of shape ``(n_in, n_out)``.
@@ -84,9 +69,9 @@ class Dense(Layer):
     def __post_init__(self) -> None:
         for name in ("n_in", "n_out"):
             object.__setattr__(self, name, positive_int(name, getattr(self, name), owner="Dense"))
-        object.__setattr__(self, "init", _initializer("Dense", "init", self.init, False))
+        object.__setattr__(self, "init", initializer_argument("Dense", "init", self.init, False))
         object.__setattr__(self, "bias_init",
-                           _initializer("Dense", "bias_init", self.bias_init, True))
+                           initializer_argument("Dense", "bias_init", self.bias_init, True))
 
     @property
     def width(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._validate import one_of, positive_int
 from ..activations import Activation, get_activation
-from ..initializers import Initializer, get as get_initializer
+from ..initializers import Initializer, initializer_argument
 
 __all__ = ["SimpleRNN", "INPUT_KINDS", "LOSSES", "RNN_PRESETS", "rnn_preset"]
 
@@ -28,21 +28,6 @@ INPUT_KINDS = ("gaussian", "one_hot")
 #: Where the loss reads the network: its last state only (a classifier on ``h_{T-1}``) or
 #: every state (a sequence model); each reading gets a standard normal gradient.
 LOSSES = ("last", "sequence")
-
-
-def _initializer(name: str, value: Any, optional: bool = False) -> Initializer | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, Initializer):
-        return value
-    if isinstance(value, (str, dict)):
-        try:
-            return get_initializer(value)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"SimpleRNN: {name}: {exc}") from None
-    raise TypeError(f"SimpleRNN: {name} must be an initializer (a name, a config dict or an "
-                    f"Initializer){' or None' if optional else ''}, got "
-                    f"{type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True)
@@ -89,10 +74,10 @@ class SimpleRNN:
             text = str(exc).removeprefix("activation: ")
             raise type(exc)(f"SimpleRNN: activation: {text}") from None
         object.__setattr__(self, "activation", act)
-        object.__setattr__(self, "kernel_init", _initializer("kernel_init", self.kernel_init))
+        object.__setattr__(self, "kernel_init", initializer_argument("SimpleRNN", "kernel_init", self.kernel_init))
         object.__setattr__(self, "recurrent_init",
-                           _initializer("recurrent_init", self.recurrent_init))
-        object.__setattr__(self, "bias_init", _initializer("bias_init", self.bias_init, True))
+                           initializer_argument("SimpleRNN", "recurrent_init", self.recurrent_init))
+        object.__setattr__(self, "bias_init", initializer_argument("SimpleRNN", "bias_init", self.bias_init, True))
         if not isinstance(self.name, str):
             raise TypeError(f"SimpleRNN: name must be a str, got {type(self.name).__name__}")
 
