@@ -139,7 +139,7 @@ def test_finite_width_band_shape():
 
 
 def test_run_experiment_and_errors(monkeypatch):
-    assert set(ex.EXPERIMENTS) == {"iris", "digits", "deep-relu", "symmetry", "cnn"}
+    assert set(ex.EXPERIMENTS) == {"iris", "digits", "deep-relu", "symmetry", "cnn", "rnn"}
     with pytest.raises(ValueError, match="unknown experiment"):
         ex.run_experiment("mnist")
     with pytest.raises(ValueError, match="seeds"):

@@ -84,10 +84,37 @@ def _phase(args: argparse.Namespace) -> int:
     return run_phase(args)
 
 
+#: ``varprop experiment`` options of the rnn experiment only: option -> run_rnn keyword.
+_RNN_OPTIONS = {"quick": "quick", "steps": "steps", "epochs": "epochs", "seeds": "seeds"}
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from .reporting.commands import run_experiment
 
-    return run_experiment(args)
+    given = {key: getattr(args, option) for option, key in _RNN_OPTIONS.items()
+             if getattr(args, option, None) is not None and getattr(args, option) is not False}
+    if not given:
+        return run_experiment(args)
+    if args.name.strip().lower() != "rnn":
+        raise UsageError(f"--{next(iter(given))} applies to the rnn experiment only")
+    for option in ("steps", "epochs", "seeds"):
+        if option in given:
+            check_positive(f"--{option}", given[option])
+    if given.get("steps", 2) < 2:
+        raise UsageError("--steps must be >= 2 (a marker in each half of the sequence)")
+    if "seeds" in given:
+        given["seeds"] = tuple(range(given["seeds"]))
+    # reporting.commands.run_experiment hands on only --data and --max-train: bind the rnn
+    # experiment's own options to its function for this one call
+    import functools
+
+    from . import experiments
+    plain = experiments.EXPERIMENTS["rnn"]
+    experiments.EXPERIMENTS["rnn"] = functools.partial(plain, **given)
+    try:
+        return run_experiment(args)
+    finally:
+        experiments.EXPERIMENTS["rnn"] = plain
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -219,16 +246,30 @@ def _experiment_parser(sub: argparse._SubParsersAction) -> None:
                     "chance), digits (twelve initializers compared), deep-relu (He trains a\n"
                     "30-layer ReLU MLP, Xavier stalls), symmetry (zero/constant init keeps\n"
                     "hidden units identical), cnn (the seeds' CNN under zero, random,\n"
-                    "Glorot and He init: accuracies and step-0 variance per layer).",
+                    "Glorot and He init: accuracies and step-0 variance per layer), rnn\n"
+                    "(the seeds' RNN: gradient through time at step 0, theory and measured;\n"
+                    "the adding problem under IRNN, orthogonal, small random and Glorot).",
         epilog="examples:\n  varprop experiment symmetry\n  varprop experiment deep-relu "
-               "--out deep-relu.png\n  varprop experiment cnn --data ~/mnist --max-train 10000",
+               "--out deep-relu.png\n  varprop experiment cnn --data ~/mnist --max-train 10000"
+               "\n  varprop experiment rnn --quick\n  varprop experiment rnn --steps 100 "
+               "--epochs 20 --seeds 3 --out rnn.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", metavar="NAME", help="iris, digits, deep-relu, symmetry or cnn")
+    p.add_argument("name", metavar="NAME", help="iris, digits, deep-relu, symmetry, cnn or rnn")
     p.add_argument("--data", metavar="DIR", default=None,
                    help="cnn only: train on MNIST from the IDX files in DIR (train-images-"
                         "idx3-ubyte[.gz] and the rest) instead of the shipped 8x8 digits")
     p.add_argument("--max-train", type=int, default=None, metavar="N",
                    help="cnn only: use at most N training images")
+    p.add_argument("--quick", action="store_true",
+                   help="rnn only: tiny sizes (T 12, 16 units, 2 short epochs): a smoke test "
+                        "in seconds, in which nothing is learned")
+    p.add_argument("--steps", type=int, default=None, metavar="T",
+                   help="rnn only: sequence length (default: 50)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="rnn only: adding-problem epochs of 10,000 sequences (default: 12)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="rnn only: adding-problem runs per initializer, seeds 0..N-1 "
+                        "(default: 2)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="also write the experiment's figure (.png, .svg or .pdf)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -249,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     _phase_parser(sub)
     _init_parser(sub)
     _experiment_parser(sub)
+    from .torch.command import add_model_parser  # imports no torch until it runs
+    add_model_parser(sub)
     demo = sub.add_parser("demo", help="per-layer variance of a deep ReLU net (kernels demo)",
                           description=_demo.__doc__)
     demo.add_argument("--depth", type=int, default=20, help="dense layers (default: 20)")

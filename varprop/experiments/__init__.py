@@ -13,6 +13,9 @@ symmetry     :func:`run_symmetry`   zero/constant init keeps hidden units identi
 cnn          :func:`run_cnn`        the seeds' CNN: zero init stuck at chance, Glorot
                                     and He train; per-layer step-0 variance, per-pixel
                                     theory next to measurement (``data=DIR``: MNIST)
+rnn          :func:`run_rnn`        the seeds' RNN: gradient through time at step 0,
+                                    theory next to measurement; the adding problem
+                                    under IRNN, orthogonal, small random and Glorot
 ===========  =====================  ===================================================
 
 ``EXPERIMENTS`` maps each name to its function and :func:`run_experiment` runs one by
@@ -31,6 +34,7 @@ from .deep_relu import (DEEP_RELU_INITIALIZERS, DeepReluResult, backward_varianc
                         finite_width_log_band, run_deep_relu)
 from .digits import DIGITS_INITIALIZERS, DigitsResult, run_digits
 from .iris import IRIS_INITIALIZERS, IrisResult, run_iris
+from .rnn import ADDING_INITS, RNN_PRESET_INITS, RnnResult, adding_problem, run_rnn
 from .symmetry import SYMMETRY_INITIALIZERS, SymmetryResult, distinct_units, run_symmetry, unit_spread
 
 __all__ = [
@@ -58,6 +62,11 @@ __all__ = [
     "run_cnn",
     "CnnResult",
     "CNN_INITIALIZERS",
+    "run_rnn",
+    "RnnResult",
+    "adding_problem",
+    "ADDING_INITS",
+    "RNN_PRESET_INITS",
 ]
 
 #: name -> experiment function (the names of ``varprop experiment NAME``).
@@ -67,12 +76,13 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "deep-relu": run_deep_relu,
     "symmetry": run_symmetry,
     "cnn": run_cnn,
+    "rnn": run_rnn,
 }
 
 
 def run_experiment(name: str, **kwargs: Any) -> ExperimentResult:
     """Run the experiment ``name`` (``"iris"``, ``"digits"``, ``"deep-relu"``,
-    ``"symmetry"``, ``"cnn"``; ``_`` works for ``-``) with keyword arguments for its function."""
+    ``"symmetry"``, ``"cnn"``, ``"rnn"``; ``_`` works for ``-``) with keyword arguments for its function."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")
