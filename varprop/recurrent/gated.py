@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import boolean, finite_real, one_of, positive_int
-from ..initializers import Initializer, get as get_initializer
+from ..initializers import Initializer, initializer_argument
 
 __all__ = ["LSTM", "GRU", "GatedCell", "LAYOUTS", "GATES", "GATED_REASONS", "keras_lstm",
            "torch_lstm", "keras_gru", "torch_gru", "chrono_bias", "chrono_cdf", "chrono_nodes",
@@ -80,22 +80,6 @@ GATED_REASONS = {
 }
 
 
-def _initializer(owner: str, name: str, value: Any, optional: bool = False
-                 ) -> Initializer | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, Initializer):
-        return value
-    if isinstance(value, (str, dict)):
-        try:
-            return get_initializer(value)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{owner}: {name}: {exc}") from None
-    raise TypeError(f"{owner}: {name} must be an initializer (a name, a config dict or an "
-                    f"Initializer){' or None' if optional else ''}, got "
-                    f"{type(value).__name__} {value!r}")
-
-
 def _label(init: Initializer | None) -> str:
     return "no bias" if init is None else getattr(init, "name", type(init).__name__)
 
@@ -120,11 +104,11 @@ class GatedCell:
         object.__setattr__(self, "units", positive_int("units", self.units, owner=owner))
         object.__setattr__(self, "layout", one_of("layout", self.layout, LAYOUTS, owner=owner))
         object.__setattr__(self, "kernel_init",
-                           _initializer(owner, "kernel_init", self.kernel_init))
+                           initializer_argument(owner, "kernel_init", self.kernel_init))
         object.__setattr__(self, "recurrent_init",
-                           _initializer(owner, "recurrent_init", self.recurrent_init))
+                           initializer_argument(owner, "recurrent_init", self.recurrent_init))
         object.__setattr__(self, "bias_init",
-                           _initializer(owner, "bias_init", self.bias_init, True))
+                           initializer_argument(owner, "bias_init", self.bias_init, True))
         if self.chrono is not None:
             t_max = finite_real("chrono", self.chrono, owner=owner)
             if not t_max > 2.0:  # U(1, T_max - 1) needs T_max - 1 > 1

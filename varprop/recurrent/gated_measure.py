@@ -33,10 +33,10 @@ import numpy as np
 
 from .._empirical_run import stream
 from .._validate import finite_real, float_dtype, positive_int, seed_list
-from ..profile import SEED_FIELDS, LayerRecord, Profile
+from ..profile import Profile
 from .gated import GatedCell
 from .gated_arrays import draw_gated_parameters, gated_backward, gated_forward
-from .measure import draw_inputs
+from .measure import draw_inputs, step_records
 from .theory import check_run
 
 __all__ = ["measure_gated", "FIELDS", "GRAD_MEANING"]
@@ -131,17 +131,7 @@ def measure_gated(cell: GatedCell, steps: int, *, batch: int = 256,
             if progress is not None:
                 progress(i + 1, len(bases))
     arr = np.array(values)  # (seeds, fields, steps)
-    from ..empirical import _summarize
-    mean, ci = _summarize(arr)
-    symmetric = bool(cell.kernel_init.moments(cell.kernel_shape).symmetric
-                     and cell.recurrent_init.moments(cell.recurrent_shape).symmetric)
-    records = []
-    for t in range(steps):
-        fields = {name: float(mean[j, t]) for j, name in enumerate(FIELDS)}
-        cis = {f"{name}_ci": float(ci[j, t]) for j, name in enumerate(FIELDS)}
-        records.append(LayerRecord(t, cell.input_size + cell.units, cell.units,
-                                   symmetric=symmetric, **fields, **cis))
-    per_seed = {name: arr[:, FIELDS.index(name), :].tolist() for name in SEED_FIELDS}
+    records, per_seed = step_records(arr, FIELDS, cell)
     meta = {"axis": "time step", "cell": cell.kind, "layout": cell.layout,
             "grad": GRAD_MEANING, "z": Z_MEANING[cell.kind], "batch": batch,
             "seeds": list(bases), "n_seeds": len(bases), "dtype": dt.name,

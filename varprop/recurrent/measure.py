@@ -24,7 +24,7 @@ from ..profile import SEED_FIELDS, LayerRecord, Profile
 from .spec import SimpleRNN
 from .theory import check_run
 
-__all__ = ["measure_rnn", "draw_parameters", "draw_inputs", "FIELDS"]
+__all__ = ["measure_rnn", "draw_parameters", "draw_inputs", "step_records", "FIELDS"]
 
 #: Per-step fields measured for each seed (rows of the per-seed arrays).
 FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "z_corr")
@@ -93,6 +93,26 @@ def _one_seed(rnn: SimpleRNN, steps: int, batch: int, inputs: str, input_var: fl
     return out
 
 
+def step_records(arr: np.ndarray, fields: Sequence[str], cell: Any
+                 ) -> tuple[list[LayerRecord], dict[str, list[list[float]]]]:
+    """Per-step records (mean over seeds and 95% half-widths) and the per-seed values
+    of :data:`~varprop.profile.SEED_FIELDS`, from ``arr`` of shape ``(seeds,
+    len(fields), steps)``; ``cell`` (a SimpleRNN or a gated cell) gives the fans and
+    whether its kernels make every unit identical."""
+    from ..empirical import _summarize
+    mean, ci = _summarize(arr)
+    symmetric = bool(cell.kernel_init.moments(cell.kernel_shape).symmetric
+                     and cell.recurrent_init.moments(cell.recurrent_shape).symmetric)
+    records = []
+    for t in range(arr.shape[2]):
+        values = {name: float(mean[j, t]) for j, name in enumerate(fields)}
+        cis = {f"{name}_ci": float(ci[j, t]) for j, name in enumerate(fields)}
+        records.append(LayerRecord(t, cell.input_size + cell.units, cell.units,
+                                   symmetric=symmetric, **values, **cis))
+    per_seed = {name: arr[:, fields.index(name), :].tolist() for name in SEED_FIELDS}
+    return records, per_seed
+
+
 def measure_rnn(rnn: SimpleRNN, steps: int, *, batch: int = 256,
                 seeds: "int | Sequence[int]" = 5, inputs: str = "gaussian",
                 input_var: float = 1.0, input_correlation: float | None = None,
@@ -141,17 +161,7 @@ def measure_rnn(rnn: SimpleRNN, steps: int, *, batch: int = 256,
         if progress is not None:
             progress(i + 1, len(bases))
     arr = np.array(values)  # (seeds, fields, steps)
-    from ..empirical import _summarize
-    mean, ci = _summarize(arr)
-    symmetric = bool(rnn.kernel_init.moments(rnn.kernel_shape).symmetric
-                     and rnn.recurrent_init.moments(rnn.recurrent_shape).symmetric)
-    records = []
-    for t in range(steps):
-        fields = {name: float(mean[j, t]) for j, name in enumerate(FIELDS)}
-        cis = {f"{name}_ci": float(ci[j, t]) for j, name in enumerate(FIELDS)}
-        records.append(LayerRecord(t, rnn.input_size + rnn.units, rnn.units,
-                                   symmetric=symmetric, **fields, **cis))
-    per_seed = {name: arr[:, FIELDS.index(name), :].tolist() for name in SEED_FIELDS}
+    records, per_seed = step_records(arr, FIELDS, rnn)
     meta = {"axis": "time step", "batch": batch, "seeds": list(bases),
             "n_seeds": len(bases), "dtype": dt.name, "n_threads": threads,
             "inputs": inputs, "loss": loss, "steps": steps, "units": rnn.units,
