@@ -446,3 +446,36 @@ def test_the_table_names_the_entries_whose_theory_is_approximate():
     assert "he_normal x relu" not in text.split("Theory is approximate for")[1].split(":")[0]
     clean = report_table(build_report(ReportSettings(**{**settings.__dict__, "bias_var": 0.0})))
     assert "Theory is approximate" not in clean
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softsign", "elu"])
+def test_phase_chi_c_near_the_edge_of_chaos_matches_the_exact_map(activation):
+    """Just inside the chaotic phase c* is close to 1, where the truncated Mehler series
+    misplaces it (softsign was off by 2e-3 and tanh at the edge by 5e-2 before those rows
+    were finished on the exact map). Reference: bisection of the exact correlation map
+    (varprop.theory.gaussian_cross_moments), an independent root finder."""
+    from varprop.activations import get_activation
+    from varprop.reporting.phase import _chaotic_chi_c
+    from varprop.theory import edge_of_chaos, fixed_point, gaussian_cross_moments, gaussian_moments
+
+    act = get_activation(activation)
+    sb = np.array([0.05, 0.3, 1.0])
+    edge = np.array([edge_of_chaos(act, float(b)) for b in sb])
+    sw = np.concatenate([edge * (1 + 1e-4), edge * 1.01, edge * 1.3])
+    sb = np.tile(sb, 3)
+    q = np.asarray(fixed_point(act, sw, sb), dtype=float)
+    keep = np.isfinite(q)  # elu's length map diverges far inside the chaotic phase
+    assert keep.sum() >= 6
+    q, sw, sb = q[keep], sw[keep], sb[keep]
+    length = sw * np.asarray(gaussian_moments(act, q).e_phi2) + sb
+    got = _chaotic_chi_c(act, q, sw, sb, length)
+    lo, hi = np.zeros(q.size), np.full(q.size, 1.0 - 1e-15)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        up = (sw * np.asarray(gaussian_cross_moments(act, q, q, mid).e_phi_phi) + sb) / length > mid
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    ref = sw * np.asarray(gaussian_cross_moments(act, q, q, 0.5 * (lo + hi)).e_dphi_dphi)
+    # 60 halvings leave c* within 1e-15; chi_c's slope in c is O(1), so 1e-7 is slack for
+    # the reference and still 2000x below the old error
+    np.testing.assert_allclose(got, ref, rtol=1e-7)
+    assert np.all(ref < 1.0)

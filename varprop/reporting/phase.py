@@ -183,23 +183,62 @@ def _chaotic_chi_c(act: Activation, q: np.ndarray, sw: np.ndarray, sb: np.ndarra
         up = G(mid, idx) > 0
         lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
     cstar[idx] = np.where(found, 0.5 * (lo + hi), 1.0)
-    if _derivative_jumps(act):
-        # phi' jumps at 0 (relu-likes, selu): the Hermite coefficients of phi decay like
-        # k^-5/4 and those of phi' like k^-3/4, so the truncated series misplaces c* near
-        # 1. Newton on the exact correlation map (closed-form cross moments for these
-        # units): c_map'(c) = sigma_w2 q E[phi' phi'] / T(q) (Price's theorem), which at
-        # q = q* is chi_c itself, so one call gives both the step and the answer.
-        for _ in range(4):
-            cm = gaussian_cross_moments(act, q, q, np.clip(cstar, -1.0, 1.0))
-            chi_c = sw * np.asarray(cm.e_dphi_dphi, dtype=float) * q / length
-            resid = (sw * np.asarray(cm.e_phi_phi, dtype=float) + sb) / length - cstar
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.where(chi_c != 1.0, resid / (chi_c - 1.0), 0.0)
-            step = np.where(np.isfinite(step) & (cstar > 0), step, 0.0)
-            cstar = np.clip(cstar - step, 0.0, 1.0 - 1e-15)
-        cm = gaussian_cross_moments(act, q, q, cstar)
-        return sw * np.asarray(cm.e_dphi_dphi, dtype=float)
-    return sw * _series(b2, cstar)
+    jumps = _derivative_jumps(act)
+    # Rows to finish on the exact correlation map: every row of a unit whose phi' jumps
+    # at 0 (relu-likes, selu: the Hermite coefficients of phi' decay like k^-3/4, so the
+    # truncated series misplaces c* near 1), and, for smooth units, the rows whose
+    # truncation tail is not negligible (c* close to 1, near the edge of chaos).
+    rows = np.flatnonzero(np.ones(n, bool) if jumps else _tail_matters(a2, b2, cstar))
+    chi_c = np.empty(n) if jumps else sw * _series(b2, cstar)
+    if rows.size:
+        chi_c[rows] = _exact_chi_c(act, q[rows], sw[rows], sb[rows], length[rows], cstar[rows])
+    return chi_c
+
+
+#: The relative size of the series' truncated tail above which a row is finished on the
+#: exact correlation map (the series is kept, for speed, where its tail is below this).
+_TAIL_TOL = 1e-10
+
+
+def _tail_matters(a2: np.ndarray, b2: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Rows whose truncated Mehler tail ``sum_{k>K} coef_k c^k`` may exceed
+    :data:`_TAIL_TOL` of the sum, for phi's or phi''s coefficients. The coefficients of
+    the registry's smooth units decrease beyond K, so the tail is at most
+    ``coef_K c^(K+1) / (1 - c)``."""
+    K = a2.shape[1] - 1
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        geo = np.where(c < 1.0, c ** (K + 1) / (1.0 - c), np.inf)
+        worst = np.zeros(c.shape)
+        for coef in (a2, b2):
+            total = _series(coef, c)
+            worst = np.maximum(worst, np.where(total > 0, coef[:, -1] * geo / total, np.inf))
+    return ~(worst <= _TAIL_TOL)
+
+
+def _exact_chi_c(act: Activation, q: np.ndarray, sw: np.ndarray, sb: np.ndarray,
+                 length: np.ndarray, cstar: np.ndarray) -> np.ndarray:
+    """chi_c from Newton on the exact correlation map, started at the series' c*:
+    c_map'(c) = sigma_w2 q E[phi' phi'] / T(q) (Price's theorem), which at q = q* is
+    chi_c itself, so one call gives both the step and the answer."""
+    cstar = cstar.copy()
+    # Newton converges quadratically inside the chaotic phase but only linearly at its
+    # edge (chi_c -> 1, a double root at c = 1), so rows iterate until their step is
+    # below 1e-13 (at most 60 steps), not a fixed count.
+    todo = np.arange(cstar.size)
+    for _ in range(60):
+        if todo.size == 0:
+            break
+        c, qt, swt = cstar[todo], q[todo], sw[todo]
+        cm = gaussian_cross_moments(act, qt, qt, np.clip(c, -1.0, 1.0))
+        chi_c = swt * np.asarray(cm.e_dphi_dphi, dtype=float) * qt / length[todo]
+        resid = (swt * np.asarray(cm.e_phi_phi, dtype=float) + sb[todo]) / length[todo] - c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(chi_c != 1.0, resid / (chi_c - 1.0), 0.0)
+        step = np.where(np.isfinite(step) & (c > 0), step, 0.0)
+        cstar[todo] = np.clip(c - step, 0.0, 1.0 - 1e-15)
+        todo = todo[np.abs(step) > 1e-13]
+    cm = gaussian_cross_moments(act, q, q, cstar)
+    return sw * np.asarray(cm.e_dphi_dphi, dtype=float)
 
 
 def _derivative_jumps(act: Activation) -> bool:
