@@ -84,37 +84,10 @@ def _phase(args: argparse.Namespace) -> int:
     return run_phase(args)
 
 
-#: ``varprop experiment`` options of the rnn experiment only: option -> run_rnn keyword.
-_RNN_OPTIONS = {"quick": "quick", "steps": "steps", "epochs": "epochs", "seeds": "seeds"}
-
-
 def _experiment(args: argparse.Namespace) -> int:
     from .reporting.commands import run_experiment
 
-    given = {key: getattr(args, option) for option, key in _RNN_OPTIONS.items()
-             if getattr(args, option, None) is not None and getattr(args, option) is not False}
-    if not given:
-        return run_experiment(args)
-    if args.name.strip().lower() != "rnn":
-        raise UsageError(f"--{next(iter(given))} applies to the rnn experiment only")
-    for option in ("steps", "epochs", "seeds"):
-        if option in given:
-            check_positive(f"--{option}", given[option])
-    if given.get("steps", 2) < 2:
-        raise UsageError("--steps must be >= 2 (a marker in each half of the sequence)")
-    if "seeds" in given:
-        given["seeds"] = tuple(range(given["seeds"]))
-    # reporting.commands.run_experiment hands on only --data and --max-train: bind the rnn
-    # experiment's own options to its function for this one call
-    import functools
-
-    from . import experiments
-    plain = experiments.EXPERIMENTS["rnn"]
-    experiments.EXPERIMENTS["rnn"] = functools.partial(plain, **given)
-    try:
-        return run_experiment(args)
-    finally:
-        experiments.EXPERIMENTS["rnn"] = plain
+    return run_experiment(args)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -386,6 +386,37 @@ def run_init(args: Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- experiment
+#: The options of ``varprop experiment`` that belong to one experiment: option -> keyword
+#: of that experiment's function (varprop.experiments).
+EXPERIMENT_OPTIONS = {
+    "cnn": {"data": "data", "max_train": "max_train"},
+    "rnn": {"quick": "quick", "steps": "steps", "epochs": "epochs", "seeds": "seeds"},
+}
+
+
+def _experiment_options(name: str, args: Namespace) -> dict:
+    """The keywords given on the command line for experiment ``name``; a UsageError for
+    an option of another experiment or an out-of-range value."""
+    extra = {}
+    for owner, options in EXPERIMENT_OPTIONS.items():
+        for option, key in options.items():
+            value = getattr(args, option, None)
+            if value is None or value is False:
+                continue
+            if name != owner:
+                raise UsageError(f"--{option.replace('_', '-')} applies to the {owner} "
+                                 f"experiment only")
+            extra[key] = value
+    for option in ("max_train", "steps", "epochs", "seeds"):
+        if option in extra:
+            check_positive(f"--{option.replace('_', '-')}", extra[option])
+    if extra.get("steps", 2) < 2:
+        raise UsageError("--steps must be >= 2 (a marker in each half of the sequence)")
+    if "seeds" in extra:
+        extra["seeds"] = tuple(range(extra["seeds"]))
+    return extra
+
+
 def run_experiment(args: Namespace) -> int:
     from ..experiments import EXPERIMENTS, run_experiment as _run
 
@@ -395,16 +426,7 @@ def run_experiment(args: Namespace) -> int:
         _needs_matplotlib({"png"})
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) \
         if not args.quiet and _isatty(sys.stderr) else None
-    extra = {}
-    for option, key in (("data", "data"), ("max_train", "max_train")):
-        value = getattr(args, option, None)
-        if value is not None:
-            if name != "cnn":
-                raise UsageError(f"--{option.replace('_', '-')} applies to the cnn "
-                                 f"experiment only")
-            extra[key] = value
-    if "max_train" in extra:
-        check_positive("--max-train", extra["max_train"])
+    extra = _experiment_options(name, args)
     result = _run(name, progress=progress, **extra)
     text = result.table()
     if out is not None:
