@@ -15,7 +15,8 @@ from .layers import AvgPool, GlobalAvgPool, MaxPool, iter_steps
 from .layers._spatial import SpatialGradient
 from .profile import Profile
 
-__all__ = ["analyze_spatial", "MAX_CROSS_PIXELS", "spatial_inputs"]
+__all__ = ["analyze_spatial", "MAX_CROSS_PIXELS", "BEHIND_SKIP_NOTE", "OVERLAP_NOTE",
+           "spatial_inputs"]
 
 #: Pixel-pair moments are carried (P x P per layer) for images of at most this many
 #: pixels; larger images keep only the per-pixel moments, and a pooling that needs the
@@ -23,6 +24,17 @@ __all__ = ["analyze_spatial", "MAX_CROSS_PIXELS", "spatial_inputs"]
 MAX_CROSS_PIXELS = 1024
 
 _NEEDS_CROSS = (MaxPool, AvgPool, GlobalAvgPool)
+
+#: The ``detail`` of the "spatial" approximation when a max pooling follows a skip
+#: connection (docs/theory.md, section 8, "Max pooling behind a skip connection").
+BEHIND_SKIP_NOTE = ("max pooling after a residual sum: the gradient before it by a "
+                    "quasi-Monte-Carlo integral of the window's joint law, ~2e-3")
+#: The same for overlapping max-pool windows (stride < pool size), whose gradient rule
+#: drops the covariance of the upstream gradients of two windows sharing a tap
+#: (docs/theory.md, section 8): the measurement up to 2.3x above it.
+OVERLAP_NOTE = ("overlapping max-pool windows: the gradient before them lacks the "
+                "covariance of two windows' gradients, measured up to 2.3x above")
+_NOTES = {"skip": BEHIND_SKIP_NOTE, "overlap": OVERLAP_NOTE}
 
 
 def spatial_inputs(net: Any, inputs: Any, argname: str = "inputs") -> np.ndarray:
@@ -80,17 +92,27 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
     g = SpatialGradient(np.ones(np.shape(out.mean))) if is_spatial(out) else _Gradient(1.0)
     analyzer.backward(ops, g)
     records = analyzer.records
+    # layers behind a max pool that follows a skip connection (their gradient comes back
+    # through the quasi-Monte-Carlo rule of the joint law) or whose windows overlap (the
+    # rule lacks the gradients' covariance): docs/theory.md, section 8
+    backward = getattr(analyzer, "spatial_backward_approximate", {})
+    behind = sorted(set().union(*backward.values())) if backward else []
     meta = {"assumptions": "mean field per pixel: many channels, Gaussian pre-activations "
                            "at each pixel, gradient independence",
             "gaussian_approximation": analyzer.approximate,
             "approximations": approximations(analyzer.approximate,
                                              sorted(analyzer.unresolved), None,
-                                             spatial=_downstream(analyzer.spatial_approximate,
-                                                                 len(records)),
+                                             spatial=sorted(set(_downstream(
+                                                 analyzer.spatial_approximate,
+                                                 len(records))) | set(behind)),
                                              fan_in=sorted(analyzer.fan_in_approximate)),
             "finite_width_sigma": None,
             "input": "dataset" if inputs is not None else "white noise",
             "pixel_pairs": bool(analyzer.track_cross)}
+    if behind:
+        for entry in meta["approximations"]:
+            if entry["kind"] == "spatial":
+                entry["detail"] = "; ".join(_NOTES[why] for why in sorted(backward))
     return Profile("analytic", records, net.describe(), in_var, in_mean, meta,
                    maps=analyzer.maps)
 

@@ -13,7 +13,8 @@ from ..activations import Activation, get_activation
 from ._spatial import SpatialGradient
 
 __all__ = ["is_spatial", "check_spatial", "act_spatial", "pre_activation",
-           "mark_approximate", "residual_spatial", "norm_spatial"]
+           "mark_approximate", "residual_spatial", "norm_spatial", "RoutedGradient",
+           "residual_backward", "identity_path", "behind_skip", "mark_gradient_approximate"]
 
 _LINEAR = get_activation("linear")
 
@@ -44,12 +45,102 @@ def act_spatial(analyzer: Any, act: Activation, z: Any, ops: list) -> Any:
     if not a.exact and z.exact:
         mark_approximate(analyzer)
     a._pre = (z, act)  # a max pool after the activation works on z (max phi = phi max)
-    ops.append((_act_backward, np.asarray(dphi2, dtype=np.float64)))
+    # a max pool behind a skip connection names this activation in the gradient it
+    # sends back (RoutedGradient), its winner being correlated with phi' here
+    a._token = token = object()
+    ops.append((_act_backward, (np.asarray(dphi2, dtype=np.float64), token)))
     return a
 
 
-def _act_backward(analyzer: Any, dphi2: np.ndarray, g: Any) -> SpatialGradient:
+class RoutedGradient(SpatialGradient):
+    """A per-pixel gradient that came from a max pooling along the identity path of
+    residual sums (docs/theory.md, section 8, "Max pooling behind a skip connection"):
+    ``ident`` is the part of ``var`` that came along that path (the rest came through
+    residual branches: independent of the pool's winner), and ``shares`` maps each
+    activation of the path (its token) to what ``ident`` becomes through it,
+    ``sum_o E[1{i wins o} prod phi'^2] Var[dL/dy_o]``, in place of the gradient
+    independence rule ``E[phi'^2] ident``. Any other layer's rule returns a plain
+    :class:`SpatialGradient` and so ends the path."""
+
+    __slots__ = ("ident", "shares")
+
+    def __init__(self, var: np.ndarray, ident: np.ndarray, shares: dict) -> None:
+        super().__init__(var)
+        self.ident = np.asarray(ident, dtype=np.float64)
+        self.shares = shares
+
+
+def _act_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
+    dphi2, token = state
+    if isinstance(g, RoutedGradient) and token in g.shares:
+        shares = dict(g.shares)
+        own = shares.pop(token)
+        var = dphi2 * np.maximum(g.var - g.ident, 0.0) + own
+        return RoutedGradient(var, own, shares) if shares else SpatialGradient(var)
     return SpatialGradient(g.total() * dphi2)
+
+
+def residual_backward(g: SpatialGradient, through: SpatialGradient) -> SpatialGradient:
+    """``dL/dx = dL/dy + (the branch's gradient)``: variances add (zero-mean weights);
+    a :class:`RoutedGradient` keeps its identity-path part."""
+    var = g.var + through.var
+    if isinstance(g, RoutedGradient):
+        return RoutedGradient(var, g.ident, g.shares)
+    return SpatialGradient(var)
+
+
+#: The most activations a max pool's identity path is followed through (each residual
+#: sum between them adds a window's taps to the integral's dimensions); below them the
+#: signal is taken as Gaussian, as without the path (flagged anyway).
+MAX_PATH_ACTS = 4
+
+
+def identity_path(s: Any) -> tuple[Any, list[tuple]]:
+    """``(base, steps)``: how ``s`` is built along the identity path from ``base``, a
+    signal that is neither an activation's output nor a residual sum (a convolution's
+    Gaussian output), by ``steps`` in forward order: ``("act", phi, token)`` or
+    ``("add", branch)`` with ``branch`` the moments of ``alpha f`` (docs/theory.md,
+    section 8, "Max pooling behind a skip connection")."""
+    from ..theory.spatial import SpatialMoments
+    steps: list[tuple] = []
+    node, acts = s, 0
+    while True:
+        res, pre = getattr(node, "_res", None), getattr(node, "_pre", None)
+        if res is not None:
+            x, f, alpha = res
+            cross = None if f.cross is None else alpha**2 * f.cross
+            steps.append(("add", SpatialMoments(alpha * f.mean, alpha**2 * f.second, cross)))
+            node = x
+        elif pre is not None and acts < MAX_PATH_ACTS and hasattr(node, "_token"):
+            steps.append(("act", pre[1], node._token))
+            acts += 1
+            node = pre[0]
+        else:
+            break
+    steps.reverse()
+    return node, steps
+
+
+def behind_skip(steps: list[tuple]) -> bool:
+    """True when a residual sum lies between an activation of the path and the pool:
+    the pool's winner then depends on that activation's input, which gradient
+    independence ignores."""
+    seen_act = False
+    for step in steps:
+        seen_act = seen_act or step[0] == "act"
+        if seen_act and step[0] == "add":
+            return True
+    return False
+
+
+def mark_gradient_approximate(analyzer: Any, why: str) -> None:
+    """Flag the weighted layers met so far, whose gradients come back through an
+    approximate max-pool rule, for the per-pixel reasons; ``why`` ("skip" or "overlap")
+    selects the note the profile adds (:mod:`varprop._analytic_spatial`)."""
+    flagged = getattr(analyzer, "spatial_backward_approximate", None)
+    if flagged is None:
+        flagged = analyzer.spatial_backward_approximate = {}
+    flagged.setdefault(why, set()).update(range(len(analyzer.records)))
 
 
 def pre_activation(s: Any) -> tuple[Any, Activation]:
@@ -84,8 +175,10 @@ def residual_spatial(x: Any, f: Any, alpha: float) -> Any:
         mx, mf = x.mean.ravel(), f.mean.ravel()
         bcross = (x.bcross + alpha**2 * f.bcross
                   + alpha * (np.outer(mx, mf) + np.outer(mf, mx)))
-    return SpatialMoments(mean, second, cross, gaussian=bool(x.gaussian and f.gaussian),
-                          exact=bool(x.exact and f.exact), bcross=bcross)
+    out = SpatialMoments(mean, second, cross, gaussian=bool(x.gaussian and f.gaussian),
+                         exact=bool(x.exact and f.exact), bcross=bcross)
+    out._res = (x, f, alpha)  # a max pool after it follows the identity path back
+    return out
 
 
 def norm_spatial(x: Any, axis: int, eps: float, analyzer: Any) -> tuple[Any, float]:

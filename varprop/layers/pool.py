@@ -4,7 +4,11 @@ forward and backward on the kernels and its per-pixel mean-field rule (docs/theo
 
 Max pooling of correlated Gaussians is not Gaussian: its moments come from an exact law
 for two inputs (Clark 1961) and a deterministic quadrature for larger windows; the
-profile flags the layers after it where a later rule needs more than it carries.
+profile flags the layers after it where a later rule needs more than it carries. Behind
+a skip connection (a residual sum between an activation and the pool) the winner is
+correlated with that activation's derivative, and the window's joint law along the
+identity path is integrated instead (docs/theory.md, section 8, "Max pooling behind a
+skip connection").
 """
 
 from __future__ import annotations
@@ -91,9 +95,28 @@ class MaxPool(_Pool):
     def analytic(self, step: Step, analyzer: Any, x: Any, ops: list) -> Any:
         from ..theory import spatial_pool as sp
         from ._spatial_rules import check_spatial, mark_approximate, pre_activation
+        from ._spatial_rules import behind_skip, identity_path, mark_gradient_approximate
         s = check_spatial(x, self, analyzer)
         spatial = tuple(np.shape(s.mean))
         pads = self.pads(spatial)
+        if any(st < k for st, k in zip(self.stride, self.pool_size)):
+            # a tap in two windows gets both gradients, whose covariance (nonzero: e.g.
+            # a global average pool above makes them alike) the rule does not carry
+            # (docs/theory.md, section 8, "Overlapping windows")
+            mark_gradient_approximate(analyzer, "overlap")
+        base, path = identity_path(s)
+        if behind_skip(path):
+            # the winner depends on activations below a residual sum, whose gradient
+            # comes back unchanged through the identity: integrate the joint law
+            # (docs/theory.md, section 8, "Max pooling behind a skip connection")
+            out, win, routed = sp.max_pool_chain_forward(
+                s, base, [step[:2] for step in path], self.pool_size, self.stride, pads)
+            mark_approximate(analyzer)
+            mark_gradient_approximate(analyzer, "skip")
+            tokens = [step[2] for step in path if step[0] == "act"]
+            ops.append((_max_path_backward, (win, routed, tokens, self.pool_size,
+                                             self.stride, pads, spatial)))
+            return out
         z, act = pre_activation(s)
         out, argmax_p = sp.max_pool_forward(z, act, self.pool_size, self.stride, pads)
         if not out.exact:
@@ -107,6 +130,15 @@ def _max_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
     argmax_p, pool, stride, pads, spatial = state
     return SpatialGradient(sp.max_pool_backward(g.total(), argmax_p, pool, stride, pads,
                                                 spatial))
+
+
+def _max_path_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
+    from ..theory import spatial_pool as sp
+    from ._spatial_rules import RoutedGradient
+    win, routed, tokens, pool, stride, pads, spatial = state
+    var, shares = sp.max_pool_chain_backward(g.total(), win, routed, pool, stride, pads,
+                                             spatial)
+    return RoutedGradient(var, var, dict(zip(tokens, shares)))
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def _backward_rule(analyzer: Any, state: tuple, g: _Gradient) -> _Gradient:
     alpha, branch_ops = state
     g = g.reduced()
     through = analyzer.backward(branch_ops, g.scaled(alpha**2, g.identical)).reduced()
-    if isinstance(g, SpatialGradient):
-        return SpatialGradient(g.var + through.var)
+    if isinstance(g, SpatialGradient):  # keeps a max pool's identity-path part
+        from ._spatial_rules import residual_backward
+        return residual_backward(g, through)
     return _Gradient(g.var + through.var, g.identical and through.identical)

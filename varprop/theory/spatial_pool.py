@@ -8,7 +8,10 @@ for two taps without an activation; up to four taps, or independent ones, by
 deterministic quadratures accurate to 1e-10; larger correlated windows by a
 quasi-Monte-Carlo rule, about 1e-3). The same
 integrals give the share of a window's gradient each tap receives. Backward (gradient
-independence), a pixel's gradient variance sums over the windows that hold it.
+independence), a pixel's gradient variance sums over the windows that hold it. A max
+pooling behind a skip connection integrates its window's joint law along the identity
+path instead (:func:`max_pool_chain_forward`, :mod:`.spatial_chain`; docs/theory.md,
+section 8, "Max pooling behind a skip connection").
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from .spatial_max import QMC_POINTS, clark_max_moments, window_max
 
 __all__ = ["avg_pool_forward", "avg_pool_backward", "global_avg_pool",
            "global_avg_pool_backward", "max_pool_forward", "max_pool_backward",
-           "clark_max_moments", "QMC_POINTS"]
+           "max_pool_chain_forward", "max_pool_chain_backward", "clark_max_moments",
+           "QMC_POINTS"]
 
 
 def _pairs(s: SpatialMoments) -> tuple[np.ndarray, bool]:
@@ -161,17 +165,97 @@ def max_pool_forward(z: SpatialMoments, act: Any, pool: Sequence[int],
                                       0.0)
     cross = None
     if z.cross is not None:  # the Gaussian approximation between windows
-        sd_in = np.sqrt(np.maximum(np.diag(pairs)[:p] - mean_in[:p] ** 2, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = (pairs[:p, :p] - np.outer(mean_in[:p], mean_in[:p])) / np.outer(sd_in, sd_in)
-        member = _members(src, p)
-        rho = member @ np.nan_to_num(corr) @ member.T
-        sd = np.sqrt(np.maximum(e2 - e1 * e1, 0.0))
-        cross = np.outer(e1, e1) + rho * np.outer(sd, sd)
-        np.fill_diagonal(cross, e2)
+        cross = _between_windows(pairs, mean_in, src, p, e1, e2)
         exact = False
     y = SpatialMoments(e1.reshape(out), e2.reshape(out), cross, gaussian=False, exact=exact)
     return (y, route, win) if wins else (y, route)
+
+
+def _between_windows(pairs: np.ndarray, mean_in: np.ndarray, src: np.ndarray, p: int,
+                     e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """The output's pixel pairs in the Gaussian approximation: two windows' maxima
+    correlated as their pixels are on average."""
+    sd_in = np.sqrt(np.maximum(np.diag(pairs)[:p] - mean_in[:p] ** 2, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (pairs[:p, :p] - np.outer(mean_in[:p], mean_in[:p])) / np.outer(sd_in, sd_in)
+    member = _members(src, p)
+    rho = member @ np.nan_to_num(corr) @ member.T
+    sd = np.sqrt(np.maximum(e2 - e1 * e1, 0.0))
+    cross = np.outer(e1, e1) + rho * np.outer(sd, sd)
+    np.fill_diagonal(cross, e2)
+    return cross
+
+
+def _window_cov(s: SpatialMoments) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (P,), covariance)`` of a map: ``(P, P)``, or the ``(P,)`` variances when
+    its pixel pairs are not carried (large images: no P x P matrix is formed)."""
+    m = s.mean.ravel()
+    if s.cross is not None:
+        return m, s.cross - np.outer(m, m)
+    return m, s.var.ravel()
+
+
+def max_pool_chain_forward(s: SpatialMoments, base: SpatialMoments, steps: Sequence[tuple],
+                           pool: Sequence[int], stride: Sequence[int],
+                           pads: Sequence[tuple[int, int]]) -> tuple:
+    """Max pooling of ``s``, built from the Gaussian ``base`` along the identity path by
+    ``steps`` (forward order: ``("act", phi)`` or ``("add", branch)`` with ``branch`` the
+    moments of ``alpha f``, independent of the rest): the joint law of each window by
+    :func:`~varprop.theory.spatial_chain.chain_window_max` (docs/theory.md, section 8,
+    "Max pooling behind a skip connection").
+
+    Returns ``(y, win, routed)``: ``y`` the output's moments (exact=False: a
+    quasi-Monte-Carlo rule; pairs between windows in the Gaussian approximation),
+    ``win (taps, outputs)`` the argmax probabilities and ``routed (acts, taps,
+    outputs)`` the shares ``E[1{tap wins} prod phi'^2]`` for each activation of the
+    chain (forward order). Padded taps: 0."""
+    from .spatial_chain import (add_cov, chain_steps_window, chain_window_max, merge_sums,
+                                window_key, window_of)
+    src, out = tap_sources(s.spatial, pool, stride, pads, (1,) * len(pool))
+    p = math.prod(s.spatial)
+    b_mean, b_cov = _window_cov(base)
+    full = merge_sums([(step[0], step[1]) if step[0] == "act"
+                       else ("add", *_window_cov(step[1])) for step in steps])
+    while full and full[0][0] == "add":  # a sum of Gaussians below the first activation
+        b_mean, b_cov = b_mean + full[0][1], add_cov(b_cov, full[0][2])
+        full = full[1:]
+    n_acts = sum(1 for step in full if step[0] == "act")
+    n_out = src.shape[1]
+    e1, e2 = np.empty(n_out), np.empty(n_out)
+    win = np.zeros((src.shape[0], n_out))
+    routed = np.zeros((n_acts, src.shape[0], n_out))
+    cache: dict[bytes, tuple] = {}
+    for o in range(n_out):
+        keep = np.flatnonzero(src[:, o] < p)  # padded taps are -inf: never the maximum
+        idx = src[keep, o]
+        mu, cov = b_mean[idx], window_of(b_cov, idx)
+        local = chain_steps_window(full, idx)
+        key = window_key(mu, cov, local)
+        if key not in cache:
+            cache[key] = chain_window_max(mu, cov, local)
+        e1[o], e2[o], won, share = cache[key]
+        win[keep, o] = won
+        routed[:, keep, o] = share
+    pairs, _ = _pairs(s)
+    mean_in = np.append(s.mean.ravel(), 0.0)
+    cross = None if s.cross is None else _between_windows(pairs, mean_in, src, p, e1, e2)
+    y = SpatialMoments(e1.reshape(out), e2.reshape(out), cross, gaussian=False, exact=False)
+    return y, win, routed
+
+
+def max_pool_chain_backward(g: np.ndarray, win: np.ndarray, routed: np.ndarray,
+                            pool: Sequence[int], stride: Sequence[int],
+                            pads: Sequence[tuple[int, int]], spatial: Sequence[int]
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(Var[dL/dx_i], shares)`` for :func:`max_pool_chain_forward`: the pool input's
+    gradient variance ``sum_o P(i wins o) Var[dL/dy_o]`` and, per activation ``a`` of
+    the chain, ``sum_o E[1{i wins o} prod_{b >= a} phi_b'^2] Var[dL/dy_o]``: the part of
+    ``a``'s input gradient variance that comes along the identity path (docs/theory.md,
+    section 8)."""
+    var = max_pool_backward(g, win, pool, stride, pads, spatial)
+    shares = np.stack([max_pool_backward(g, r, pool, stride, pads, spatial)
+                       for r in routed]) if len(routed) else np.zeros((0, *spatial))
+    return var, shares
 
 
 def max_pool_backward(g: np.ndarray, route: np.ndarray, pool: Sequence[int],
