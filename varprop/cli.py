@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     _phase_parser(sub)
     _init_parser(sub)
     _experiment_parser(sub)
+    from .sweep.command import add_sweep_parser  # the sweep's own module (docs/sweep.md)
+    add_sweep_parser(sub)
     from .torch.command import add_model_parser  # imports no torch until it runs
     add_model_parser(sub)
     demo = sub.add_parser("demo", help="per-layer variance of a deep ReLU net (kernels demo)",

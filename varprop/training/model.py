@@ -24,7 +24,8 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .._blas import single_threaded_blas
-from .._validate import SeedLike, as_generator, float_dtype, per_layer, positive_int
+from .._validate import (SeedLike, as_generator, finite_real, float_dtype, per_layer,
+                         positive_int)
 from ..activations import Activation, get_activation
 from ..kernels import activation_apply, dense_backward, dense_forward
 from ._checks import check_features
@@ -136,14 +137,20 @@ class MLP(Trainable):
             they are (not copied): training updates them in place.
         activations: one activation per layer (names, configs or
             :class:`~varprop.activations.Activation`); the last must be ``"linear"``.
+        multipliers: None (the default: every layer is ``x @ W + b``) or one positive
+            number per layer: layer l computes ``z = m_l * (x @ W) + b``, the weight
+            multipliers of the NTK parameterization and of muP written with an output
+            multiplier (docs/sweep.md); the gradients are those of ``W`` itself.
 
     Attributes:
         weights: the list of ``(W, b)`` pairs.
         activations: the resolved :class:`Activation` of each layer.
+        multipliers: the multipliers as a tuple of floats, or None.
     """
 
     def __init__(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
-                 activations: Sequence[ActivationLike]) -> None:
+                 activations: Sequence[ActivationLike], *,
+                 multipliers: Sequence[float] | None = None) -> None:
         if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
             raise TypeError("weights must be a non-empty list of (W, b) pairs")
         pairs = []
@@ -182,6 +189,24 @@ class MLP(Trainable):
             raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
         self.weights: list[tuple[np.ndarray, np.ndarray]] = pairs
         self.activations: list[Activation] = acts
+        self.multipliers: tuple[float, ...] | None = None
+        if multipliers is not None:
+            if isinstance(multipliers, (str, bytes)) or not isinstance(multipliers, Sequence):
+                raise TypeError(f"multipliers must be a list of positive numbers or None, "
+                                f"got {type(multipliers).__name__}")
+            if len(multipliers) != len(pairs):
+                raise ValueError(f"multipliers must have one entry per layer ({len(pairs)}), "
+                                 f"got {len(multipliers)}")
+            self.multipliers = tuple(finite_real(f"multipliers[{l}]", m, positive=True)
+                                     for l, m in enumerate(multipliers))
+
+    def _effective(self, l: int) -> np.ndarray:
+        """Layer l's weights as the kernels see them: ``m_l * W_l`` (W_l itself without
+        multipliers, so the passes are exactly those of a plain MLP)."""
+        w = self.weights[l][0]
+        if self.multipliers is None or self.multipliers[l] == 1.0:
+            return w
+        return w * w.dtype.type(self.multipliers[l])
 
     @classmethod
     def from_network(cls, net: Any, *, seed: SeedLike = None, dtype: Any = np.float32) -> "MLP":
@@ -256,7 +281,8 @@ class MLP(Trainable):
 
     def copy(self) -> "MLP":
         """A deep copy (new arrays, same activations)."""
-        return MLP([(w.copy(), b.copy()) for w, b in self.weights], list(self.activations))
+        return MLP([(w.copy(), b.copy()) for w, b in self.weights], list(self.activations),
+                   multipliers=self.multipliers)
 
     def __repr__(self) -> str:
         acts = ", ".join(a.name for a in self.activations)
@@ -270,7 +296,8 @@ class MLP(Trainable):
         inputs, zs, layer_stats = [x], [], [] if stats else None
         h = x
         with single_threaded_blas():
-            for (w, b), act in zip(self.weights, self.activations):
+            for l, ((_, b), act) in enumerate(zip(self.weights, self.activations)):
+                w = self._effective(l)
                 nt = auto_threads(h.shape[0], w.shape[0], w.shape[1], n_threads)
                 out = dense_forward(h, w, b, act, stats=stats, n_threads=nt)
                 zs.append(out.z)
@@ -296,11 +323,14 @@ class MLP(Trainable):
         grad_a = grad_logits
         with single_threaded_blas():
             for l in range(n - 1, -1, -1):
-                (w, _), act = self.weights[l], self.activations[l]
+                w, act = self._effective(l), self.activations[l]
                 x, z = cache.inputs[l], cache.z[l]
                 nt = auto_threads(x.shape[0], w.shape[0], w.shape[1], n_threads)
                 g = dense_backward(x, w, z, grad_a, act, n_threads=nt)
-                grads[l] = (g.grad_w, g.grad_b)
+                grad_w = g.grad_w
+                if w is not self.weights[l][0]:  # dL/dW = m * dL/d(m W)
+                    grad_w = grad_w * grad_w.dtype.type(self.multipliers[l])
+                grads[l] = (grad_w, g.grad_b)
                 if gzs is not None:
                     gzs[l] = grad_a if act.is_identity else (
                         grad_a * activation_apply(z, act, derivative=True))

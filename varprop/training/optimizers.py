@@ -32,14 +32,28 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "get_optimizer", "OPTIMIZER_N
 
 
 class Optimizer:
-    """Base class: ``step(params, grads)`` updates ``params`` in place."""
+    """Base class: ``step(params, grads)`` updates ``params`` in place.
+
+    ``lr_scales`` (keyword-only in every optimizer, default None): one positive factor per
+    parameter array (``[W_0, b_0, W_1, b_1, ...]``) that multiplies ``learning_rate`` for
+    that array -- the per-layer learning rates of muP (docs/sweep.md). None leaves every
+    update exactly as without it.
+    """
 
     name = "optimizer"
 
-    def __init__(self, learning_rate: float) -> None:
+    def __init__(self, learning_rate: float, *, lr_scales: Sequence[float] | None = None) -> None:
         self.learning_rate = finite_real("learning_rate", learning_rate, positive=True)
+        self.lr_scales = _lr_scales(lr_scales)
         self.iterations = 0
         self._state: list[list[np.ndarray]] | None = None
+
+    def _lr(self, i: int) -> float:
+        """The learning rate of parameter ``i``: ``learning_rate`` times its entry of
+        ``lr_scales`` (per-layer rates of muP and its kin, docs/sweep.md)."""
+        if self.lr_scales is None:
+            return self.learning_rate
+        return self.learning_rate * self.lr_scales[i]
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Apply one update to ``params`` (in place) from ``grads``.
@@ -50,6 +64,9 @@ class Optimizer:
         """
         if len(params) != len(grads):
             raise ValueError(f"grads must have one array per parameter ({len(params)}), got {len(grads)}")
+        if self.lr_scales is not None and len(self.lr_scales) != len(params):
+            raise ValueError(f"lr_scales has {len(self.lr_scales)} entries but the model has "
+                             f"{len(params)} parameters: give one per parameter (W_0, b_0, ...)")
         if self._state is None:
             self._state = self._init_state(params)
         elif self._state and (len(self._state[0]) != len(params) or any(
@@ -74,7 +91,10 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        config: dict[str, Any] = {"name": self.name, "learning_rate": self.learning_rate}
+        if self.lr_scales is not None:
+            config["lr_scales"] = list(self.lr_scales)
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
@@ -86,13 +106,13 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float = 0.01) -> None:
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate: float = 0.01, *,
+                 lr_scales: Sequence[float] | None = None) -> None:
+        super().__init__(learning_rate, lr_scales=lr_scales)
 
     def _update(self, params, grads):
-        lr = self.learning_rate
-        for p, g in zip(params, grads):
-            p -= p.dtype.type(lr) * g
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p -= p.dtype.type(self._lr(i)) * g
 
 
 class Momentum(Optimizer):
@@ -107,8 +127,8 @@ class Momentum(Optimizer):
     name = "momentum"
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9,
-                 nesterov: bool = False) -> None:
-        super().__init__(learning_rate)
+                 nesterov: bool = False, *, lr_scales: Sequence[float] | None = None) -> None:
+        super().__init__(learning_rate, lr_scales=lr_scales)
         self.momentum = real_in_range("momentum", momentum, 0.0, 1.0, closed_high=False)
         self.nesterov = boolean("nesterov", nesterov)
 
@@ -117,8 +137,8 @@ class Momentum(Optimizer):
 
     def _update(self, params, grads):
         (velocities,) = self._state
-        for p, g, v in zip(params, grads, velocities):
-            mu, lr = p.dtype.type(self.momentum), p.dtype.type(self.learning_rate)
+        for i, (p, g, v) in enumerate(zip(params, grads, velocities)):
+            mu, lr = p.dtype.type(self.momentum), p.dtype.type(self._lr(i))
             v *= mu
             v -= lr * g
             if self.nesterov:
@@ -143,8 +163,9 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(self, learning_rate: float = 1e-3, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate)
+                 beta_2: float = 0.999, epsilon: float = 1e-7, *,
+                 lr_scales: Sequence[float] | None = None) -> None:
+        super().__init__(learning_rate, lr_scales=lr_scales)
         self.beta_1 = real_in_range("beta_1", beta_1, 0.0, 1.0, closed_high=False)
         self.beta_2 = real_in_range("beta_2", beta_2, 0.0, 1.0, closed_high=False)
         self.epsilon = finite_real("epsilon", epsilon, positive=True)
@@ -155,8 +176,9 @@ class Adam(Optimizer):
     def _update(self, params, grads):
         m_list, v_list = self._state
         t = self.iterations
-        alpha = self.learning_rate * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        for p, g, m, v in zip(params, grads, m_list, v_list):
+        for i, (p, g, m, v) in enumerate(zip(params, grads, m_list, v_list)):
+            # the same expression (and so the same rounding) as before lr_scales existed
+            alpha = self._lr(i) * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
             typ = p.dtype.type
             m *= typ(self.beta_1)
             m += typ(1.0 - self.beta_1) * g
@@ -169,6 +191,15 @@ class Adam(Optimizer):
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
+
+
+def _lr_scales(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"lr_scales must be a list of positive numbers or None, "
+                        f"got {type(value).__name__}")
+    return tuple(finite_real(f"lr_scales[{i}]", v, positive=True) for i, v in enumerate(value))
 
 
 _CLASSES = {"sgd": SGD, "momentum": Momentum, "nesterov": Momentum, "adam": Adam}

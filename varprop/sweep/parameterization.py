@@ -1,0 +1,210 @@
+"""Parameterizations of an MLP: per-layer init variances, weight multipliers and learning
+rates, as one table that the analyzer, the measurement and the trainer all read.
+
+An MLP of ``L`` dense layers has three kinds of layer (Yang et al. 2022, Tensor Programs
+V, arXiv 2203.03466, Table 3): the *input* layer (fan_in = the data's dimension, fixed),
+the *hidden* layers (fan_in = fan_out = width) and the *output* (readout) layer
+(fan_out = the class count, fixed). Each rule below is a power of the width ratios
+``r_in = fan_in / base_fan_in`` and ``r_out = fan_out / base_fan_out``, where the base
+fans are those of the same layer in the network of width ``base_width``: every
+parameterization coincides with standard parameterization at the base width (the
+``mup`` package's convention: ``set_base_shapes``), and the exponents are those of the
+paper's tables. For a layer whose initializer gives ``Var[W] = sigma^2 / fan_in``:
+
+* ``init var``: the weights are drawn with variance ``sigma^2 / fan_in * r_in**a``;
+* ``multiplier``: layer l computes ``z = m * (x @ W) + b`` with ``m = r_in**c``
+  (:class:`varprop.training.MLP`'s ``multipliers``); the analyzer sees the effective
+  weights ``m W`` (variance ``m^2 sigma^2 r_in**a / fan_in``);
+* ``lr``: the optimizer's learning rate times ``r_in**e_in * r_out**e_out`` for the weight
+  and for the bias of that layer (``lr_scales`` of :mod:`varprop.training.optimizers`),
+  one set of exponents for SGD (and momentum) and one for Adam.
+
+Biases are initialized to zero in every parameterization. Sources and the derivation of
+each row: docs/sweep.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .._validate import one_of, positive_int
+
+__all__ = ["PARAMETERIZATIONS", "LayerRule", "Exponents", "layer_kind", "layer_rules",
+           "optimizer_family", "expected_exponent", "TABLE"]
+
+
+@dataclass(frozen=True)
+class Exponents:
+    """The exponents of one layer kind: ``init var ~ r_in**init``, ``multiplier ~
+    r_in**mult``, learning rates ``~ r_in**lr_in * r_out**lr_out`` per optimizer family
+    (weights; the bias's exponents follow in ``bias_sgd``/``bias_adam`` as (in, out))."""
+
+    init: float = 0.0
+    mult: float = 0.0
+    sgd: tuple[float, float] = (0.0, 0.0)
+    adam: tuple[float, float] = (0.0, 0.0)
+    bias_sgd: tuple[float, float] = (0.0, 0.0)
+    bias_adam: tuple[float, float] = (0.0, 0.0)
+
+
+_SAME = Exponents()
+
+#: The table: parameterization -> layer kind -> exponents (docs/sweep.md, "The rules").
+TABLE: dict[str, dict[str, Exponents]] = {
+    # standard parameterization: the initializer as given, one learning rate everywhere
+    "sp": {"input": _SAME, "hidden": _SAME, "output": _SAME},
+    # NTK parameterization (Jacot et al. 2018): W ~ N(0, sigma^2 / base_fan_in) times the
+    # multiplier 1/sqrt(r_in), one learning rate for the raw weights
+    "ntk": {kind: Exponents(init=1.0, mult=-0.5) for kind in ("input", "hidden", "output")},
+    # muP, Tensor Programs V Table 3 (the form without multipliers): input weights and all
+    # biases SGD lr ~ fan_out, Adam lr ~ 1; hidden SGD lr ~ 1, Adam lr ~ 1/fan_in; output
+    # init var ~ 1/fan_in^2, SGD and Adam lr ~ 1/fan_in
+    "mup": {
+        "input": Exponents(sgd=(0.0, 1.0), bias_sgd=(0.0, 1.0)),
+        "hidden": Exponents(adam=(-1.0, 0.0), bias_sgd=(0.0, 1.0)),
+        "output": Exponents(init=-1.0, sgd=(-1.0, 0.0), adam=(-1.0, 0.0)),
+    },
+}
+# Depth-muP (Yang et al. 2023, Tensor Programs VI, arXiv 2310.02244): muP plus a
+# multiplier 1/sqrt(L) on each residual branch (and Adam lr / sqrt(L) on branch weights).
+# A plain MLP has no residual branch, so on the networks of a sweep it is muP itself
+# (docs/sweep.md says so); the row exists so that a grid can name it and the result
+# records that no branch multiplier applied.
+TABLE["depth_mup"] = TABLE["mup"]
+
+#: Names a cell accepts.
+PARAMETERIZATIONS: tuple[str, ...] = tuple(TABLE)
+
+#: Leading-order exponent of each layer's *update* ``|z_t - z_0|`` with width after the
+#: first steps, and of ``|z_0|`` at initialization, per (parameterization, optimizer
+#: family, layer kind): the abc-parameterization analysis of Tensor Programs IV/V
+#: (docs/sweep.md, "What to expect"). These name the expected exceptions in a verdict.
+_EXPECTED_UPDATE: dict[tuple[str, str], dict[str, float]] = {
+    ("sp", "adam"): {"input": 0.0, "hidden": 1.0, "output": 1.0},
+    ("sp", "sgd"): {"input": -0.5, "hidden": 0.5, "output": 1.0},
+    ("ntk", "adam"): {"input": 0.0, "hidden": 0.5, "output": 0.5},
+    ("ntk", "sgd"): {"input": -0.5, "hidden": -0.5, "output": 0.0},
+    ("mup", "adam"): {"input": 0.0, "hidden": 0.0, "output": 0.0},
+    ("mup", "sgd"): {"input": 0.0, "hidden": 0.0, "output": 0.0},
+}
+_EXPECTED_INIT: dict[str, dict[str, float]] = {
+    "sp": {"input": 0.0, "hidden": 0.0, "output": 0.0},
+    "ntk": {"input": 0.0, "hidden": 0.0, "output": 0.0},
+    # output init variance ~ 1/fan_in^2: the logits' RMS ~ width^-1/2
+    "mup": {"input": 0.0, "hidden": 0.0, "output": -0.5},
+}
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """What one dense layer of a given network gets: ``init_factor`` multiplies the
+    initializer's variance, ``multiplier`` its output ``x @ W``, ``lr_weight`` and
+    ``lr_bias`` the optimizer's learning rate."""
+
+    kind: str
+    init_factor: float
+    multiplier: float
+    lr_weight: float
+    lr_bias: float
+
+    @property
+    def effective_factor(self) -> float:
+        """The factor on the variance of the effective weights ``m W`` (what the
+        analyzer's mean-field recursion needs)."""
+        return self.init_factor * self.multiplier * self.multiplier
+
+
+def optimizer_family(optimizer: str) -> str:
+    """``"adam"`` for Adam, ``"sgd"`` for SGD, momentum and Nesterov (the learning-rate
+    exponents of Tensor Programs V are those of SGD for any momentum)."""
+    name = one_of("optimizer", optimizer, ("sgd", "momentum", "nesterov", "adam"))
+    return "adam" if name == "adam" else "sgd"
+
+
+def layer_kind(index: int, n_layers: int) -> str:
+    """``"input"`` for the first dense layer, ``"output"`` for the last, else
+    ``"hidden"`` (a one-layer network's only layer is its output layer)."""
+    if index == n_layers - 1:
+        return "output"
+    return "input" if index == 0 else "hidden"
+
+
+def layer_rules(parameterization: str, widths: "list[int]", base_width: int,
+                optimizer: str) -> list[LayerRule]:
+    """The rule of each dense layer of the MLP ``widths`` (input dim, hidden widths,
+    classes) under ``parameterization``, relative to the same MLP at ``base_width``.
+
+    Example:
+        >>> rules = layer_rules("mup", [32, 256, 256, 10], 64, "adam")
+        >>> [r.lr_weight for r in rules]        # hidden and output Adam lr ~ 1/fan_in
+        [1.0, 0.25, 0.25]
+        >>> rules[-1].init_factor                # output init var ~ 1/fan_in^2
+        0.25
+    """
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    family = optimizer_family(optimizer)
+    base_width = positive_int("base_width", base_width)
+    n = len(widths) - 1
+    if n < 1:
+        raise ValueError(f"widths needs the input dim and at least one layer, got {widths}")
+    rules = []
+    for l in range(n):
+        kind = layer_kind(l, n)
+        e = TABLE[name][kind]
+        # the same layer at the base width: hidden fans are base_width, fixed ends stay
+        base_in = widths[0] if l == 0 else base_width
+        base_out = widths[-1] if l == n - 1 else base_width
+        r_in, r_out = widths[l] / base_in, widths[l + 1] / base_out
+        lw = e.adam if family == "adam" else e.sgd
+        lb = e.bias_adam if family == "adam" else e.bias_sgd
+        rules.append(LayerRule(
+            kind=kind,
+            init_factor=r_in ** e.init,
+            multiplier=r_in ** e.mult,
+            lr_weight=r_in ** lw[0] * r_out ** lw[1],
+            lr_bias=r_in ** lb[0] * r_out ** lb[1],
+        ))
+    return rules
+
+
+def expected_exponent(parameterization: str, optimizer: str, kind: str,
+                      quantity: str) -> float:
+    """The leading-order width exponent expected for a layer of ``kind``: ``quantity``
+    ``"z"`` at initialization (step 0) or ``"dz"`` (the update after training steps).
+    Depth-muP on a plain MLP is muP."""
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    name = "mup" if name == "depth_mup" else name
+    kind = one_of("kind", kind, ("input", "hidden", "output"))
+    quantity = one_of("quantity", quantity, ("z", "dz"))
+    if quantity == "z":
+        return _EXPECTED_INIT[name][kind]
+    return _EXPECTED_UPDATE[(name, optimizer_family(optimizer))][kind]
+
+
+def describe_rules(parameterization: str, optimizer: str) -> list[dict[str, Any]]:
+    """The table's row for the report: per layer kind, the exponents as text."""
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    family = optimizer_family(optimizer)
+    out = []
+    for kind, e in TABLE[name].items():
+        lw = e.adam if family == "adam" else e.sgd
+        out.append({"kind": kind, "init_var": _power("fan_in", e.init, "sigma^2/fan_in"),
+                    "multiplier": _power("fan_in", e.mult, "1"),
+                    "lr": _lr_text(lw)})
+    return out
+
+
+def _power(var: str, e: float, unit: str) -> str:
+    if e == 0:
+        return unit
+    if math.isclose(e, round(e)):
+        return f"{unit} * {var}^{int(round(e))}" if unit != "1" else f"{var}^{int(round(e))}"
+    return f"{unit} * {var}^{e:g}" if unit != "1" else f"{var}^{e:g}"
+
+
+def _lr_text(e: tuple[float, float]) -> str:
+    parts = [f"fan_in^{e[0]:g}" if e[0] else "", f"fan_out^{e[1]:g}" if e[1] else ""]
+    parts = [p for p in parts if p]
+    return "lr * " + " * ".join(parts) if parts else "lr"
