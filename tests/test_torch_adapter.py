@@ -21,6 +21,7 @@ F = torch.nn.functional
 
 import varprop  # noqa: E402
 import varprop.torch as vt  # noqa: E402
+from varprop.layers.measured import Measured  # noqa: E402
 
 ALPHA = 1e-3
 FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var")
@@ -219,14 +220,16 @@ def test_trace_notes_eval_mode_and_a_non_identity_affine():
 @pytest.mark.parametrize("model, x, name", [
     (nn.Sequential(nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 4)), (4, 8), "Hardtanh at '1'"),
     (nn.Sequential(nn.Linear(8, 8), nn.Softplus(beta=2.0)), (4, 8), "Softplus(beta=2.0)"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (2, 1, 5, 5),
-     "padding_mode='reflect'"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten(),
+                   nn.Linear(50, 3)), (2, 1, 5, 5), "padding_mode='reflect'"),
 ])
-def test_trace_names_an_unsupported_layer(model, x, name):
-    with pytest.raises(ValueError, match=name.replace("(", r"\(").replace(")", r"\)")) as info:
-        vt.trace(model, torch.randn(*x))
-    assert isinstance(info.value, vt.UnsupportedOpError)
-    assert any(name in u for u in info.value.unsupported)
+def test_trace_keeps_an_unsupported_layer_as_measured_only(model, x, name):
+    result = vt.trace(model, torch.randn(*x))
+    assert len(result.measured) == 1 and any(name in u for u in result.unsupported)
+    assert any(n.startswith("measured only") and name in n for n in result.notes)
+    # the op is a layer of the network, anchored on a measurement: analyze runs
+    assert sum(isinstance(layer, Measured) for layer in result.network.layers) == 1
+    assert all(math.isfinite(r.z_var) for r in varprop.analyze(result.network))
 
 
 class _Cat(nn.Module):
@@ -241,16 +244,34 @@ class _Cat(nn.Module):
 class _Projection(nn.Module):
     def __init__(self):
         super().__init__()
-        self.a, self.p = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.a, self.p, self.out = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 4)
 
     def forward(self, x):
-        return self.a(x) + self.p(x)
+        return self.out(self.a(x) + self.p(x))
 
 
-@pytest.mark.parametrize("model, name", [(_Cat(), "cat"), (_Projection(), "add")])
-def test_trace_names_an_unsupported_function_or_structure(model, name):
-    with pytest.raises(vt.UnsupportedOpError, match=f"{name} \\(node '{name}'\\)"):
-        vt.trace(model, torch.randn(4, 8))
+@pytest.mark.parametrize("model, name, inside", [(_Cat(), "cat", ["a", "cat"]),
+                                                  (_Projection(), "add", ["a", "p", "add"])])
+def test_trace_keeps_a_function_or_structure_as_one_measured_only_op(model, name, inside):
+    result = vt.trace(model, torch.randn(4, 8))
+    (op,) = result.measured
+    assert op.name.startswith(f"{name} (node '{name}')") and op.nodes == inside
+    assert op.start == "x" and result.names == (["b"] if name == "cat" else ["out"])
+    # the Linear layers inside the op are not the theory's: their parameters not covered
+    assert result.covered < 1.0
+
+
+def test_trace_still_refuses_several_outputs():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x), x
+
+    with pytest.raises(vt.UnsupportedOpError, match="more than one tensor"):
+        vt.trace(Two(), torch.randn(3, 4))
 
 
 def test_trace_argument_errors():
@@ -371,10 +392,20 @@ def test_audit_of_the_resnet_keeps_the_default_init_harmless_before_batchnorm():
 
 def test_audit_reports_an_untraceable_model_and_keeps_the_weight_checks():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 16), nn.Hardtanh(), nn.Linear(16, 4))
+
+    class TwoHeads(nn.Module):  # two outputs: not one chain
+        def __init__(self):
+            super().__init__()
+            self.body, self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 4), nn.Linear(16, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return self.a(h), self.b(h)
+
+    model = TwoHeads()
     findings = vt.audit(model, torch.randn(4, 16))
     assert ("(model)", "not_analyzed") in _kinds(findings, harmful=False)
-    assert ("0", "torch_default_init") in _kinds(findings)
+    assert ("body", "torch_default_init") in _kinds(findings)
     with pytest.raises(ValueError, match="alpha"):
         vt.audit(model, alpha=2.0)
 

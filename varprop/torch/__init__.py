@@ -8,7 +8,8 @@ varprop network and predict, measure and audit its variance at initialization.
 * :func:`profile`: the model itself measured through forward and tensor hooks, one
   record per weighted layer, lined up with ``varprop.analyze``'s;
 * :func:`compare`: theory against that measurement (or, ``measure="traced"``, against
-  a measurement of the traced network).
+  a measurement of the traced network), with each op varprop has no theory for kept as
+  a measured-only row and the theory re-anchored on it.
 
 ``import varprop`` does not import torch, and neither does ``import varprop.torch``:
 its names load on first use (PEP 562), so that the ``varprop model`` command
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time the names load lazily
     from ._law import Law
     from .audit import Finding, audit
-    from .compare import compare
+    from .compare import TorchComparison, compare
     from .init import init_
     from .profile import profile
     from .trace import TraceResult, UnsupportedOpError, trace
@@ -41,10 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; at run time the names
 #: Each exported name and the submodule that defines it.
 _EXPORTS = {"trace": "trace", "TraceResult": "trace", "UnsupportedOpError": "trace",
             "Law": "_law", "init_": "init", "audit": "audit", "Finding": "audit",
-            "compare": "compare", "profile": "profile"}
+            "compare": "compare", "TorchComparison": "compare", "profile": "profile"}
 
 __all__ = ["trace", "TraceResult", "UnsupportedOpError", "Law", "init_", "audit",
-           "Finding", "compare", "profile"]
+           "Finding", "compare", "TorchComparison", "profile"]
 
 
 class _Package(types.ModuleType):

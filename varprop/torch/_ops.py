@@ -11,14 +11,16 @@ know shows up as one node that can be named, not as the functions it calls.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
+from unittest import mock
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-__all__ = ["Tracer", "Op", "classify", "is_tensor", "torch_shape", "WEIGHTED", "NORMS",
+__all__ = ["Tracer", "Op", "classify", "trace_graph", "ENTERED", "is_tensor", "torch_shape", "WEIGHTED", "NORMS",
            "activation_of_module", "symbolic_graph", "next_ops"]
 
 #: The weighted layers varprop maps (their own forward, not a subclass's).
@@ -30,8 +32,11 @@ _NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
            nn.FeatureAlphaDropout)
 _ACT_MODULES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU,
                 nn.SELU, nn.Softplus, nn.Softsign)
-_MAPPED = WEIGHTED + NORMS + _POOLS + _NO_OPS + _ACT_MODULES + (nn.Flatten,)
+_MAPPED = WEIGHTED + NORMS + _POOLS + _NO_OPS + _ACT_MODULES + (nn.Flatten, nn.Embedding)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+#: torch.nn modules the tracer enters, so that their residual adds, norms and Linear
+#: layers are seen (their attention stays one measured-only node)
+ENTERED = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
 
 # function and method names (fx records torch.relu, F.relu and x.relu() alike by name)
 _ACT_FUNCS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh",
@@ -62,18 +67,47 @@ class Tracer(fx.Tracer):
     other ``torch.nn`` module (which is then named as unsupported)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, _CONTAINERS):
+        if isinstance(m, _CONTAINERS + ENTERED):
             return False
         if _mapped(m):
             return True
         return type(m).__module__.startswith("torch.nn")
 
 
+@contextlib.contextmanager
+def _python_path() -> Iterator[None]:
+    """The transformer layers' Python path while fx records them. Their forward first
+    asks whether the fused fast path may run; with it disabled
+    (``torch.backends.mha.set_fastpath_enabled(False)``) the checks stop before any that
+    reads a traced tensor. ``nn.TransformerEncoder`` then reads ``src.is_nested`` for a
+    sequence length it uses only with a mask: for a traced tensor it is None here."""
+    from torch.nn.modules import transformer as tm
+    original = tm._get_seq_len
+
+    def seq_len(src: Any, batch_first: bool) -> Any:
+        return None if isinstance(src, fx.Proxy) else original(src, batch_first)
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with mock.patch.object(tm, "_get_seq_len", seq_len):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def trace_graph(model: nn.Module) -> fx.GraphModule:
+    """The model's graph under :class:`Tracer` (transformer layers on their Python path);
+    fx's own error where it cannot trace (data-dependent control flow)."""
+    with _python_path():
+        return fx.GraphModule(model, Tracer().trace(model))
+
+
 def symbolic_graph(model: nn.Module) -> "fx.GraphModule | None":
     """The model's graph under :class:`Tracer`, or None where fx cannot trace it
     (data-dependent control flow)."""
     try:
-        return fx.GraphModule(model, Tracer().trace(model))
+        return trace_graph(model)
     except Exception:  # fx raises many kinds (TraceError, TypeError, ...): no graph
         return None
 
@@ -177,8 +211,21 @@ def _call_name(node: fx.Node) -> "str | None":
     return getattr(node.target, "__name__", None)
 
 
-def classify(node: fx.Node, gm: fx.GraphModule) -> Op:
-    """What ``node`` is (see :class:`Op`)."""
+def classify(node: fx.Node, gm: fx.GraphModule, sequence: bool = False) -> Op:
+    """What ``node`` is (see :class:`Op`). ``sequence``: the model reads token
+    sequences ``(batch, T, features)``, whose Linear and LayerNorm act on the last dim
+    and whose tokens varprop treats as rows (docs/torch.md); an op that mixes tokens
+    (pooling, reshaping, a BatchNorm over dim 1) is then unsupported."""
+    op = _classify(node, gm, sequence)
+    if sequence and (op.kind in ("pool", "global_pool")
+                     or (op.kind == "norm" and not isinstance(op.module, nn.LayerNorm))
+                     or (op.kind == "reshape" and torch_shape(node) != torch_shape(op.input))):
+        return Op("unsupported", op.name, reason="mixes the tokens of a sequence (varprop "
+                  "treats each token as a row)")
+    return op
+
+
+def _classify(node: fx.Node, gm: fx.GraphModule, sequence: bool) -> Op:
     if node.op == "placeholder":
         return Op("input", node.name)
     if node.op == "output":
@@ -190,7 +237,7 @@ def classify(node: fx.Node, gm: fx.GraphModule) -> Op:
     if node.op == "get_attr":
         return Op("helper", node.name)
     if node.op == "call_module":
-        return _classify_module(node, gm.get_submodule(str(node.target)))
+        return _classify_module(node, gm.get_submodule(str(node.target)), sequence)
     name = _call_name(node)
     label = f"{name or node.target} (node {node.name!r})"
     if name is None:
@@ -239,17 +286,29 @@ def classify(node: fx.Node, gm: fx.GraphModule) -> Op:
     return _mean(node, label, x)
 
 
-def _classify_module(node: fx.Node, m: nn.Module) -> Op:
+def _classify_module(node: fx.Node, m: nn.Module, sequence: bool = False) -> Op:
     target = str(node.target)
     label = f"{type(m).__name__} at {target!r}"
     x = node.args[0] if node.args else None
+    if isinstance(m, nn.MultiheadAttention):
+        return Op("unsupported", label, x, m, reason="attention: measured only, flagged "
+                  "approximate/measured only (varprop derives no theory for softmax "
+                  "attention at initialization)")
+    if isinstance(m, nn.RNNBase):
+        return Op("unsupported", label, x, m, reason="a recurrent layer: measured only, "
+                  "with the gated mean field (docs/gated.md) beside it where it has one")
     if not _mapped(m):
         return Op("unsupported", label, reason="a layer varprop does not map")
     if not is_tensor(x):
         return Op("unsupported", label, reason="its input is not one tensor")
     rank = len(torch_shape(x))
+    if isinstance(m, nn.Embedding):
+        if x.op != "placeholder" or m.max_norm is not None:
+            return Op("unsupported", label, reason="an Embedding of a computed index or "
+                      "with max_norm (varprop maps an Embedding of the input tokens)")
+        return Op("weighted", label, x, m)
     if isinstance(m, nn.Linear):
-        if rank != 2:
+        if rank != 2 and not sequence:
             return Op("unsupported", label, reason=f"Linear on a rank-{rank} input (varprop "
                       "maps Linear on (batch, features))")
         return Op("weighted", label, x, m)
@@ -268,7 +327,8 @@ def _classify_module(node: fx.Node, m: nn.Module) -> Op:
     if isinstance(m, nn.Flatten):
         return Op("reshape", label, x, m)
     if isinstance(m, NORMS):
-        if isinstance(m, nn.LayerNorm) and tuple(m.normalized_shape) != torch_shape(x)[1:]:
+        over = torch_shape(x)[-1:] if sequence else torch_shape(x)[1:]
+        if isinstance(m, nn.LayerNorm) and tuple(m.normalized_shape) != over:
             return Op("unsupported", label, reason=f"LayerNorm over {tuple(m.normalized_shape)}"
                       f" of a {torch_shape(x)} input: varprop's LayerNorm normalizes each "
                       "sample over all its features")

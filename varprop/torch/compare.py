@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -13,7 +16,52 @@ from ..compare import compare as _compare
 from .profile import keep_modes, profile_traced
 from .trace import trace
 
-__all__ = ["compare", "DEFAULT_BATCH", "MEASURES"]
+__all__ = ["compare", "TorchComparison", "DEFAULT_BATCH", "MEASURES", "ANCHORING"]
+
+#: How the theory treats a measured-only op (docs/torch.md), in every output.
+ANCHORING = ("measured-only ops have no theory and no verdict; the theory is re-anchored "
+             "on each one's measured output variance (forward) and on the measured "
+             "gradient variance at its input (backward), so every other layer keeps its "
+             "theory")
+
+
+@dataclass
+class TorchComparison(Comparison):
+    """A :class:`varprop.Comparison` with the model's measured-only ops: ``measured_only``
+    holds one dict per op (``op``, ``after``: the record it precedes, ``out_var``,
+    ``grad_var`` at its input, their ``_ci``, ``gated_theory``), shown in :meth:`table`
+    as rows without theory or verdict, and also in ``rows`` (``"measured_only": True``,
+    ``analytic`` NaN, ``test`` None) so that the JSON carries them."""
+
+    measured_only: list[dict[str, Any]] = field(default_factory=list)
+    anchoring: str = ANCHORING
+
+    def table(self, fields: tuple[str, ...] = ("z_var", "a_var", "grad_var")) -> str:
+        """:meth:`varprop.Comparison.table` with a row per measured-only op, in forward
+        order: its measured output variance in the ``Var[z]`` and ``Var[a]`` columns, the
+        gradient into it in ``grad_var``, "measured only" in place of theory."""
+        lines = super().table(fields).split("\n")
+        if not self.measured_only:
+            return "\n".join(lines)
+        body = lines[2:2 + len(self.analytic)]
+        out = lines[:2]
+        for i in range(len(body) + 1):
+            for row in (r for r in self.measured_only if r["after"] == i):
+                cells = []
+                for f in fields:
+                    key = "grad_var" if f == "grad_var" else "out_var"
+                    v, ci = row[key], row[key + "_ci"]
+                    measured = f"{v:.4g}" + (f"±{ci:.2g}" if math.isfinite(ci) else "")
+                    cells.append(f" {'measured only':>14} {measured:>16}")
+                out.append(f"{'m':>5}" + "".join(cells) + f"  {row['op']}")
+                if row.get("gated_theory"):
+                    g = row["gated_theory"]
+                    out.append(f"{'':>5} gated theory beside it ({g['what']}): {g['var']:.4g}")
+            if i < len(body):
+                out.append(body[i])
+        out += lines[2 + len(self.analytic):]
+        out.append(f"measured only: {self.anchoring}")
+        return "\n".join(out)
 
 #: The batch ``measure="traced"`` draws when none is given: enough rows for each
 #: variance estimate, whatever the size of the example input.
@@ -70,7 +118,12 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
     if measure not in MEASURES:
         raise ValueError(f"compare: measure must be one of {MEASURES}, got {measure!r}")
     with keep_modes(model):
-        result = trace(model, example_input, init=init)
+        result = trace(model, example_input, init=init, anchor=False)
+    if measure == "traced" and result.measured:
+        raise ValueError("compare: measure='traced' runs the traced network on varprop's "
+                         "kernels, which have no array code for its measured-only ops ("
+                         + "; ".join(op.name for op in result.measured)
+                         + "): use measure='model'")
     if measure == "traced":
         x = example_input.detach().double()
         var = float(x.var(unbiased=False))
@@ -82,6 +135,20 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
         empirical = profile_traced(model, result, tuple(example_input.shape), seeds=seeds,
                                    init=init, batch=batch, progress=progress)
     rows = empirical.meta["batch"]
+    if result.measured:  # theory re-anchored on this very measurement
+        result = result.anchor(empirical)
+    in_mean, in_var = result.input_moments
     # BatchNorm's gradient depends on the batch it normalizes over (docs/theory.md)
-    analytic = analyze(result.network, input_mean=0.0, input_var=1.0, batch=rows)
-    return _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
+    analytic = analyze(result.network, input_mean=in_mean, input_var=in_var, batch=rows)
+    cmp = _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
+    extra = empirical.meta.get("measured_only", [])
+    out = TorchComparison(**{f.name: getattr(cmp, f.name) for f in dataclasses.fields(cmp)},
+                          measured_only=extra)
+    for row in extra:
+        for name, key in (("z_var", "out_var"), ("grad_var", "grad_var")):
+            out.rows.append({"layer": None, "op": row["op"], "field": name,
+                             "measured_only": True, "analytic": math.nan,
+                             "measured": row[key], "ci": row[key + "_ci"],
+                             "after": row["after"], "test": None,
+                             "gated_theory": row.get("gated_theory")})
+    return out

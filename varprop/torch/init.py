@@ -5,7 +5,10 @@ convolution's fan-out is divided by its groups, and a transposed convolution's k
 ``(in, out // groups, *k)`` has its fans swapped. PyTorch's own
 ``torch.nn.init._calculate_fan_in_and_fan_out`` reads dims 1 and 0 whatever the layer,
 so its ``kaiming_*_`` on a ``ConvTranspose`` scales by the wrong fan (pytorch issue
-23854); ``init_`` does not.
+23854); ``init_`` does not. Likewise ``nn.MultiheadAttention``'s packed ``in_proj_weight``
+``(3d, d)`` holds three ``(d, d)`` projections: PyTorch's ``xavier_uniform_`` on the
+packed matrix reads fan-out ``3d`` (pytorch issue 166378); ``init_`` draws each
+projection at its own fans.
 """
 
 from __future__ import annotations
@@ -118,7 +121,26 @@ def init_(model: nn.Module, scheme: Any, *, seed: Any = None, bias_scheme: Any =
                 raise type(exc)(f"init_: bias_scheme {bias_scheme!r} cannot draw {name!r}'s "
                                 f"bias of shape {tuple(m.bias.shape)}: {exc}") from None
             m.bias.copy_(torch.from_numpy(b))
+        for name, m in model.named_modules():
+            if isinstance(m, nn.MultiheadAttention):
+                _attention(name, m, for_layer(init, "torch"), rng)
     return model
+
+
+def _attention(name: str, m: nn.MultiheadAttention, init: Initializer, rng: Any) -> None:
+    """Q, K, V projections of ``m``, each drawn at its own ``(d, d_in)`` fans; their
+    biases zero (as PyTorch's own ``_reset_parameters``). Its ``out_proj`` is a Linear,
+    drawn with the others."""
+    if m.in_proj_weight is not None:
+        d = m.embed_dim
+        blocks = [m.in_proj_weight[k * d:(k + 1) * d] for k in range(3)]
+    else:
+        blocks = [m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+    for block in blocks:
+        w = init(tuple(block.shape), seed=rng, dtype=np.float64)
+        block.copy_(torch.from_numpy(w))
+    if m.in_proj_bias is not None:
+        m.in_proj_bias.zero_()
 
 
 def _bias_scheme(bias_scheme: Any) -> "Initializer | str | None":

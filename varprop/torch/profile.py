@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -49,6 +48,8 @@ from .._validate import seed_list, variance_batch
 from ..empirical import _summarize, _weight_moments
 from ..profile import SEED_FIELDS, LayerRecord, Profile
 from ._ops import classify, torch_shape
+from ._profile_parts import Saved, forward_stats, grad_stats, reporter
+from ._runner import MEASURED_FIELDS, GraphRunner
 from .init import init_
 from .trace import TraceResult, trace
 
@@ -99,7 +100,7 @@ def profile(model: nn.Module, example_input: torch.Tensor, *, seeds: "int | Sequ
         (2, 2.0)
     """
     with keep_modes(model):
-        result = trace(model, example_input, init=init)
+        result = trace(model, example_input, init=init, anchor=False)
         return profile_traced(model, result, tuple(example_input.shape), seeds=seeds,
                               init=init, batch=batch, progress=progress)
 
@@ -129,25 +130,29 @@ def profile_traced(model: nn.Module, result: TraceResult, example_shape: tuple[i
                          "variance needs two: pass batch= (e.g. batch=64)")
     rows = variance_batch("batch", example_shape[0] if batch is None else batch,
                           owner="profile")
-    plan = _Plan(model, result)
+    plan = _Plan(model, result, example_shape)
     n = len(plan.steps)
     values = np.full((len(bases), len(FIELDS), n), np.nan)
+    measured = np.full((len(bases), len(MEASURED_FIELDS), len(result.measured)), np.nan)
     seed_maps: list[dict[int, dict[str, np.ndarray]]] = []
-    report = _reporter(progress, len(bases) * n * 2)
-    saved = _Saved(model)
+    report = reporter(progress, len(bases) * n * 2)
+    saved = Saved(model)
     try:
         _set_modes(model, plan)
         for s, base in enumerate(bases):
             maps: dict[int, dict[str, np.ndarray]] = {}
             plan.redraw(base, init)
-            plan.run(base, rows, values[s], maps, report)
+            plan.run(base, rows, values[s], maps, report, measured[s])
             seed_maps.append(maps)
     finally:
         plan.remove_hooks()
         saved.restore()
         if report is not None:
             report(None)
-    return _assemble(result, plan, bases, rows, values, seed_maps, init, time.perf_counter() - t0)
+    prof = _assemble(result, plan, bases, rows, values, seed_maps, init,
+                     time.perf_counter() - t0)
+    prof.meta["measured_only"] = measured_rows(result, measured)
+    return prof
 
 
 def _assemble(result: TraceResult, plan: "_Plan", bases: list[int], rows: int,
@@ -182,22 +187,44 @@ def _assemble(result: TraceResult, plan: "_Plan", bases: list[int], rows: int,
         "time_s": seconds,
     }
     per_seed = {name: values[:, _ROW[name], :].tolist() for name in SEED_FIELDS}
-    return Profile("empirical", records, result.network.describe(), input_var=1.0,
-                   input_mean=0.0, meta=meta, seed_values=per_seed, maps=maps)
+    in_mean, in_var = result.input_moments
+    if result.tokens:
+        meta["inputs"] = f"token indices drawn uniformly from {result.tokens}"
+    return Profile("empirical", records, result.network.describe(), input_var=in_var,
+                   input_mean=in_mean, meta=meta, seed_values=per_seed, maps=maps)
+
+
+def measured_rows(result: TraceResult, measured: np.ndarray) -> list[dict[str, Any]]:
+    """Per measured-only op, what was measured (mean over seeds, 95% half-widths), and
+    the gated theory beside a recurrent layer (docs/torch.md)."""
+    from ._measured import gated_beside
+    mean, ci = _summarize(measured)
+    rows = []
+    for k, op in enumerate(result.measured):
+        row: dict[str, Any] = {"op": op.name, "reasons": list(op.reasons), "after": op.after}
+        for j, name in enumerate(MEASURED_FIELDS):
+            row[name], row[name + "_ci"] = float(mean[j, k]), float(ci[j, k])
+        row["gated_theory"] = gated_beside(op, row["in_var"])
+        rows.append(row)
+    return rows
 
 
 class _Plan:
     """Which module call is which record, what follows it, and the hooks."""
 
-    def __init__(self, model: nn.Module, result: TraceResult) -> None:
+    def __init__(self, model: nn.Module, result: TraceResult,
+                 example_shape: tuple[int, ...] = ()) -> None:
         self.model, self.result, self.notes = model, result, []
+        self.example_shape = example_shape
         net = result.network
         self.steps = [s for s in vl.iter_steps(net.steps) if s.layer.weighted]
         self.steps.sort(key=lambda s: s.index)
         gm: fx.GraphModule = result.graph
         nodes = list(gm.graph.nodes)
         used = _ancestors(nodes[-1])
-        convs = (nn.Linear, nn.modules.conv._ConvNd)
+        convs = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding)
+        inside = {name for op in result.measured for name in op.nodes}
+        self.sequence = result.sequence
         # every call of a Linear/Conv in graph (= execution) order, per module object:
         # the k-th time its forward hook fires is its k-th node
         self.calls: dict[int, list[fx.Node]] = {}
@@ -205,7 +232,7 @@ class _Plan:
         for node in nodes:
             if node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), convs):
                 self.calls.setdefault(id(gm.get_submodule(str(node.target))), []).append(node)
-                if node in used:
+                if node in used and node.name not in inside:
                     weighted.append(node)
         if [str(w.target) for w in weighted] != list(result.names):
             raise ValueError("profile: the model's graph calls its layers in another order "
@@ -231,18 +258,22 @@ class _Plan:
         from ``varprop.measure``'s stream for that layer."""
         if init is not None:
             init_(self.model, init, seed=stream(base, LAYER_KEY))
-            return
         # float64 models draw in float64; others in float32, as varprop.measure's default
         run = _Streams(base, np.dtype(np.float64 if self.dtype == torch.float64 else np.float32))
         with torch.no_grad():
             for i, (step, module) in enumerate(zip(self.steps, self.modules)):
+                if init is not None and not isinstance(module, nn.Embedding):
+                    continue  # init_ drew it; an Embedding keeps the law read off it
                 w, b = step.layer.draw(run, i)
-                module.weight.copy_(torch.from_numpy(_to_torch(step.layer, w, self.flat[i])))
-                if module.bias is not None and b is not None:
+                if not isinstance(module, nn.Embedding):  # (V, D) as varprop's (n_in, n_out)
+                    w = _to_torch(step.layer, w, self.flat[i])
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                if getattr(module, "bias", None) is not None and b is not None:
                     module.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
 
     # ------------------------------------------------------------------ one seed
-    def run(self, base: int, rows: int, out: np.ndarray, maps: dict, tick: Any) -> None:
+    def run(self, base: int, rows: int, out: np.ndarray, maps: dict, tick: Any,
+            measured: "np.ndarray | None" = None) -> None:
         net = self.result.network
         counts: dict[int, int] = {}
 
@@ -256,40 +287,58 @@ class _Plan:
             with torch.no_grad():  # now: an in-place activation will overwrite z
                 zd = z.detach()
                 a = zd if self.acts[i] is None else self.acts[i](zd.clone())
-                _forward_stats(out[:, i], zd, a, maps, i)
-            z.register_hook(lambda g, i=i: _grad_stats(out[:, i], g, maps, i, tick))
+                if self.sequence:  # tokens are rows
+                    zd, a = zd.reshape(-1, zd.shape[-1]), a.reshape(-1, a.shape[-1])
+                forward_stats(out[:, i], zd, a, maps, i)
+            z.register_hook(lambda g, i=i: grad_stats(
+                out[:, i], g.reshape(-1, g.shape[-1]) if self.sequence else g, maps, i, tick))
             if tick is not None:
                 tick(1)
 
         self.remove_hooks()
         self.handles = [m.register_forward_hook(forward_hook)
                         for m in {id(m): m for m in self.modules}.values()]
-        x = np.random.default_rng(stream(base, INPUT_KEY)).standard_normal(
-            (rows, *net.input_shape))
-        x_t = self._tensor(x)
+        rng = np.random.default_rng(stream(base, INPUT_KEY))
+        sample = tuple(self.example_shape[1:])
+        if self.result.tokens:  # token indices drawn uniformly from the vocabulary
+            x_t = torch.from_numpy(rng.integers(0, self.result.tokens, (rows, *sample)))
+            x_t = x_t.to(self.device)
+        elif self.sequence:
+            x_t = self._tensor(rng.standard_normal((rows, *sample)), moved=False)
+        else:
+            x_t = self._tensor(rng.standard_normal((rows, *net.input_shape)))
         for p in self.model.parameters():
             p.grad = None
         with torch.enable_grad():
-            y = self.model(x_t)
+            if self.result.measured:  # the graph, node by node: measured-only ops read
+                if x_t.is_floating_point():
+                    x_t.requires_grad_(True)  # the gradient into an op at the input
+                y = GraphRunner(self.result.graph, self.result.measured, self.sequence,
+                                measured).run(x_t)
+            else:
+                y = self.model(x_t)
             if not isinstance(y, torch.Tensor):
                 raise TypeError(f"profile: the model returned {type(y).__name__}, not a tensor")
-            g = np.random.default_rng(stream(base, GRAD_KEY)).standard_normal(
-                _varprop_shape(tuple(y.shape)))
-            (y * self._tensor(g)).sum().backward()
+            shape = tuple(y.shape) if self.sequence else _varprop_shape(tuple(y.shape))
+            g = np.random.default_rng(stream(base, GRAD_KEY)).standard_normal(shape)
+            (y * self._tensor(g, moved=not self.sequence)).sum().backward()
         for module in self.modules:
             if counts.get(id(module), 0) != len(self.calls[id(module)]):
                 raise ValueError(f"profile: the model's forward called {module!r} "
                                  f"{counts.get(id(module), 0)} time(s), its torch.fx graph "
                                  f"{len(self.calls[id(module)])}: control flow that fx did "
                                  "not record")
+        # dL/dW sums one term per sample: per token of a sequence
+        samples = rows * (self.example_shape[1] if self.sequence else 1)
         for i, module in enumerate(self.modules):
             grad = module.weight.grad
             out[_ROW["weight_grad_var"], i] = math.nan if grad is None else \
-                float(grad.detach().double().var(unbiased=False)) / rows
+                float(grad.detach().double().var(unbiased=False)) / samples
 
-    def _tensor(self, arr: np.ndarray) -> torch.Tensor:
-        """A varprop-layout array (channels last) as the model's input or gradient."""
-        if arr.ndim > 2:
+    def _tensor(self, arr: np.ndarray, moved: bool = True) -> torch.Tensor:
+        """A varprop-layout array (channels last) as the model's input or gradient
+        (``moved=False``: already in the model's layout)."""
+        if arr.ndim > 2 and moved:
             arr = np.moveaxis(arr, -1, 1)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, self.dtype)
 
@@ -297,34 +346,6 @@ class _Plan:
         for h in self.handles:
             h.remove()
         self.handles = []
-
-
-# ----------------------------------------------------------------------------- statistics
-def _pooled(t: torch.Tensor) -> tuple[float, float]:
-    t = t.double()
-    return float(t.mean()), float(t.var(unbiased=False))
-
-
-def _forward_stats(col: np.ndarray, z: torch.Tensor, a: torch.Tensor, maps: dict,
-                   i: int) -> None:
-    col[_ROW["z_mean"]], col[_ROW["z_var"]] = _pooled(z)
-    col[_ROW["a_mean"]], col[_ROW["a_var"]] = _pooled(a)
-    per_unit = z.double().transpose(0, 1).reshape(z.shape[1], -1)  # units x (batch, pixels)
-    col[_ROW["channel_sq_mean"]] = float((per_unit.mean(1) ** 2).mean())
-    col[_ROW["channel_var"]] = float(per_unit.var(1, unbiased=False).mean())
-    if z.dim() > 2:  # per-pixel maps, pooled over the batch and the channels
-        maps.setdefault(i, {}).update(
-            z_var=z.double().var((0, 1), unbiased=False).cpu().numpy(),
-            a_var=a.double().var((0, 1), unbiased=False).cpu().numpy())
-
-
-def _grad_stats(col: np.ndarray, g: torch.Tensor, maps: dict, i: int, tick: Any) -> None:
-    gd = g.detach()
-    col[_ROW["grad_var"]] = _pooled(gd)[1]
-    if gd.dim() > 2:
-        maps.setdefault(i, {})["grad_var"] = gd.double().var((0, 1), unbiased=False).cpu().numpy()
-    if tick is not None:
-        tick(1)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -430,57 +451,3 @@ def _set_modes(model: nn.Module, plan: _Plan) -> None:
             m.train()
     for m in plan.modules:
         m.weight.requires_grad_(True)
-
-
-class _Saved:
-    """The model's parameters, buffers, gradients, flags and modes, to put back."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.params = [(p, p.detach().clone(), None if p.grad is None else p.grad.clone(),
-                        p.requires_grad) for p in model.parameters()]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
-        self.modes = [(m, m.training) for m in model.modules()]
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for p, value, grad, flag in self.params:
-                p.copy_(value)
-                p.grad = grad
-                p.requires_grad_(flag)
-            for b, value in self.buffers:
-                b.copy_(value)
-        for m, mode in self.modes:
-            m.training = mode
-
-
-def _reporter(progress: Any, total: int) -> "Callable[[int | None], None] | None":
-    """``tick(k)`` after k steps (``tick(None)`` at the end), or None for no progress."""
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        try:
-            if not sys.stderr.isatty():
-                return None
-        except (AttributeError, ValueError):
-            return None
-        callback = None
-    elif callable(progress):
-        callback = progress
-    else:
-        raise TypeError(f"profile: progress must be None, True/False or a callable(done, "
-                        f"total), got {type(progress).__name__}")
-    done = [0]
-
-    def tick(k: "int | None") -> None:
-        if k is None:
-            if callback is None:
-                sys.stderr.write("\n")
-            return
-        done[0] += k
-        if callback is not None:
-            callback(done[0], total)
-        else:
-            sys.stderr.write(f"\rvarprop.torch.profile: {done[0]}/{total} layer steps")
-            sys.stderr.flush()
-
-    return tick

@@ -5,170 +5,62 @@ shapes propagated on the example input, and the graph read as a chain of layers 
 residual adds ``x + alpha * f(x)``: an add one of whose inputs is an ancestor of the
 other is a :class:`~varprop.layers.Residual` around the path between them. Each
 Linear/Conv weight's law is read from its own entries (:mod:`._law`) or given by name.
+An op varprop has no theory for is kept as one measured-only op (:mod:`._measured`):
+a :class:`~varprop.layers.measured.Measured` layer, re-anchored on measurement.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 
 from .. import layers as vl
 from ..activations import get_activation
+from ..layers.measured import Measured
 from ..network import Network
 from . import _law
-from ._ops import Op, Tracer, classify, next_ops, torch_shape
+from ._measured import MeasuredOp, find_region
+from ._result import TraceResult, UnsupportedOpError
+from ._ops import Op, classify, is_tensor, next_ops, torch_shape, trace_graph
 
 __all__ = ["trace", "TraceResult", "UnsupportedOpError"]
 
 
-class UnsupportedOpError(ValueError):
-    """The model holds ops that varprop has no theory for; ``unsupported`` names them
-    (a ``ValueError``)."""
-
-    def __init__(self, unsupported: list[str]) -> None:
-        self.unsupported = list(unsupported)
-        super().__init__("trace: the model holds op(s) varprop does not map: "
-                         + "; ".join(self.unsupported)
-                         + ". Mapped: Linear, Conv1d/2d, the activations of "
-                           "varprop.activations, BatchNorm1d/2d, LayerNorm, GroupNorm, "
-                           "residual adds x + alpha * f(x), Flatten, max/avg pooling, "
-                           "global average pooling, Dropout (docs/torch.md)")
-
-
-@dataclass
-class TraceResult:
-    """What :func:`trace` found.
-
-    Attributes:
-        network: the varprop :class:`~varprop.network.Network` (``layout="torch"`` for
-            channels-first image inputs): ``varprop.analyze(result.network)``.
-        covered: the fraction of the model's parameters (by count) whose role the theory
-            reads: Linear/Conv weights and biases, and normalization affines at their
-            identity initialization; an affine that is not the identity, or a parameter
-            the forward never reads, is not covered (``notes`` says which).
-        unsupported: ops kept as measured-only. Empty in this version: an unsupported
-            op raises :class:`UnsupportedOpError` (a ValueError naming it) instead.
-        laws: per weighted layer (forward order) its weight law and, if it has a bias,
-            the bias law (:class:`~varprop.torch._law.Law`: which scheme, and whether
-            matched, read from the moments or given).
-        names: the module name of each weighted layer, in the order of
-            ``analyze(network)``'s records.
-        notes: what the theory assumes beyond the model (eval mode, affines).
-        next_op: per Linear/Conv module what reads its output ("norm", an activation
-            name or "other").
-        graph: the ``torch.fx.GraphModule``.
-    """
-
-    network: Network
-    covered: float
-    unsupported: list[str]
-    laws: list[list[_law.Law]]
-    names: list[str]
-    notes: list[str] = field(default_factory=list)
-    next_op: dict[str, str] = field(default_factory=dict, repr=False)
-    graph: Any = field(default=None, repr=False)
-    _modules: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
-
-    def weights(self, dtype: Any = np.float64) -> list[tuple[np.ndarray, "np.ndarray | None"]]:
-        """The model's own parameters as varprop holds them, one ``(W, b)`` per weighted
-        layer: a Linear's ``W`` transposed to ``(n_in, n_out)`` (its rows permuted from
-        PyTorch's channels-first flattening to varprop's channels-last one after a
-        Flatten of images), a Conv's kernel as ``(*kernel, in // groups, out)``."""
-        out: list[tuple[np.ndarray, "np.ndarray | None"]] = []
-        self._collect(self.network.layers, None, out, np.dtype(dtype))
-        return out
-
-    def _collect(self, layers: Any, pending: Any, out: list, dt: np.dtype) -> Any:
-        for layer in layers:
-            if isinstance(layer, vl.Residual):
-                if pending is not None:
-                    raise ValueError("weights: a residual block on flattened images: the "
-                                     "feature order cannot be carried through it")
-                self._collect(layer.branch, None, out, dt)
-            elif isinstance(layer, vl.Flatten):
-                pending = self._modules[id(layer)][1]
-            elif layer.weighted:
-                module = self._modules[id(layer)][1]
-                w = module.weight.detach().cpu().double().numpy()
-                if isinstance(layer, vl.Conv):
-                    w = np.moveaxis(w, (0, 1), (-1, -2))  # (out, in, *k) -> (*k, in, out)
-                elif pending is not None:  # rows of a (C, *spatial) flattening, C-order
-                    c, rest = pending[0], math.prod(pending[1:])
-                    w = w.reshape(w.shape[0], c, rest).transpose(2, 1, 0).reshape(-1, w.shape[0])
-                else:
-                    w = w.T
-                pending = None
-                b = None if module.bias is None else module.bias.detach().cpu().double().numpy()
-                out.append((np.ascontiguousarray(w, dt),
-                            None if b is None else np.ascontiguousarray(b, dt)))
-        return pending
-
-    def forward(self, x: Any, dtype: Any = np.float64) -> np.ndarray:
-        """The traced network run on ``x`` (a tensor or array in the model's layout) with
-        the model's own parameters, on varprop's kernels: normalizations use batch
-        statistics (training mode), dropout is the identity. Output in the model's
-        layout."""
-        dt = np.dtype(dtype)
-        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        arr = arr.astype(dt)
-        if self.network.spatial:
-            arr = np.moveaxis(arr, 1, -1)
-        run = _OwnRun(self.weights(dt), dt)
-        h = np.ascontiguousarray(arr)
-        for step in self.network.steps:
-            h, _, _ = step.layer.forward(step, run, h, None, False, False)
-        return np.moveaxis(h, -1, 1) if h.ndim > 2 else h
-
-
-class _OwnRun:
-    """The run object the layers' array code talks to (as
-    :class:`varprop._empirical_run.SeedRun`), handing out the model's own parameters."""
-
-    def __init__(self, weights: list, dtype: np.dtype) -> None:
-        self._weights, self.dtype, self.n_threads = weights, dtype, None
-        self.linear = get_activation("linear")
-
-    def parameters(self, layer: Any, index: int) -> tuple[np.ndarray, Any]:
-        return self._weights[index]
-
-    def __getattr__(self, name: str) -> Any:  # record_* and gradients: nothing to keep
-        if name.startswith("record") or name == "gradients":
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
-
-
 def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
-          bias_init: Any = None) -> TraceResult:
+          bias_init: Any = None, anchor: bool = True) -> TraceResult:
     """Read ``model`` as a varprop network (module doc; docs/torch.md).
 
     Args:
         model: an ``nn.Module`` whose forward fx can trace (no data-dependent control
             flow) and that maps one tensor to one tensor.
-        example_input: one batch, ``(batch, features)`` or channels-first images
-            ``(batch, C, L)`` / ``(batch, C, H, W)``: it fixes the shapes (the model runs
-            once on it in eval mode, without gradients; the model is left as it was).
+        example_input: one batch, ``(batch, features)``, channels-first images
+            ``(batch, C, L)`` / ``(batch, C, H, W)``, a sequence ``(batch, T, features)``
+            (a rank-3 input no convolution, pooling or BatchNorm reads), or integer token
+            indices ``(batch, T)`` / ``(batch,)`` read by an ``nn.Embedding``: it fixes
+            the shapes (the model runs once on it in eval mode, without gradients; the
+            model is left as it was).
         init: None reads each Linear/Conv weight's law from its entries; a name, config
             or initializer applies that scheme to every weight at the layer's fans.
         bias_init: None reads each bias's law from its entries when ``init`` is None,
             and takes zeros when ``init`` is given (what :func:`varprop.torch.init_`
             applies); else a scheme for every bias.
+        anchor: re-anchor each measured-only op on one measurement of the model
+            (:func:`varprop.torch.profile`, seed 0, the example's batch, at least 2 rows),
+            so that ``varprop.analyze(result.network)`` runs; False leaves them
+            un-anchored (``result.anchor(profile)`` does it later; ``compare`` does).
 
     Returns:
         A :class:`TraceResult`.
 
     Raises:
-        TypeError: ``model`` not an ``nn.Module``, ``example_input`` not a floating
-            tensor.
+        TypeError: ``model`` not an ``nn.Module``, ``example_input`` not a tensor.
         ValueError: an input of an unmapped rank, or one the model does not run on;
-            :class:`UnsupportedOpError` (a ValueError) naming every unsupported op; a
-            graph that is not a chain with residual adds (naming the node); a model
-            without Linear/Conv layers.
+            :class:`UnsupportedOpError` (a ValueError) for several inputs or outputs; a
+            model without Linear/Conv layers outside its measured-only ops.
 
     Example:
         >>> import torch, varprop, varprop.torch
@@ -182,18 +74,28 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace: model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
-        raise TypeError("trace: example_input must be a floating-point torch.Tensor, got "
-                        f"{type(example_input).__name__}"
+    if not isinstance(example_input, torch.Tensor) or example_input.is_complex() \
+            or example_input.dtype == torch.bool:
+        raise TypeError("trace: example_input must be a real torch.Tensor (floats, or "
+                        f"integer token indices), got {type(example_input).__name__}"
                         + (f" of dtype {example_input.dtype}"
                            if isinstance(example_input, torch.Tensor) else ""))
-    if not 2 <= example_input.dim() <= 4:
-        raise ValueError(f"trace: example_input must be (batch, features), (batch, C, L) or "
-                         f"(batch, C, H, W), got shape {tuple(example_input.shape)}")
-    gm = fx.GraphModule(model, Tracer().trace(model))
+    tokens = not example_input.is_floating_point()
+    low, high = (1, 2) if tokens else (2, 4)
+    if not low <= example_input.dim() <= high:
+        raise ValueError(f"trace: example_input must be (batch, features), (batch, C, L), "
+                         f"(batch, T, features), (batch, C, H, W), or integer tokens "
+                         f"(batch, T) / (batch,); got shape {tuple(example_input.shape)} "
+                         f"of dtype {example_input.dtype}")
+    if tokens and not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        raise TypeError(f"trace: example_input of dtype {example_input.dtype} is read as "
+                        "token indices, which need an nn.Embedding; give floats")
+    gm = trace_graph(model)
     from torch.fx.passes.shape_prop import ShapeProp
     first = next((p for p in model.parameters() if p.is_floating_point()), None)
-    x = example_input if first is None else example_input.to(first.device, first.dtype)
+    x = example_input
+    if first is not None:
+        x = x.to(first.device) if tokens else x.to(first.device, first.dtype)
     was_training = model.training
     model.eval()  # shapes only: no running statistics updated, no dropout drawn
     try:
@@ -204,8 +106,15 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
                          f"{tuple(example_input.shape)}: {exc}") from exc
     finally:
         model.train(was_training)
-    builder = _Builder(model, gm, init, bias_init)
-    return builder.build(example_input)
+    result = _Builder(model, gm, init, bias_init).build(example_input)
+    if anchor and result.measured:
+        from .profile import keep_modes, profile_traced
+        rows = max(int(example_input.shape[0]), 2)
+        with keep_modes(model):
+            measured = profile_traced(model, result, tuple(example_input.shape), seeds=(0,),
+                                      init=init, batch=rows)
+        result = result.anchor(measured)
+    return result
 
 
 class _Builder:
@@ -216,6 +125,8 @@ class _Builder:
         self.notes: list[str] = []
         self.modules: dict[int, tuple[str, Any]] = {}
         self.covered: dict[int, int] = {}  # id(parameter) -> numel, read by the theory
+        self.measured: list[MeasuredOp] = []
+        self.sequence, self.tokens = False, 0
 
     # ------------------------------------------------------------------ the graph
     def build(self, x: torch.Tensor) -> TraceResult:
@@ -229,37 +140,116 @@ class _Builder:
             anc[n] = bits
         output = nodes[-1]
         used = [n for n in nodes if anc[output] >> index[n] & 1 or n is output]
-        self.ops = {n: classify(n, self.gm) for n in used}
-        bad = [f"{op.name}: {op.reason}" for op in self.ops.values() if op.kind == "unsupported"]
-        inputs = [n for n in used if self.ops[n].kind == "input"]
+        inputs = [n for n in used if n.op == "placeholder"]
+        self._setup_mode(x, used, inputs)
+        self.ops = {n: classify(n, self.gm, self.sequence) for n in used}
+        bad = []
+        if self.ops[output].kind == "unsupported":
+            bad.append(f"{self.ops[output].name}: {self.ops[output].reason}")
         if len(inputs) > 1:
             bad.append(f"{len(inputs)} inputs ({', '.join(n.name for n in inputs)}): varprop "
                        "follows one")
         if bad:
             raise UnsupportedOpError(bad)
-        self._anc, self._index = anc, index
+        self._anc, self._index, self._nodes = anc, index, nodes
+        self._input_bits = 1 << index[inputs[0]]
         items = self._items(self.ops[output].input, inputs[0])
-        shape = tuple(x.shape[1:])
-        width: Any = shape[0] if len(shape) == 1 else (*shape[1:], shape[0])
+        width = self._width(inputs[0])
         layers, _ = self._layers(items, width)
         if not any(layer.weighted for layer in _flat(layers)):
-            raise ValueError("trace: the model has no Linear or Conv layer varprop can analyze")
+            raise ValueError("trace: the model has no Linear, Conv or Embedding layer varprop "
+                             "can analyze outside its measured-only ops")
+        shape = tuple(x.shape[1:])
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()) \
                 and not self.model.training:
             self.notes.append("the model is in eval mode: its BatchNorm layers are analyzed "
                               "with batch statistics (training mode), as at the start of "
                               "training")
         name = f"{type(self.model).__name__} (traced from PyTorch)"
-        net = Network(width, tuple(layers), name=name,
-                      layout="torch" if len(shape) > 1 else "keras")
+        image = len(shape) > 1 and not self.sequence and not self.tokens
+        net = Network(width, tuple(layers), name=name, layout="torch" if image else "keras")
+        if self.measured:
+            self.notes.append(
+                f"measured only (no theory, no verdict): {'; '.join(map(str, self.measured))}. "
+                "The theory is re-anchored on each one's measured output variance (forward) "
+                "and on the measured gradient variance at its input (backward): theory for "
+                f"everything else; theory covers {self._share():.0%} of the parameters")
         params = {id(p): p.numel() for p in self.model.parameters()}
         total = sum(params.values())
         covered = sum(v for k, v in self.covered.items() if k in params)
         uncovered = [n for n, p in self.model.named_parameters() if id(p) not in self.covered]
         if uncovered:
             self.notes.append(f"parameters the theory does not read: {', '.join(uncovered)}")
-        return TraceResult(net, covered / total if total else 1.0, [], self.laws, self.names,
-                           self.notes, next_ops(self.gm, self.model), self.gm, self.modules)
+        return TraceResult(net, covered / total if total else 1.0,
+                           [str(op) for op in self.measured], self.laws, self.names,
+                           self.notes, next_ops(self.gm, self.model), self.gm, self.modules,
+                           self.measured, self.sequence, self.tokens)
+
+    def _share(self) -> float:
+        total = sum(p.numel() for p in self.model.parameters())
+        return sum(self.covered.values()) / total if total else 1.0
+
+    def _setup_mode(self, x: torch.Tensor, used: list, inputs: list) -> None:
+        """Token indices, a sequence (batch, T, features) whose tokens are rows to the
+        theory, flat features, or channels-first images."""
+        if not x.is_floating_point():
+            embeds = [self.gm.get_submodule(str(u.target)) for i in inputs for u in i.users
+                      if u.op == "call_module"
+                      and isinstance(self.gm.get_submodule(str(u.target)), nn.Embedding)]
+            if not embeds:
+                raise ValueError("trace: integer example_input (token indices) must be read "
+                                 "by an nn.Embedding")
+            self.tokens, self.sequence = int(embeds[0].num_embeddings), x.dim() == 2
+            return
+        if x.dim() != 3:
+            return
+        spatial = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm,
+                   nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+                   nn.modules.pooling._AdaptiveAvgPoolNd)
+        names = ("conv1d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d", "batch_norm",
+                 "group_norm")
+        for n in used:
+            if n.op == "call_module" and isinstance(self.gm.get_submodule(str(n.target)),
+                                                    spatial):
+                return
+            if n.op == "call_function" and getattr(n.target, "__name__", "") in names:
+                return
+        self.sequence = True
+
+    def _width(self, node: fx.Node) -> Any:
+        """The feature shape varprop gives ``node``'s value: the last dim of a sequence,
+        the vocabulary of token indices, channels last for images."""
+        if node.op == "placeholder" and self.tokens:
+            return self.tokens
+        shape = torch_shape(node)[1:]
+        if self.sequence or len(shape) == 1:
+            return shape[-1]
+        return (*shape[1:], shape[0])
+
+    def _constant(self, node: fx.Node) -> bool:
+        """A value that does not depend on the model's input (a parameter, an arange)."""
+        return node.op != "placeholder" and not self._anc[node] & self._input_bits
+
+    def _live(self, node: fx.Node) -> bool:
+        return node in self.ops
+
+    def _bare(self, node: fx.Node) -> bool:
+        """A node that starts no measured-only op: one with no theory itself."""
+        op = self.ops.get(node)
+        return op is None or op.kind in ("unsupported", "helper")
+
+    def _reshape_ok(self, node: fx.Node, op: Op) -> bool:
+        in_shape, out_shape = torch_shape(op.input), torch_shape(node)
+        return out_shape == in_shape or out_shape == (in_shape[0], math.prod(in_shape[1:]))
+
+    def _measured_item(self, node: fx.Node) -> tuple:
+        """``("measured", start, region)`` for the op that ends at ``node``."""
+        try:
+            start, region = find_region(node, self._nodes, self._index, self._anc,
+                                        self._constant, is_tensor, self._live, self._bare)
+        except ValueError as exc:
+            raise UnsupportedOpError([str(exc)]) from None
+        return ("measured", start, region)
 
     def _cover_attr(self, target: str) -> None:
         try:
@@ -277,18 +267,30 @@ class _Builder:
         items: list = []
         while node is not stop:
             op = self.ops[node]
-            if op.kind == "add":
+            related = op.kind == "add" and (
+                self._is_ancestor(op.input, op.other)
+                or (self._is_ancestor(op.other, op.input) and op.factor == 1.0))
+            if op.kind in ("unsupported", "helper", "scale") or op.input is None \
+                    or (op.kind == "add" and not related) \
+                    or (op.kind == "reshape" and not self._reshape_ok(node, op)):
+                if op.kind == "add":
+                    op.reason = ("adds two paths neither of which is an input of the other "
+                                 "(a projection shortcut, two branches, a tensor constant, "
+                                 "or x + x)")
+                elif op.kind == "scale":
+                    op.reason = "a multiplication by a constant outside a residual branch's end"
+                elif op.kind == "reshape":
+                    op.reason = (f"a reshape from {torch_shape(op.input)} to "
+                                 f"{torch_shape(node)} (varprop maps flattening)")
+                item = self._measured_item(node)
+                items.append(item)
+                node = item[1]
+            elif op.kind == "add":
                 a, b, alpha = op.input, op.other, op.factor
                 if self._is_ancestor(a, b):
                     skip, branch = a, b
-                elif self._is_ancestor(b, a) and alpha == 1.0:
-                    skip, branch = b, a
                 else:
-                    raise UnsupportedOpError([
-                        f"{op.name}: adds two paths neither of which is an input of the "
-                        "other (a projection shortcut, two branches, a tensor constant, or "
-                        "x + x); varprop maps residual adds x + alpha * f(x) whose skip is "
-                        "the identity"])
+                    skip, branch = b, a
                 while self.ops[branch].kind == "scale" and len(branch.users) == 1:
                     scale = self.ops[branch]
                     alpha *= scale.factor  # x + alpha * f(x): alpha into the block
@@ -297,16 +299,10 @@ class _Builder:
                     branch = scale.input
                 items.append((alpha, self._items(branch, skip), node))
                 node = skip
-            elif op.kind == "scale":
-                raise UnsupportedOpError([f"{op.name}: a multiplication by a constant outside "
-                                          "a residual branch's end"])
             elif op.kind == "input":
                 raise ValueError(f"trace: the path back from a residual add reaches the input "
                                  f"without meeting its skip ({stop.name!r}): the graph is not "
                                  "a chain of layers with residual adds")
-            elif op.input is None:
-                raise UnsupportedOpError([f"{op.name}: not a layer on the path from the "
-                                          "input to the output"])
             else:
                 items.append(node)
                 node = op.input
@@ -317,6 +313,10 @@ class _Builder:
     def _layers(self, items: list, width: Any) -> tuple[list, Any]:
         out: list = []
         for item in items:
+            if isinstance(item, tuple) and item[0] == "measured":
+                out.append(self._measured_layer(item[1], item[2], width))
+                width = out[-1].out_width
+                continue
             if isinstance(item, tuple):
                 alpha, sub, node = item
                 branch, end = self._layers(sub, width)
@@ -339,6 +339,32 @@ class _Builder:
                 raise ValueError(f"trace: {op.name}: {exc}") from None
             out.extend(new)
         return out, width
+
+    def _measured_layer(self, start: fx.Node, region: list, width: Any) -> Measured:
+        ops = [(n, self.ops.get(n) or classify(n, self.gm, self.sequence)) for n in region]
+        main = [(n, op) for n, op in ops if op.kind == "unsupported" or op.reason] or \
+            [(n, op) for n, op in ops if op.kind not in ("helper", "none")] or ops[:1]
+        if all(op.kind == "helper" for _, op in main):
+            main[0][1].reason = "a part of a tensor or a tuple (indexing, unpacking)"
+        name = main[0][1].name + (f" (+ {len(region) - 1} more node"
+                                  f"{'s' if len(region) > 2 else ''})" if len(region) > 1 else "")
+        reasons = [f"{op.name}: {op.reason}" for _, op in main if op.reason][:4] or \
+            ["no theory"]
+        if len(main) == 1:
+            reasons = [main[0][1].reason or "no theory"]
+        module = main[0][1].module if len(main) == 1 else None
+        if module is None and main[0][0].op == "call_module":
+            module = self.gm.get_submodule(str(main[0][0].target))
+        if width != self._width(start):
+            raise ValueError(f"trace: measured-only op {name} starts at width "
+                             f"{self._width(start)}, the chain is at {width}")
+        layer = Measured(name, width, self._width(region[-1]))
+        steps = torch_shape(start)[1] if len(torch_shape(start)) == 3 else 0
+        last = len(torch_shape(region[-1])) == 2
+        self.measured.append(MeasuredOp(name, reasons, start.name, region[-1].name,
+                                        [n.name for n in region], len(self.names), module,
+                                        layer, steps, last))
+        return layer
 
     def _layer(self, op: Op, node: fx.Node, width: Any) -> list:
         kind, m = op.kind, op.module
@@ -366,9 +392,6 @@ class _Builder:
         in_shape, out_shape = torch_shape(op.input), torch_shape(node)
         if out_shape == in_shape:
             return []
-        if out_shape != (in_shape[0], math.prod(in_shape[1:])):
-            raise UnsupportedOpError([f"{op.name}: a reshape from {in_shape} to {out_shape} "
-                                      "(varprop maps flattening to (batch, features))"])
         if isinstance(width, int):  # already flat (after a global pooling)
             return []
         layer = vl.Flatten()
@@ -390,7 +413,26 @@ class _Builder:
             return vl.LayerNorm(eps=eps)
         return vl.BatchNorm(eps=eps)
 
+    def _embedding(self, name: str, m: nn.Embedding) -> Any:
+        """An Embedding is a Dense layer without bias on one-hot token rows: its output
+        variance is its weight variance (``V v E[x^2] = v``). Its law is always read from
+        its entries (``init=`` names the Linear/Conv scheme, as ``init_``)."""
+        w = m.weight.detach().cpu().double().numpy()
+        law = _law.read_weight(name, w.T, 1)  # (D, V): fans (V, D) as a (out, in) weight
+        law.initializer = _law.for_layer(law.initializer, "dense")
+        if m.padding_idx is not None:
+            self.notes.append(f"{name}: row padding_idx={m.padding_idx} is zero in the model; "
+                              "the theory draws every row alike")
+        self.covered[id(m.weight)] = m.weight.numel()
+        layer = vl.Dense(m.num_embeddings, m.embedding_dim, law.initializer, None)
+        self.laws.append([law])
+        self.names.append(name)
+        self.modules[id(layer)] = (name, m)
+        return layer
+
     def _weighted(self, name: str, m: nn.Module) -> Any:
+        if isinstance(m, nn.Embedding):
+            return self._embedding(name, m)
         conv = not isinstance(m, nn.Linear)
         groups = m.groups if conv else 1
         if name in self.names or id(m.weight) in self.covered:

@@ -1,0 +1,138 @@
+"""Measured-only ops of a traced model (docs/torch.md, "Measured-only ops"): where each
+one starts and ends in the ``torch.fx`` graph, the re-anchored network, and the gated
+theory put beside a recurrent layer.
+
+An op varprop has no theory for (an attention block, an LSTM, a concatenation, a
+projection shortcut) becomes one *region* of the graph: the nodes between a start
+tensor ``c`` (the nearest tensor every path into the op passes through) and the op's
+output tensor, closed (their inputs come from the region, from ``c``, from parameters
+or from constants that do not depend on the model's input) and private (only the
+region's last node is read outside it). The region is one
+:class:`~varprop.layers.measured.Measured` layer of the network: measured at its output
+(forward) and at ``c`` (the gradient that flows back through the region), and the
+theory re-anchored there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.fx as fx
+from torch import nn
+
+from .. import layers as vl
+from ..layers.measured import Measured
+
+__all__ = ["MeasuredOp", "find_region", "replace_measured", "gated_beside"]
+
+
+@dataclass
+class MeasuredOp:
+    """One measured-only op of a trace.
+
+    Attributes:
+        name: what it is, e.g. ``"MultiheadAttention at 'layers.0.self_attn' (+ getitem)"``.
+        reasons: why each of its nodes has no theory.
+        start, end: the fx node names of its input tensor and its output tensor.
+        nodes: the fx node names it holds (``end`` included).
+        after: the number of Linear/Conv records before it (its row sits before record
+            ``after`` in tables).
+        module: the one ``nn.Module`` it calls, when it is one module call (an LSTM or
+            a MultiheadAttention), else None.
+        steps: for a recurrent layer, the sequence length; ``last``: whether the op
+            ends at its last step's state (``out[:, -1]``, ``h_n``) rather than all steps.
+    """
+
+    name: str
+    reasons: list[str]
+    start: str
+    end: str
+    nodes: list[str]
+    after: int
+    module: "nn.Module | None" = field(default=None, repr=False)
+    layer: "Measured | None" = field(default=None, repr=False)
+    steps: int = 0
+    last: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'; '.join(self.reasons)}"
+
+
+def find_region(end: fx.Node, nodes: list[fx.Node], index: dict, anc: dict,
+                constant: Callable[[fx.Node], bool], is_tensor: Callable[[Any], bool],
+                live: Callable[[fx.Node], bool], bare: Callable[[fx.Node], bool]
+                ) -> tuple[fx.Node, list[fx.Node]]:
+    """``(start, region)`` of the measured-only op that ends at ``end`` (module doc): the
+    latest tensor ancestor ``c`` whose region is closed and private (among the ``live``
+    nodes, those the model's output reads). A ``c`` that is itself ``bare`` (an op with
+    no theory, or a part of a tuple) joins the region: an LSTM and the ``[0][:, -1]``
+    that reads its last state are one op. Raises ValueError where no ``c`` is (an op
+    fed by two of the model's inputs)."""
+    e = index[end]
+    for k in range(e - 1, -1, -1):
+        c = nodes[k]
+        if not (anc[end] >> k & 1) or not is_tensor(c) or c.op == "get_attr" \
+                or constant(c) or bare(c):
+            continue
+        region = [n for n in nodes[k + 1:e] if anc[end] >> index[n] & 1
+                  and anc[n] >> k & 1] + [end]
+        inside = set(region)
+        closed = all(i is c or i in inside or i.op == "get_attr" or constant(i)
+                     for n in region for i in n.all_input_nodes)
+        private = all(u in inside for n in region[:-1] for u in n.users if live(u))
+        if closed and private:
+            return c, region
+    raise ValueError(f"trace: no single tensor feeds the op ending at node {end.name!r}")
+
+
+def replace_measured(layers: tuple, new: dict[int, Measured]) -> tuple:
+    """``layers`` with each Measured layer ``m`` replaced by ``new[id(m)]`` (residual
+    branches included)."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, vl.Residual):
+            layer = dataclasses.replace(layer, branch=replace_measured(layer.branch, new))
+        elif isinstance(layer, Measured):
+            layer = new.get(id(layer), layer)
+        out.append(layer)
+    return tuple(out)
+
+
+def gated_beside(op: MeasuredOp, in_var: float) -> "dict[str, Any] | None":
+    """The gated mean field (docs/gated.md, :func:`varprop.recurrent.gated.analyze_gated`)
+    of a one-layer, one-direction ``nn.LSTM``/``nn.GRU`` op, with each weight's law read
+    from its entries (mean and variance: all the mean field reads) and Gaussian inputs
+    of the measured variance ``in_var``: ``{"cell", "var"}`` with the predicted variance
+    of the state the op hands on (its last step's, or the mean over steps), else None."""
+    m = op.module
+    if not isinstance(m, (nn.LSTM, nn.GRU)) or m.num_layers != 1 or m.bidirectional \
+            or getattr(m, "proj_size", 0) or op.steps < 1 or not in_var > 0:
+        return None
+    from ..recurrent.gated import GRU, LSTM, analyze_gated
+
+    def law(t: Any) -> dict[str, Any]:
+        w = t.detach().double()
+        return {"name": "random_normal", "mean": float(w.mean()),
+                "stddev": float(w.std(unbiased=False))}
+
+    biases = None
+    if m.bias:
+        b = (m.bias_ih_l0.detach().double(), m.bias_hh_l0.detach().double())
+        # both biases are drawn with one law in the torch layout: their mean law
+        biases = {"name": "random_normal", "mean": float((b[0].mean() + b[1].mean()) / 2),
+                  "stddev": math.sqrt(float((b[0].var(unbiased=False)
+                                             + b[1].var(unbiased=False)) / 2))}
+    kind = LSTM if isinstance(m, nn.LSTM) else GRU
+    extra = {"unit_forget_bias": False} if kind is LSTM else {}
+    cell = kind(m.input_size, m.hidden_size, law(m.weight_ih_l0), law(m.weight_hh_l0),
+                biases, "torch", **extra)
+    theory = analyze_gated(cell, op.steps, input_var=in_var)
+    values = [r.a_var for r in theory]
+    var = values[-1] if op.last else sum(values) / len(values)
+    return {"cell": cell.describe(), "var": float(var),
+            "what": "Var[h] at the last step" if op.last else "Var[h] over the steps",
+            "rule": "gated mean field (docs/gated.md), weights' laws read from the module, "
+                    "Gaussian inputs of the measured input variance"}
