@@ -4,8 +4,9 @@ Environment variables:
     VARPROP_REQUIRE_OPENMP=1  fail the build when the compiler cannot build OpenMP code
                               (CI sets it); otherwise such a build is serial, with a warning.
     VARPROP_NATIVE=1          compile for this machine (-march=native). Off by default: the
-                              default binaries are portable; the activation loops still get an
-                              AVX2/FMA clone picked at load time on x86-64 (csrc/vp_activations.c).
+                              default binaries are portable; the activation loops are still
+                              compiled for baseline, AVX2/FMA and AVX-512 on x86-64, one picked
+                              at load time (csrc/vp_activations.c; VARPROP_ISA forces one).
 """
 
 import os
@@ -119,7 +120,8 @@ extensions = [
         "varprop._kernels",
         sources=["varprop/_kernels.pyx", "csrc/vp_activations.c"],
         include_dirs=["csrc"],
-        depends=["csrc/vp_activations.h", "csrc/vp_math.h", "csrc/vp_erfc_coeffs.h"],
+        depends=["varprop/_kernels_misc.pxi", "csrc/vp_activations.h", "csrc/vp_math.h",
+                 "csrc/vp_erfc_coeffs.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(

@@ -3,11 +3,25 @@
  * Each activation is a static inline function of one double; the loops are generated per
  * activation (the switch stays outside the loop) so the compiler vectorizes them. float
  * data are computed in double and rounded once, which keeps float results within an ulp
- * of the float64 reference. On x86-64 with GCC the loops are also compiled for
- * x86-64-v3 (AVX2 + FMA) and the best clone is picked at load time: portable binaries that
- * still use the wide vectors where the machine has them.
+ * of the float64 reference.
+ *
+ * Instruction sets (docs/kernels.md, "Activation loops"): on x86-64 with GCC or clang the
+ * loops are compiled three times, for the portable baseline (SSE2), for AVX2 + FMA and
+ * for AVX-512 (F, DQ, BW, VL; 512-bit vectors), and every exported function dispatches on
+ * one process-wide level chosen at the first call: the best the CPU offers
+ * (__builtin_cpu_supports, which also checks that the OS saves the wide registers), or
+ * the one the environment variable VARPROP_ISA names (baseline, avx2, avx512; a level the
+ * CPU lacks is lowered to the best it has). vp_set_isa_level lets tests run every path
+ * the machine can execute against the float64 reference. Explicit dispatch instead of
+ * target_clones: an ifunc cannot be overridden, and the override is what tests need.
+ * The level never depends on the thread count, so results stay bitwise identical for any
+ * number of threads on a given machine and level (levels may differ in the last bit:
+ * FMA contraction rounds once where the baseline rounds twice).
  */
 #include "vp_activations.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "vp_math.h"
 
@@ -15,11 +29,24 @@
 #include <omp.h>
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(VP_NO_TARGET_CLONES)
-#define VP_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#if defined(__GNUC__) || defined(__clang__)
+#define VP_NOINLINE __attribute__((noinline)) /* one function per level, not one huge one */
 #else
-#define VP_CLONES
+#define VP_NOINLINE
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) \
+    && !defined(VP_NO_TARGET_CLONES)
+#define VP_MULTI_ISA 1
+#define VP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#ifdef __clang__
+#define VP_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#else /* GCC prefers 256-bit vectors on AVX-512 unless told otherwise */
+#define VP_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")))
+#endif
+#else
+#define VP_MULTI_ISA 0
 #endif
 
 /* copies of constants of varprop/activations.py, checked by tests/test_activation_records.py */
@@ -38,74 +65,74 @@ int vp_built_with_openmp(void)
 }
 
 /* ------------------------------------------------------------------ values phi(x) */
-static inline double phi_linear(double x, double p0, double p1) { (void)p0; (void)p1; return x; }
+VP_INLINE double phi_linear(double x, double p0, double p1, int lo) { (void)p0; (void)p1; return x; }
 
-static inline double phi_relu(double x, double p0, double p1)
+VP_INLINE double phi_relu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     return x <= 0.0 ? 0.0 : x; /* NaN falls through to x */
 }
 
-static inline double phi_leaky(double x, double p0, double p1)
+VP_INLINE double phi_leaky(double x, double p0, double p1, int lo)
 {
     (void)p1;
     /* slope 0 is relu: 0 * -inf would be NaN where relu(-inf) is 0; NaN falls through */
     return x <= 0.0 ? (p0 == 0.0 ? 0.0 : p0 * x) : x;
 }
 
-static inline double phi_elu(double x, double p0, double p1)
+VP_INLINE double phi_elu(double x, double p0, double p1, int lo)
 {
     double neg = x > 0.0 ? 0.0 : x; /* min(x, 0) that keeps NaN */
-    return p1 * (x > 0.0 ? x : p0 * vp_expm1_neg(neg));
+    return p1 * (x > 0.0 ? x : p0 * vp_expm1_neg_p(neg, lo));
 }
 
-static inline double phi_gelu(double x, double p0, double p1)
+VP_INLINE double phi_gelu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
-    return x < -VP_GATE_CLIP ? 0.0 : x * vp_normal_cdf(x);
+    return x < -VP_GATE_CLIP ? 0.0 : x * vp_normal_cdf_p(x, lo);
 }
 
-static inline double gelu_tanh_arg(double u) { return 2.0 * VP_SQRT_2_OVER_PI * (u + VP_GELU_TANH_COEFF * u * u * u); }
+VP_INLINE double gelu_tanh_arg(double u) { return 2.0 * VP_SQRT_2_OVER_PI * (u + VP_GELU_TANH_COEFF * u * u * u); }
 
-static inline double clip_gate(double x)
+VP_INLINE double clip_gate(double x)
 {
     double u = x < -VP_GATE_CLIP ? -VP_GATE_CLIP : x;
     return u > VP_GATE_CLIP ? VP_GATE_CLIP : u;
 }
 
-static inline double phi_gelu_tanh(double x, double p0, double p1)
+VP_INLINE double phi_gelu_tanh(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     /* 0.5 x (1 + tanh g) = x sigmoid(2g): the sigmoid form keeps the negative tail */
     double u = clip_gate(x);
-    double v = u * vp_sigmoid(gelu_tanh_arg(u)).value;
+    double v = u * vp_sigmoid_p(gelu_tanh_arg(u), lo).value;
     v = x < -VP_GATE_CLIP ? 0.0 : v;
     return x > VP_GATE_CLIP ? x : v;
 }
 
-static inline double phi_tanh(double x, double p0, double p1)
+VP_INLINE double phi_tanh(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
-    double e = vp_expm1_neg(-2.0 * fabs(x));
+    double e = vp_expm1_neg_p(-2.0 * fabs(x), lo);
     return copysign(-e / (e + 2.0), x);
 }
 
-static inline double phi_sigmoid(double x, double p0, double p1) { (void)p0; (void)p1; return vp_sigmoid(x).value; }
+VP_INLINE double phi_sigmoid(double x, double p0, double p1, int lo) { (void)p0; (void)p1; return vp_sigmoid_p(x, lo).value; }
 
-static inline double phi_softplus(double x, double p0, double p1)
+VP_INLINE double phi_softplus(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
-    return (x > 0.0 ? x : 0.0) + vp_log1p_unit(vp_exp(-fabs(x)));
+    return (x > 0.0 ? x : 0.0) + vp_log1p_unit_p(vp_exp_p(-fabs(x), lo), lo);
 }
 
-static inline double phi_silu(double x, double p0, double p1)
+VP_INLINE double phi_silu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double xc = x < -VP_SILU_CLIP ? -VP_SILU_CLIP : x;
-    return xc * vp_sigmoid(xc).value;
+    return xc * vp_sigmoid_p(xc, lo).value;
 }
 
-static inline double phi_softsign(double x, double p0, double p1)
+VP_INLINE double phi_softsign(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double a = fabs(x);
@@ -113,62 +140,62 @@ static inline double phi_softsign(double x, double p0, double p1)
 }
 
 /* ------------------------------------------------------------- derivatives phi'(x) */
-static inline double dphi_linear(double x, double p0, double p1) { (void)p0; (void)p1; return x != x ? x : 1.0; }
+VP_INLINE double dphi_linear(double x, double p0, double p1, int lo) { (void)p0; (void)p1; return x != x ? x : 1.0; }
 
-static inline double dphi_relu(double x, double p0, double p1)
+VP_INLINE double dphi_relu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     return x > 0.0 ? 1.0 : (x <= 0.0 ? 0.0 : x);
 }
 
-static inline double dphi_leaky(double x, double p0, double p1)
+VP_INLINE double dphi_leaky(double x, double p0, double p1, int lo)
 {
     (void)p1;
     return x > 0.0 ? 1.0 : (x <= 0.0 ? p0 : x);
 }
 
-static inline double dphi_elu(double x, double p0, double p1)
+VP_INLINE double dphi_elu(double x, double p0, double p1, int lo)
 {
     double neg = x > 0.0 ? 0.0 : x;
-    return p1 * (x > 0.0 ? 1.0 : p0 * vp_exp(neg));
+    return p1 * (x > 0.0 ? 1.0 : p0 * vp_exp_p(neg, lo));
 }
 
-static inline double dphi_gelu(double x, double p0, double p1)
+VP_INLINE double dphi_gelu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double xc = clip_gate(x);
-    return vp_normal_cdf(x) + xc * VP_INV_SQRT_2PI * vp_exp(-0.5 * xc * xc);
+    return vp_normal_cdf_p(x, lo) + xc * VP_INV_SQRT_2PI * vp_exp_p(-0.5 * xc * xc, lo);
 }
 
-static inline double dphi_gelu_tanh(double x, double p0, double p1)
+VP_INLINE double dphi_gelu_tanh(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double u = clip_gate(x);
-    vp_logistic s = vp_sigmoid(gelu_tanh_arg(u));
+    vp_logistic s = vp_sigmoid_p(gelu_tanh_arg(u), lo);
     double dg = VP_SQRT_2_OVER_PI * (1.0 + 3.0 * VP_GELU_TANH_COEFF * u * u);
     return s.value + 2.0 * u * s.slope * dg;
 }
 
-static inline double dphi_tanh(double x, double p0, double p1)
+VP_INLINE double dphi_tanh(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
-    double e = vp_exp(-2.0 * fabs(x));
+    double e = vp_exp_p(-2.0 * fabs(x), lo);
     double inv = 1.0 / (1.0 + e);
     return 4.0 * e * inv * inv; /* 1 - tanh^2 without cancellation in the tails */
 }
 
-static inline double dphi_sigmoid(double x, double p0, double p1) { (void)p0; (void)p1; return vp_sigmoid(x).slope; }
+VP_INLINE double dphi_sigmoid(double x, double p0, double p1, int lo) { (void)p0; (void)p1; return vp_sigmoid_p(x, lo).slope; }
 
-static inline double dphi_silu(double x, double p0, double p1)
+VP_INLINE double dphi_silu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double xc = x < -VP_SILU_CLIP ? -VP_SILU_CLIP : x;
     xc = xc > VP_SILU_CLIP ? VP_SILU_CLIP : xc;
-    vp_logistic s = vp_sigmoid(xc);
+    vp_logistic s = vp_sigmoid_p(xc, lo);
     return s.value + xc * s.slope;
 }
 
-static inline double dphi_softsign(double x, double p0, double p1)
+VP_INLINE double dphi_softsign(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
     double d = 1.0 + fabs(x);
@@ -210,8 +237,8 @@ static inline double dphi_softsign(double x, double p0, double p1)
     }
 
 /* ---------------------------------------------------------- per-dtype functions */
-#define VP_DEFINE_EPILOGUES(T, SUFFIX)                                                      \
-    static void moments_first_row_##SUFFIX(const T *row, ptrdiff_t cols, vp_moments *m)    \
+#define VP_DEFINE_EPILOGUES(T, SUFFIX, ISA, ATTR)                                           \
+    static inline void moments_first_row_##SUFFIX##_##ISA(const T *row, ptrdiff_t cols, vp_moments *m)    \
     {                                                                                       \
         for (ptrdiff_t j = 0; j < cols; j++) {                                              \
             double v = (double)row[j];                                                      \
@@ -221,7 +248,7 @@ static inline double dphi_softsign(double x, double p0, double p1)
         }                                                                                   \
     }                                                                                       \
                                                                                             \
-    static void moments_add_row_##SUFFIX(const T *restrict row, ptrdiff_t cols,            \
+    static inline void moments_add_row_##SUFFIX##_##ISA(const T *restrict row, ptrdiff_t cols,            \
                                          const double *restrict shift,                     \
                                          double *restrict s1, double *restrict s2)         \
     {                                                                                       \
@@ -233,7 +260,7 @@ static inline double dphi_softsign(double x, double p0, double p1)
         }                                                                                   \
     }                                                                                       \
                                                                                             \
-    VP_CLONES void vp_forward_epilogue_##SUFFIX(int kind, double p0, double p1, T *z, T *a, \
+    static ATTR VP_NOINLINE void forward_epilogue_##SUFFIX##_##ISA(int kind, double p0, double p1, T *z, T *a, \
                                                 ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols, \
                                                 const T *bias, vp_moments *zm,              \
                                                 vp_moments *am)                             \
@@ -250,17 +277,17 @@ static inline double dphi_softsign(double x, double p0, double p1)
             VP_DISPATCH_VALUE(VP_APPLY_ROW)                                                 \
             _Pragma("GCC diagnostic pop")                                                   \
             if (zm) {                                                                       \
-                if (r == 0) moments_first_row_##SUFFIX(zr, cols, zm);                       \
-                moments_add_row_##SUFFIX(zr, cols, zm->shift, zm->s1, zm->s2);              \
+                if (r == 0) moments_first_row_##SUFFIX##_##ISA(zr, cols, zm);               \
+                moments_add_row_##SUFFIX##_##ISA(zr, cols, zm->shift, zm->s1, zm->s2);              \
             }                                                                               \
             if (am) {                                                                       \
-                if (r == 0) moments_first_row_##SUFFIX(ar, cols, am);                       \
-                moments_add_row_##SUFFIX(ar, cols, am->shift, am->s1, am->s2);              \
+                if (r == 0) moments_first_row_##SUFFIX##_##ISA(ar, cols, am);               \
+                moments_add_row_##SUFFIX##_##ISA(ar, cols, am->shift, am->s1, am->s2);              \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
                                                                                             \
-    VP_CLONES void vp_backward_epilogue_##SUFFIX(int kind, double p0, double p1,            \
+    static ATTR VP_NOINLINE void backward_epilogue_##SUFFIX##_##ISA(int kind, double p0, double p1,            \
                                                  const T *z, const T *g, T *dz, ptrdiff_t n) \
     {                                                                                       \
         const T *restrict zz = z;                                                           \
@@ -269,19 +296,7 @@ static inline double dphi_softsign(double x, double p0, double p1)
         VP_DISPATCH_DERIVATIVE(VP_GRAD_LOOP)                                                \
     }                                                                                       \
                                                                                             \
-    void vp_column_sums_##SUFFIX(const T *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,  \
-                                 double *acc)                                               \
-    {                                                                                       \
-        for (ptrdiff_t j = 0; j < cols; j++) acc[j] = 0.0;                                  \
-        for (ptrdiff_t r = 0; r < rows; r++) {                                              \
-            const T *restrict row = x + r * ld;                                             \
-            double *restrict out = acc;                                                     \
-            _Pragma("omp simd")                                                             \
-            for (ptrdiff_t j = 0; j < cols; j++) out[j] += (double)row[j];                  \
-        }                                                                                   \
-    }                                                                                       \
-                                                                                            \
-    VP_CLONES void vp_activation_apply_##SUFFIX(int kind, double p0, double p1,             \
+    static ATTR VP_NOINLINE void activation_apply_##SUFFIX##_##ISA(int kind, double p0, double p1,             \
                                                 int derivative, const T *x, T *y,           \
                                                 ptrdiff_t n)                                \
     {                                                                                       \
@@ -296,13 +311,126 @@ static inline double dphi_softsign(double x, double p0, double p1)
 
 /* a row of the tile: ar = f(zr) */
 #define VP_APPLY_ROW(f)                                                      \
-    _Pragma("omp simd") for (ptrdiff_t j = 0; j < cols; j++) ar[j] = f(zr[j], p0, p1)
+    _Pragma("omp simd") for (ptrdiff_t j = 0; j < cols; j++) ar[j] = f(zr[j], p0, p1, sizeof(*zr) == 4)
 /* dz = g * f'(z) */
 #define VP_GRAD_LOOP(f)                                                      \
-    _Pragma("omp simd") for (ptrdiff_t i = 0; i < n; i++) out[i] = gg[i] * f(zz[i], p0, p1)
+    _Pragma("omp simd") for (ptrdiff_t i = 0; i < n; i++) out[i] = gg[i] * f(zz[i], p0, p1, sizeof(*zz) == 4)
 /* out = f(in) */
 #define VP_MAP_LOOP(f)                                                       \
-    _Pragma("omp simd") for (ptrdiff_t i = 0; i < n; i++) out[i] = f(in[i], p0, p1)
+    _Pragma("omp simd") for (ptrdiff_t i = 0; i < n; i++) out[i] = f(in[i], p0, p1, sizeof(*in) == 4)
 
-VP_DEFINE_EPILOGUES(float, f32)
-VP_DEFINE_EPILOGUES(double, f64)
+#define VP_NOATTR
+VP_DEFINE_EPILOGUES(float, f32, base, VP_NOATTR)
+VP_DEFINE_EPILOGUES(double, f64, base, VP_NOATTR)
+#if VP_MULTI_ISA
+VP_DEFINE_EPILOGUES(float, f32, avx2, VP_TARGET_AVX2)
+VP_DEFINE_EPILOGUES(double, f64, avx2, VP_TARGET_AVX2)
+VP_DEFINE_EPILOGUES(float, f32, avx512, VP_TARGET_AVX512)
+VP_DEFINE_EPILOGUES(double, f64, avx512, VP_TARGET_AVX512)
+#endif
+
+/* ------------------------------------------------------------ instruction set */
+static int vp_cpu_level(void)
+{
+#if VP_MULTI_ISA
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return VP_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return VP_ISA_AVX2;
+#endif
+    return VP_ISA_BASELINE;
+}
+
+/* -1 until the first call; then a level <= vp_cpu_level(). Every thread that races on
+ * the first call computes the same value, so the plain int is enough. */
+static int vp_isa = -1;
+
+int vp_isa_best(void) { return vp_cpu_level(); }
+
+int vp_get_isa_level(void)
+{
+    if (vp_isa < 0) {
+        int best = vp_cpu_level(), want = best;
+        const char *env = getenv("VARPROP_ISA");
+        if (env && strcmp(env, "baseline") == 0) want = VP_ISA_BASELINE;
+        else if (env && strcmp(env, "avx2") == 0) want = VP_ISA_AVX2;
+        else if (env && strcmp(env, "avx512") == 0) want = VP_ISA_AVX512;
+        vp_isa = want < best ? want : best;
+    }
+    return vp_isa;
+}
+
+int vp_set_isa_level(int level)
+{
+    if (level < VP_ISA_BASELINE || level > vp_cpu_level()) return -1;
+    vp_isa = level;
+    return level;
+}
+
+#if VP_MULTI_ISA
+#define VP_PICK(NAME, SUFFIX, ARGS)                                  \
+    switch (vp_get_isa_level()) {                                    \
+    case VP_ISA_AVX512: NAME##_##SUFFIX##_avx512 ARGS; return;       \
+    case VP_ISA_AVX2: NAME##_##SUFFIX##_avx2 ARGS; return;           \
+    default: NAME##_##SUFFIX##_base ARGS; return;                    \
+    }
+#else
+#define VP_PICK(NAME, SUFFIX, ARGS) NAME##_##SUFFIX##_base ARGS;
+#endif
+
+#define VP_DEFINE_EXPORTS(T, SUFFIX)                                                        \
+    void vp_forward_epilogue_##SUFFIX(int kind, double p0, double p1, T *z, T *a,           \
+                                      ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,         \
+                                      const T *bias, vp_moments *zm, vp_moments *am)        \
+    {                                                                                       \
+        VP_PICK(forward_epilogue, SUFFIX, (kind, p0, p1, z, a, ld, rows, cols, bias, zm, am)) \
+    }                                                                                       \
+    void vp_backward_epilogue_##SUFFIX(int kind, double p0, double p1, const T *z,          \
+                                       const T *g, T *dz, ptrdiff_t n)                      \
+    {                                                                                       \
+        VP_PICK(backward_epilogue, SUFFIX, (kind, p0, p1, z, g, dz, n))                     \
+    }                                                                                       \
+    void vp_activation_apply_##SUFFIX(int kind, double p0, double p1, int derivative,       \
+                                      const T *x, T *out, ptrdiff_t n)                      \
+    {                                                                                       \
+        VP_PICK(activation_apply, SUFFIX, (kind, p0, p1, derivative, x, out, n))            \
+    }                                                                                       \
+    void vp_column_sums_##SUFFIX(const T *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,  \
+                                 double *acc)                                               \
+    {                                                                                       \
+        for (ptrdiff_t j = 0; j < cols; j++) acc[j] = 0.0;                                  \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                              \
+            const T *restrict row = x + r * ld;                                             \
+            double *restrict out = acc;                                                     \
+            _Pragma("omp simd")                                                             \
+            for (ptrdiff_t j = 0; j < cols; j++) out[j] += (double)row[j];                  \
+        }                                                                                   \
+    }
+
+VP_DEFINE_EXPORTS(float, f32)
+VP_DEFINE_EXPORTS(double, f64)
+
+/* Two passes (mean, then squared deviations) in double over contiguous data, in one
+ * fixed order: the variance of a gradient for varprop.measure without numpy's float64
+ * temporaries (docs/kernels.md, "measure"). */
+#define VP_DEFINE_POOLED_VAR(T, SUFFIX)                                                 \
+    double vp_pooled_var_##SUFFIX(const T *x, ptrdiff_t n)                              \
+    {                                                                                   \
+        double s = 0.0, q = 0.0;                                                        \
+        if (n <= 0) return NAN;                                                         \
+        _Pragma("omp simd reduction(+:s)")                                              \
+        for (ptrdiff_t i = 0; i < n; i++) s += (double)x[i];                            \
+        double mean = s / (double)n;                                                    \
+        _Pragma("omp simd reduction(+:q)")                                              \
+        for (ptrdiff_t i = 0; i < n; i++) {                                             \
+            double d = (double)x[i] - mean;                                             \
+            q += d * d;                                                                 \
+        }                                                                               \
+        return q / (double)n;                                                           \
+    }
+
+VP_DEFINE_POOLED_VAR(float, f32)
+VP_DEFINE_POOLED_VAR(double, f64)

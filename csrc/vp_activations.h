@@ -60,6 +60,23 @@ void vp_column_sums_f32(const float *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t 
 void vp_column_sums_f64(const double *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
                         double *acc);
 
+/* Variance (ddof 0) of n contiguous values, two passes in double, in a fixed order;
+ * NaN for n = 0. */
+double vp_pooled_var_f32(const float *x, ptrdiff_t n);
+double vp_pooled_var_f64(const double *x, ptrdiff_t n);
+
+/* Instruction-set levels of the activation loops (csrc/vp_activations.c). */
+enum vp_isa_level { VP_ISA_BASELINE = 0, VP_ISA_AVX2 = 1, VP_ISA_AVX512 = 2 };
+
+/* The level the loops use now: chosen at the first call (the best the CPU offers, or
+ * the environment variable VARPROP_ISA = baseline | avx2 | avx512, lowered to the best). */
+int vp_get_isa_level(void);
+/* The best level this CPU (and this build) can run. */
+int vp_isa_best(void);
+/* Use this level from now on; returns it, or -1 (nothing changed) if the CPU lacks it.
+ * Process-wide (per extension module): for tests, not for concurrent callers. */
+int vp_set_isa_level(int level);
+
 /* 1 if this build of the C code was compiled with OpenMP. */
 int vp_built_with_openmp(void);
 

@@ -22,7 +22,7 @@ SHAPES = [  # (batch, n_in, n_out)
     (1, 1, 1), (1, 7, 5), (3, 1, 9), (13, 17, 11), (600, 33, 5),  # tall, > one row tile
     (5, 40, 700), (64, 130, 257), (2, 300, 3),
 ]
-THREAD_COUNTS = [1, 2, 3, 7]
+THREAD_COUNTS = [1, 2, 3, 7, 8, 16]
 
 
 def _eps(dtype):
@@ -195,6 +195,53 @@ def test_tile_grid_depends_on_shape_only():
     assert rows == 256
 
 
+@pytest.mark.parametrize("shape", [(256, 1024), (1024, 4096), (512, 512), (1000, 513),
+                                   (64, 4096), (3, 1200), (100000, 10), (8192, 8192)])
+def test_tile_grid_offers_cores_work_with_large_tiles(shape):
+    # docs/kernels.md "Tile grid": a power-of-two count of tiles, at most 64, each of at
+    # least 128 x 256 outputs unless the whole output is smaller, widths multiples of 16
+    rows, cols = shape
+    tr, tc = forward_tiles(rows, cols)
+    n_tiles = -(-rows // tr) * -(-cols // tc)
+    assert 1 <= n_tiles <= 64
+    if rows * cols >= 64 * 128 * 256:
+        assert n_tiles >= 32  # enough for 16 to 64 cores
+    if n_tiles > 1:
+        assert tr * tc >= 128 * 256 * 0.75  # widths rounded to 16 may shave a little
+        assert tc % 16 == 0 or tc == cols
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("tiles", [(7, 16), (64, 32), (1, 300)], ids=str)
+def test_fine_grids_match_the_twin_and_are_thread_independent(tiles, dtype, monkeypatch):
+    # the production grid gives small test shapes one tile; a forced fine grid runs the
+    # multi-tile paths (row-tile moments merged in order, ragged edge tiles)
+    import varprop.kernels as kernels_module
+    monkeypatch.setattr(kernels_module, "forward_tiles", lambda r, c: tiles)
+    shape = (101, 45, 67)
+    x, w, b = _data(shape, dtype)
+    g = np.random.default_rng(5).standard_normal((shape[0], shape[2])).astype(dtype)
+    act = get_activation("gelu")
+    first = None
+    for n in (1, 2, 3, 8):
+        f = varprop.dense_forward(x, w, b, "gelu", stats=True, n_threads=n)
+        d = varprop.dense_backward(x, w, f.z, g, "gelu", n_threads=n)
+        if first is None:
+            first = (f, d)
+            assert_forward_close(f, ref.dense_forward(x, w, b, "gelu"), x, w, b, act, tiles)
+            mine = ref.batch_stats(f.z, f.a)
+            np.testing.assert_allclose(f.stats.z_var, mine.z_var, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(f.stats.a_mean, mine.a_mean, rtol=1e-12, atol=1e-14)
+            want = ref.dense_backward(x, w, f.z, g, "gelu")
+            tol = 1e-4 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(d.grad_w, want.grad_w, rtol=tol, atol=tol)
+            np.testing.assert_allclose(d.grad_x, want.grad_x, rtol=tol, atol=tol)
+            continue
+        f0, d0 = first
+        assert np.array_equal(f.a, f0.a) and np.array_equal(f.stats.z_var, f0.stats.z_var)
+        assert np.array_equal(d.grad_w, d0.grad_w) and np.array_equal(d.grad_x, d0.grad_x)
+
+
 def test_concurrent_calls_from_python_threads_are_safe():
     x, w, b = _data((200, 128, 96), np.float32)
     want = varprop.dense_forward(x, w, b, "tanh", stats=True, n_threads=1)
@@ -333,3 +380,20 @@ W32 = np.ones((3, 4), np.float32)
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_pooled_var_matches_numpy_two_pass(dtype):
+    # measure's gradient variances (varprop._empirical_run.pooled_var): the compiled two
+    # passes against numpy's, on a shifted array where a one-pass formula would cancel
+    from varprop._empirical_run import pooled_var
+    rng = np.random.default_rng(9)
+    for arr in (rng.standard_normal((513, 77)), 1e3 + rng.standard_normal(1001),
+                np.full(5, 2.5), rng.standard_normal(1)):
+        a = arr.astype(dtype)
+        want = float(np.var(a, dtype=np.float64))
+        assert pooled_var(a) == pytest.approx(want, rel=1e-12, abs=1e-300)
+        assert pooled_var(np.asfortranarray(a)) == pytest.approx(want, rel=1e-12, abs=1e-300)
+    assert np.isnan(pooled_var(np.array([1.0, np.nan], dtype)))
+    assert np.isnan(pooled_var(np.array([1.0, np.inf], dtype)))  # as np.var: inf - inf
+    assert np.isnan(pooled_var(np.zeros(0, dtype)))

@@ -82,3 +82,14 @@ def test_kernels_match_the_twin_at_infinities(name, params, dtype):
         want = (act.derivative(x) if derivative else act(x)).astype(dtype)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True,
                                    err_msg=f"{name} {params} derivative={derivative}")
+
+
+def test_measure_is_bitwise_the_same_for_any_thread_count():
+    # seeds side by side get n_threads // workers kernel threads each (4 seeds on 16
+    # threads: 4 each); the records must not depend on it
+    net = varprop.mlp([48, 40, 40, 8], activation="tanh")
+    runs = [varprop.measure(net, batch=70, seeds=4, n_threads=n) for n in (1, 2, 3, 8, 16)]
+    for field in ("z_var", "a_var", "grad_var", "weight_grad_var"):
+        first = runs[0].column(field)
+        for n, r in zip((2, 3, 8, 16), runs[1:]):
+            assert np.array_equal(r.column(field), first), (field, n)

@@ -88,9 +88,20 @@ def default_checkpoint_every(ops: Sequence[Any], width: int, batch: int, itemsiz
 
 # ----------------------------------------------------------------------------- stats
 def pooled_var(arr: np.ndarray) -> float:
-    """Variance of all entries (ddof 0), accumulated in float64 (two-pass)."""
+    """Variance of all entries (ddof 0), accumulated in float64 (two-pass).
+
+    A float32/float64 array goes through the compiled two-pass loop (one fixed order, no
+    float64 temporaries: numpy's np.var was a tenth of measure's time, docs/kernels.md);
+    other arrays, or no compiled extension, through np.var."""
     if arr.size == 0:
         return math.nan
+    if arr.dtype in (np.float32, np.float64):
+        try:
+            from . import _kernels
+        except ImportError:  # no extension: numpy's two passes
+            _kernels = None
+        if _kernels is not None and hasattr(_kernels, "pooled_var"):
+            return float(_kernels.pooled_var(np.ascontiguousarray(arr).reshape(-1)))
     return float(np.var(arr, dtype=np.float64))
 
 

@@ -50,6 +50,11 @@ cdef extern from "vp_activations.h" nogil:
     void vp_column_sums_f64(const double *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
                             double *acc)
     int vp_built_with_openmp()
+    double vp_pooled_var_f32(const float *x, ptrdiff_t n)
+    double vp_pooled_var_f64(const double *x, ptrdiff_t n)
+    int vp_get_isa_level()
+    int vp_isa_best()
+    int vp_set_isa_level(int level)
 
 cdef extern from *:
     """
@@ -467,34 +472,6 @@ def backward(x, w, z, grad_a, grad_z, grad_x, grad_w, bias_partials, kind, p0, p
         _release(v, held)
 
 
-# ---------------------------------------------------------------------- activations
-_APPLY_NAMES = ("x", "out")
-
-
-def activation_apply(x, out, kind, p0, p1, derivative):
-    """out = phi(x) or phi'(x) with the C math of the kernels (for tests and for users
-    who want the fast activation alone). x and out: 1-D, C-contiguous, of one dtype
-    (float32 or float64) and length, and not overlapping (out is written)."""
-    cdef Py_buffer v[2]
-    cdef int held = 0, size
-    cdef int c_kind = _int_arg(kind, "kind (activation id)", 0, VP_N_ACTIVATIONS - 1)
-    cdef double c_p0 = _real_arg(p0, "p0"), c_p1 = _real_arg(p1, "p1")
-    cdef bint deriv = derivative
-    cdef ptrdiff_t n
-    try:
-        size = _take(&v[0], x, "x", 1, False, 0, ""); held += 1
-        _take(&v[1], out, "out", 1, True, size, "x"); held += 1
-        n = v[0].shape[0]
-        _shape(v, _APPLY_NAMES, 1, n, -1, -1, f"({n},) like x")
-        _disjoint(v, _APPLY_NAMES, 2, 1)
-        if n == 0:
-            return
-        with nogil:
-            if size == 4:
-                vp_activation_apply_f32(c_kind, c_p0, c_p1, deriv, <const float *>v[0].buf,
-                                        <float *>v[1].buf, n)
-            else:
-                vp_activation_apply_f64(c_kind, c_p0, c_p1, deriv, <const double *>v[0].buf,
-                                        <double *>v[1].buf, n)
-    finally:
-        _release(v, held)
+# activation_apply, pooled_var and the instruction-set switches (kept in a second file to
+# keep each under 500 lines; textually part of this module)
+include "_kernels_misc.pxi"

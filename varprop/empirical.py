@@ -97,8 +97,8 @@ def measure(
             row-wise correlation c to the first (forward only).
         dtype: np.float32 (default, fast) or np.float64.
         n_threads: threads to use (None: :func:`varprop.get_num_threads`). With two or
-            more seeds whose caches fit whole, up to ``n_threads`` seeds run side by side
-            on one kernel thread each; otherwise the seeds run in turn on ``n_threads``
+            more seeds whose caches fit whole, up to ``n_threads`` seeds run side by side,
+            each on ``n_threads // workers`` kernel threads; otherwise the seeds run in turn on ``n_threads``
             OpenMP threads. The results do not depend on it (bitwise).
         backward: also back-propagate (``grad_var``, ``weight_grad_var``).
         checkpoint_every: keep the input of every k-th top-level op (a Dense with its
@@ -181,7 +181,9 @@ def measure(
 
     def one_seed(s: int) -> None:
         x, x2 = _inputs(bases[s], batch, net.input_shape, given, in_mean, in_sd, corr, dt)
-        run = SeedRun(ops, len(dense), bases[s], dt, threads if workers == 1 else 1, tick)
+        # the threads a worker leaves idle go to its kernels: 4 seeds on 16 threads run
+        # side by side on 4 kernel threads each (the bits do not depend on it)
+        run = SeedRun(ops, len(dense), bases[s], dt, max(1, threads // workers), tick)
         run.run(x, x2, bool(backward), k)
         values[s] = run.values
         seed_maps[s] = run.maps
@@ -237,7 +239,8 @@ def _weight_moments(layer: Any) -> Any:
 # ----------------------------------------------------------------------------- helpers
 def _seed_workers(threads: int, n_seeds: int, ops: Sequence[Any], width: int, batch: int,
                   itemsize: int, backward: bool) -> int:
-    """How many seeds to measure side by side, each on one kernel thread.
+    """How many seeds to measure side by side, each on n_threads // workers
+    kernel threads.
 
     A kernel call at these sizes keeps two OpenMP threads only partly busy, and the
     weight draws and numpy statistics between calls run on one thread: seeds side by side

@@ -41,11 +41,14 @@ from .activations import Activation, get_activation
 __all__ = ["dense_forward", "dense_backward", "activation_apply", "forward_tiles",
            "built_with_openmp", "extension_available", "ExtensionMissingError"]
 
-# The tile grid is a function of the shapes alone, so results cannot depend on threads.
-_TARGET_TILES = 8  # independent tiles wanted per GEMM: keeps up to 8 cores busy
-_MAX_TILE_ROWS = 256  # larger batches are cut into row tiles of this height
-_SMALL_BATCH = 512  # up to here the whole batch is one row range (BLAS packs B once)
-_MIN_TILE_COLS = 64  # narrower tiles spend more on packing than they gain in parallelism
+# The tile grid is a function of the shapes alone, so results cannot depend on threads
+# (docs/kernels.md, "Tile grid", has the measurements behind these numbers).
+_MAX_TILES = 64  # enough independent tiles for 64 cores on large outputs
+# Outputs per tile at least: each tile's GEMM re-packs its row panel of x and its column
+# panel of w, a cost per flop of about 1/rows + 1/cols. Measured on one core (1024x4096
+# x4096 float32 relu, CPU time over one bare sgemm): 256x2048 tiles 1.12, 256x256 1.22,
+# 128x256 1.44, 128x128 1.59; so tiles stay at least 128x256 in area, and square.
+_MIN_TILE_AREA = 128 * 256
 _COL_ALIGN = 16  # tile widths are multiples of 16 elements (64-byte lines in float32)
 _BACKWARD_BLOCK = 32768  # elements per block of the elementwise backward phase
 _INT32_MAX = 2**31 - 1  # BLAS (LP64) takes 32-bit dimensions
@@ -119,17 +122,29 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def forward_tiles(rows: int, cols: int) -> tuple[int, int]:
-    """(tile_rows, tile_cols) of a (rows x cols) output: the whole row range when it is
-    small (split by columns instead), 256-row tiles otherwise, and enough column tiles for
-    about 8 tiles in all."""
-    tile_rows = rows if rows <= _SMALL_BATCH else _MAX_TILE_ROWS
-    tile_rows = max(tile_rows, 1)
-    n_row_tiles = _ceil_div(rows, tile_rows) if rows else 1
-    splits = max(1, _ceil_div(_TARGET_TILES, n_row_tiles))
-    width = _ceil_div(max(cols, 1), splits)
-    width = _COL_ALIGN * _ceil_div(width, _COL_ALIGN)
-    tile_cols = min(max(width, _MIN_TILE_COLS), max(cols, 1))
-    return tile_rows, tile_cols
+    """(tile_rows, tile_cols) of a (rows x cols) output, from the shape alone.
+
+    The number of tiles is a power of two, ``rows * cols / _MIN_TILE_AREA`` rounded down
+    and capped at ``_MAX_TILES`` (at least 1); among the ways to split it into row and
+    column tiles the most nearly square tiles win (squares re-pack the least per flop:
+    the packed panels grow as rows + cols, the work as rows * cols), ties going to fewer
+    row tiles. Column widths are multiples of 16. A 256x1024 output gets 8 tiles of
+    256x128, a 1024x4096 output 64 tiles of 256x256."""
+    rows, cols = max(int(rows), 1), max(int(cols), 1)
+    target = min(_MAX_TILES, max(1, rows * cols // _MIN_TILE_AREA))
+    target = 1 << (target.bit_length() - 1)  # a power of two: even shares for 2^k threads
+    best: tuple[float, int, int] | None = None
+    splits = 1
+    while splits <= target:
+        tile_rows = _ceil_div(rows, min(splits, rows))
+        width = _ceil_div(cols, target // splits)
+        tile_cols = min(cols, _COL_ALIGN * _ceil_div(width, _COL_ALIGN))
+        aspect = max(tile_rows / tile_cols, tile_cols / tile_rows)
+        if best is None or aspect < best[0] - 1e-12:
+            best = (aspect, tile_rows, tile_cols)
+        splits *= 2
+    assert best is not None
+    return best[1], best[2]
 
 
 def _dtype_of(name: str, arr: Any) -> np.dtype:
