@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ L = keras.layers
 
 import varprop  # noqa: E402
 import varprop.keras as vk  # noqa: E402
+
+from _env import subprocess_env  # noqa: E402
 
 # Keras's variables under numpy 2 (its __array__ takes no copy keyword): Keras's warning
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -305,13 +308,15 @@ def test_trace_refuses_a_projection_shortcut_naming_the_add():
         vk.trace(keras.Model(inp, out))
 
 
-def test_trace_lstm_classifier_is_not_yet_traced():
-    model = keras.Sequential([keras.Input((12, 8)), L.LSTM(16, name="lstm"),
+def test_trace_refuses_recurrent_layers_it_cannot_keep_as_measured_only():
+    # LSTM, GRU and SimpleRNN are kept as measured only (tests/test_keras_models.py); a
+    # Bidirectional wrapper is named as unsupported
+    model = keras.Sequential([keras.Input((12, 8)), L.Bidirectional(L.LSTM(16), name="bi"),
                               L.Dense(3, activation="softmax")])
-    with pytest.raises(vk.UnsupportedLayerError, match=r"LSTM 'lstm': recurrent layers are "
-                                                       r"not yet traced") as info:
+    with pytest.raises(vk.UnsupportedLayerError, match=r"Bidirectional 'bi': recurrent "
+                                                       r"layers other than LSTM") as info:
         vk.trace(model)
-    assert info.value.unsupported == [u for u in info.value.unsupported if "LSTM" in u]
+    assert info.value.unsupported == [u for u in info.value.unsupported if "'bi'" in u]
 
 
 def test_trace_argument_errors():
@@ -458,3 +463,28 @@ def test_import_varprop_keras_does_not_import_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_import_varprop_keras_does_not_import_torch():
+    # a finder that refuses torch: varprop.keras and all its modules import without it
+    # (only the torch backend's measurement, varprop/keras/_torch_run.py, needs it), and
+    # the ``varprop model`` command registers without it
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        import varprop.keras, varprop.adapters.audit, varprop.adapters.measure
+        import varprop.keras.audit, varprop.keras.command, varprop.keras.compare
+        import varprop.keras.init, varprop.keras.profile, varprop.keras.trace
+        import varprop.torch.command
+        print(sorted(m for m in ("torch", "keras") if m in sys.modules),
+              varprop.keras.Finding.__module__, callable(varprop.keras.profile))
+    """)
+    env = {k: v for k, v in subprocess_env().items() if k != "KERAS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "varprop.adapters.audit", "True"]

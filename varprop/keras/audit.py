@@ -22,16 +22,14 @@ built is judged by what it holds):
 
 from __future__ import annotations
 
-import hashlib
-import math
 from typing import Any
 
 import numpy as np
 
+from ..adapters.audit import (Finding, constant_finding, identical_finding,
+                              variance_findings)
 from ..initializers import compute_fans, recommended_initializer
-from ..torch import _law
-from ..torch.audit import (DECADES, FLOAT16_MAX, FLOAT16_SUBNORMAL, FLOAT16_TINY, SIGMAS,
-                           Finding, _changes)
+from ..torch import _law  # numpy and scipy only: no torch imported (docs/keras.md)
 from .init import _keras, kernels_of, roles, to_numpy, weighted_layers
 
 __all__ = ["audit", "Finding"]
@@ -103,7 +101,14 @@ def audit(model: Any, example_input: Any = None, *, alpha: float = _law.ALPHA
             findings += _kernel_checks(label, layer, w, options,
                                        role.get(name, ("other", "other")), alpha)
             findings += _identical(label, var, w, seen)
-    if result is not None:
+    if result is not None and result.measured:  # theory needs their measurement first
+        findings.append(Finding("(model)", "not_analyzed", "the variance checks need the "
+                                "theory through the measured-only layers ("
+                                + "; ".join(m.name for m in result.measured) + "), which is "
+                                "re-anchored on a measurement of the model.", False,
+                                "varprop.keras.compare(model, x) measures them and shows the "
+                                "theory around them"))
+    elif result is not None:
         findings += _variance_checks(result, example_input)
     return findings
 
@@ -130,9 +135,7 @@ def _kernel_checks(name: str, layer: Any, w: np.ndarray, options: dict, role: tu
     nxt, after = role
     s = _law._summary(w)
     if s["var"] == 0.0:
-        return [Finding(name, "constant_weights", f"every entry is {float(w.ravel()[0]):.4g}: "
-                        "all units of the layer compute the same function and get the same "
-                        "gradient, so training cannot tell them apart.", True, _fix(after))]
+        return [constant_finding(name, w, _fix(after))]  # type: ignore[list-item]
     out = []
     fan_in, fan_out = compute_fans(w.shape, layout="keras")  # the fans Keras drew with
     glorot = 2.0 / (fan_in + fan_out)
@@ -167,73 +170,24 @@ def _kernel_checks(name: str, layer: Any, w: np.ndarray, options: dict, role: tu
 def _identical(name: str, var: Any, w: np.ndarray, seen: dict) -> list[Finding]:
     """A finding when ``w`` equals a kernel met before in another variable (one
     variable used by two layers is sharing, meant)."""
-    if not np.var(w) > 0:
-        return []
-    key = (w.shape, hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest())
-    first = seen.setdefault(key, (name, id(var)))
-    if first[0] == name or first[1] == id(var):
-        return []
-    return [Finding(name, "identical_weights", f"its kernel equals that of {first[0]!r}: the "
-                    "two layers start as the same function (set_weights or a copied kernel).",
-                    True, "re-initialize one: varprop.keras.init_(model, scheme) after "
-                    "building the model, or layer.kernel.assign(new values)")]
+    found = identical_finding(name, id(var), w, seen, "set_weights or a copied kernel",
+                              "re-initialize one: varprop.keras.init_(model, scheme) after "
+                              "building the model, or layer.kernel.assign(new values)")
+    return [] if found is None else [found]
 
 
 def _variance_checks(result: Any, x: Any) -> list[Finding]:
-    from ..analytic import analyze
     in_mean, in_var = 0.0, 1.0
     if x is not None:
         arr = to_numpy(x).astype(np.float64)
         in_mean, in_var = float(arr.mean()), float(arr.var())
         in_var = in_var if in_var > 0 else 1.0  # a constant example: relative to unit inputs
-    profile = analyze(result.network, input_mean=in_mean, input_var=in_var)
-    fwd, bwd = _changes(profile, result.network, in_var)
-    findings = []
-    for rec, name, f_ratio, g_ratio in zip(profile, result.names, fwd, bwd):
-        role = result.next_op.get(name, "other")
-        for what, ratio, ref in (("forward", f_ratio, "since the input"),
-                                 ("gradient", g_ratio, "since the output")):
-            if math.isnan(ratio):
-                continue
-            decades = math.log10(ratio) if 0 < ratio < math.inf else \
-                (math.inf if ratio == math.inf else -math.inf)
-            if abs(decades) <= DECADES:
-                continue
-            harmless = what == "forward" and role == "norm"
-            value = rec.z_var if what == "forward" else rec.grad_var
-            findings.append(Finding(
-                name, "exploding" if decades > 0 else "vanishing",
-                f"the predicted {what} variance ({value:.3g}) changed by a factor "
-                f"{ratio:.3g} {ref} (beyond {10 ** DECADES:g}x; the one-off changes at "
-                "poolings and width changes not counted)"
-                + ("; harmless: a normalization follows and removes the scale."
-                   if harmless else "."),
-                not harmless, "initialize the layers for the activations after them "
-                "(varprop.recommended_initializer; varprop.keras.init_); "
-                "varprop.keras.compare(model, x).table() shows the theory layer by layer"))
-        findings += _float16(name, rec)
-    return findings
-
-
-def _float16(name: str, rec: Any) -> list[Finding]:
-    out = []
-    for label, mean, var in (("pre-activation", rec.z_mean, rec.z_var),
-                             ("activation", rec.a_mean, rec.a_var),
-                             ("gradient (unit output gradient)", 0.0, rec.grad_var)):
-        reach = abs(mean) + SIGMAS * math.sqrt(var) if var >= 0 else math.nan
-        rms = math.sqrt(mean * mean + var) if var >= 0 else math.nan
-        if reach > FLOAT16_MAX:
-            out.append(Finding(name, "float16_overflow", f"its {label} reaches {reach:.3g} at "
-                               f"{SIGMAS:g} standard deviations, beyond float16's "
-                               f"{FLOAT16_MAX:g}.", True, "rescale the initialization, or "
-                               "use the 'mixed_bfloat16' policy or float32"))
-        elif rms < FLOAT16_TINY:
-            where = ("below float16's smallest subnormal: it is zero" if rms < FLOAT16_SUBNORMAL
-                     else "in float16's subnormal range, with fewer significant bits")
-            out.append(Finding(name, "float16_underflow", f"its {label} has typical magnitude "
-                               f"{rms:.3g}, {where} (normal values start at "
-                               f"{FLOAT16_TINY:.3g}).", True,
-                               "use a loss scale (keras.optimizers.LossScaleOptimizer) for "
-                               "gradients, or rescale the initialization, or use "
-                               "'mixed_bfloat16'"))
-    return out
+    return variance_findings(
+        result.network, result.names, result.next_op, in_mean, in_var,
+        fix="initialize the layers for the activations after them "
+            "(varprop.recommended_initializer; varprop.keras.init_); "
+            "varprop.keras.compare(model, x).table() shows the theory layer by layer",
+        overflow_fix="rescale the initialization, or use the 'mixed_bfloat16' policy or "
+                     "float32",
+        underflow_fix="use a loss scale (keras.optimizers.LossScaleOptimizer) for "
+                      "gradients, or rescale the initialization, or use 'mixed_bfloat16'")

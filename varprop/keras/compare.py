@@ -2,47 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..adapters.compare import with_measured
+from ..analytic import analyze
 from ..compare import Comparison
 from ..compare import compare as _compare
+from ._measured import gated_beside
 from .init import to_numpy
+from .profile import profile_traced
 from .trace import trace
 
-__all__ = ["compare", "DEFAULT_BATCH"]
+__all__ = ["compare", "DEFAULT_BATCH", "MEASURES"]
 
-#: The batch the measurement draws when none is given: enough rows for each variance
-#: estimate, whatever the size of the example input.
+#: The batch ``measure="traced"`` draws when none is given: enough rows for each
+#: variance estimate, whatever the size of the example input.
 DEFAULT_BATCH = 256
+#: What :func:`compare` can measure.
+MEASURES = ("model", "traced")
 
 
-def compare(model: Any, example_input: Any, *, seeds: int = 3, batch: "int | None" = None,
-            init: Any = None, law: str = "init", n_threads: "int | None" = None
+def compare(model: Any, example_input: Any, *, seeds: "int | Sequence[int]" = 3,
+            batch: "int | None" = None, init: Any = None, law: str = "init",
+            measure: str = "model", n_threads: "int | None" = None, progress: Any = None
             ) -> Comparison:
     """Trace a Keras model (:func:`varprop.keras.trace`) and compare the mean-field
-    theory with a measurement of the traced network (:func:`varprop.compare`).
+    theory of the traced network with a measurement (:func:`varprop.compare`).
 
-    The measurement runs varprop's own kernels on the traced network: each seed
-    re-draws every weight from the law the trace found (or from ``init``) and draws
-    inputs with the example input's mean and variance. It does not run the Keras model
-    itself (``trace(...).forward(x)`` runs the traced network with the model's own
-    weights).
+    ``measure="model"`` (the default) measures the Keras model itself with
+    :func:`varprop.keras.profile`: its own layers run on standard-normal inputs, each
+    seed re-drawing its kernels from the law the trace found (or from ``init``),
+    Dropout off and BatchNormalization in training mode; the theory then takes
+    standard-normal inputs too, and the ``batch`` measured. It needs Keras's torch
+    backend.
+
+    ``measure="traced"`` measures the traced network on varprop's kernels instead
+    (:func:`varprop.measure`), with inputs of the example's mean and variance, on any
+    backend: each seed re-draws every weight from the law the trace found.
 
     Args:
         model, example_input, init, law: as for :func:`varprop.keras.trace`
-            (``example_input`` is required here: its moments are the inputs').
-        seeds: independent draws of the measurement (>= 2 for confidence intervals).
+            (``example_input`` is required here).
+        seeds: independent draws of the measurement (>= 2 for confidence intervals): a
+            count or a sequence of distinct seeds.
         batch: rows of each measured batch (and the batch BatchNorm's theory uses);
-            None: :data:`DEFAULT_BATCH`.
-        n_threads: threads of the measurement (None: varprop's default).
+            None: the example's own batch with ``measure="model"``,
+            :data:`DEFAULT_BATCH` with ``measure="traced"``.
+        measure: "model" or "traced" (above).
+        n_threads: threads of the ``measure="traced"`` measurement (None: varprop's
+            default).
+        progress: as for :func:`varprop.keras.profile` / :func:`varprop.measure`.
 
     Returns:
-        A :class:`varprop.Comparison` (``.table()`` prints theory next to measurement).
+        A :class:`varprop.Comparison` (``.table()`` prints theory next to measurement;
+        ``.disagrees`` is the log-space test of docs/comparison.md).
 
     Raises:
-        TypeError, ValueError: as :func:`varprop.keras.trace`; ``example_input`` None.
+        ValueError: an unknown ``measure``; ``example_input`` None; ``measure="traced"``
+            with measured-only layers (a recurrent layer); and as
+            :func:`varprop.keras.trace` and :func:`varprop.keras.profile`.
+        NotImplementedError: ``measure="model"`` on a backend other than torch.
 
     Example:
         >>> import os; os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -50,17 +71,40 @@ def compare(model: Any, example_input: Any, *, seeds: int = 3, batch: "int | Non
         >>> import numpy as np, keras, varprop.keras
         >>> model = keras.Sequential([keras.Input((64,)),
         ...     keras.layers.Dense(64, activation="tanh"), keras.layers.Dense(64)])
-        >>> x = np.random.default_rng(0).standard_normal((16, 64))
+        >>> x = np.random.default_rng(0).standard_normal((128, 64))
         >>> cmp = varprop.keras.compare(model, x, seeds=3)
         >>> len(cmp.analytic), cmp.agree
         (2, True)
     """
+    if measure not in MEASURES:
+        raise ValueError(f"compare: measure must be one of {MEASURES}, got {measure!r}")
     if example_input is None:
-        raise ValueError("compare: example_input is required (its mean and variance are "
-                         "the measured inputs')")
+        raise ValueError("compare: example_input is required (it fixes the measured "
+                         "inputs' shape, and with measure='traced' their mean and variance)")
     result = trace(model, example_input, init=init, law=law)
-    x = to_numpy(example_input).astype(np.float64)
-    var = float(x.var())
-    return _compare(result.network, batch=DEFAULT_BATCH if batch is None else batch,
-                    seeds=seeds, input_mean=float(x.mean()), input_var=var if var > 0 else 1.0,
-                    n_threads=n_threads)
+    if measure == "traced" and result.measured:
+        raise ValueError("compare: measure='traced' runs the traced network on varprop's "
+                         "kernels, which have no array code for its measured-only layers ("
+                         + "; ".join(m.name for m in result.measured) + "): use "
+                         "measure='model'")
+    if measure == "traced":
+        x = to_numpy(example_input).astype(np.float64)
+        var = float(x.var())
+        return _compare(result.network, batch=DEFAULT_BATCH if batch is None else batch,
+                        seeds=seeds, input_mean=float(x.mean()),
+                        input_var=var if var > 0 else 1.0, n_threads=n_threads,
+                        progress=progress)
+    shape = tuple(int(d) for d in getattr(example_input, "shape", np.shape(example_input)))
+    empirical = profile_traced(model, result, shape, seeds=seeds, init=init, batch=batch,
+                               progress=progress)
+    rows = empirical.meta["batch"]
+    if result.measured:  # the theory re-anchored on this very measurement (docs/keras.md)
+        result = result.anchor(empirical)
+    # BatchNorm's gradient depends on the batch it normalizes over (docs/theory.md)
+    analytic = analyze(result.network, input_mean=0.0, input_var=1.0, batch=rows)
+    cmp = _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
+    if result.measured:  # their measured rows, in the table and the JSON
+        rows = [{**row, "gated_theory": gated_beside(m, row["in_var"])}
+                for m, row in zip(result.measured, empirical.meta["measured_only"])]
+        return with_measured(cmp, rows)
+    return cmp

@@ -183,16 +183,17 @@ def layer_activation(op: Any) -> Any:
 
 def layer_kind(op: Any) -> tuple[str, str]:
     """``(kind, why)``: "dense", "conv", "act", "norm", "pool", "gap", "flatten",
-    "none" (the identity at analysis), "add", "scale", or "unsupported" with why."""
+    "none" (the identity at analysis), "add", "scale", "measured", or "unsupported"."""
     L = _keras().layers
     name = type(op).__name__
 
     def own(*bases: Any) -> bool:  # the class's own call, not a subclass's
         return any(isinstance(op, b) and type(op).call is b.call for b in bases)
 
-    if name in _RECURRENT:
-        return "unsupported", ("recurrent layers are not yet traced (recurrent tracing comes "
-                               "later; varprop.recurrent and docs/recurrent.md have the theory)")
+    if name in _RECURRENT:  # LSTM/GRU/SimpleRNN with one output: measured only
+        if name in ("LSTM", "GRU", "SimpleRNN") and not getattr(op, "return_state", True):
+            return "measured", "a recurrent layer: measured only (docs/keras.md)"
+        return "unsupported", "recurrent layers other than LSTM, GRU, SimpleRNN are not traced"
     kinds = (("dense", (L.Dense,)), ("conv", (L.Conv1D, L.Conv2D)),
              ("act", (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)),
              ("norm", (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)),

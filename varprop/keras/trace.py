@@ -21,9 +21,10 @@ import numpy as np
 
 from .. import layers as vl
 from .._validate import one_of
-from ..activations import get_activation
+from ..adapters.run import OwnRun, any_weighted
 from ..network import Network
 from ..torch import _law
+from . import _measured
 from .init import (_keras, activation_of, bias_law, input_shape, kernel_law, kernels_of,
                    layer_activation, layer_kind, roles, same_pads, to_numpy)
 
@@ -32,7 +33,7 @@ __all__ = ["trace", "TraceResult", "UnsupportedLayerError", "Graph"]
 
 class UnsupportedLayerError(ValueError):
     """The model holds layers varprop has no theory for; ``unsupported`` names each
-    (``"LSTM 'lstm': ..."``). A ``ValueError``."""
+    (``"PReLU 'p_re_lu': ..."``). A ``ValueError``."""
 
     def __init__(self, unsupported: list[str]) -> None:
         self.unsupported = list(unsupported)
@@ -71,6 +72,18 @@ class TraceResult:
     next_op: dict[str, str] = field(default_factory=dict, repr=False)
     graph: Any = field(default=None, repr=False)
     _modules: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
+    # for profile: the flat graph, each weighted layer's node, the output, a softmax head
+    _graph: "Graph | None" = field(default=None, repr=False)
+    _nodes: dict[int, Any] = field(default_factory=dict, repr=False)
+    _output: int = -1
+    _head: Any = field(default=None, repr=False)
+    #: the measured-only layers (:class:`varprop.keras._measured.MeasuredLayer`)
+    measured: list = field(default_factory=list)
+
+    def anchor(self, rows: Any) -> "TraceResult":
+        """This trace with its measured-only layers re-anchored on a measurement: a
+        :func:`varprop.keras.profile` (its ``meta["measured_only"]``) or its rows."""
+        return _measured.anchor(self, getattr(rows, "meta", {}).get("measured_only", rows))
 
     def weights(self, dtype: Any = np.float64) -> list[tuple[np.ndarray, "np.ndarray | None"]]:
         """The model's own ``(kernel, bias)`` per weighted layer: Keras's layouts are
@@ -89,26 +102,10 @@ class TraceResult:
         dropout the identity, a softmax head left out (the logits)."""
         dt = np.dtype(dtype)
         h = np.ascontiguousarray(to_numpy(x).astype(dt))
-        run = _OwnRun(self.weights(dt), dt)
+        run = OwnRun(self.weights(dt), dt)
         for step in self.network.steps:
             h, _, _ = step.layer.forward(step, run, h, None, False, False)
         return h
-
-
-class _OwnRun:
-    """The run object the layers' array code talks to, with the model's parameters."""
-
-    def __init__(self, weights: list, dtype: np.dtype) -> None:
-        self._weights, self.dtype, self.n_threads = weights, dtype, None
-        self.linear = get_activation("linear")
-
-    def parameters(self, layer: Any, index: int) -> tuple[np.ndarray, Any]:
-        return self._weights[index]
-
-    def __getattr__(self, name: str) -> Any:  # record_* and gradients: nothing to keep
-        if name.startswith("record") or name == "gradients":
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
 
 # ---------------------------------------------------------------------- the graph
@@ -233,9 +230,10 @@ def trace(model: Any, example_input: Any = None, *, init: Any = None, bias_init:
 
     Raises:
         TypeError: ``model`` not a Keras model, or a subclassed one.
-        ValueError: :class:`UnsupportedLayerError` naming every unsupported layer (an
-            LSTM: "not yet traced"); a graph that is not a chain with residual adds;
-            shapes the input does not fix; a model without Dense/Conv layers.
+        ValueError: :class:`UnsupportedLayerError` naming every unsupported layer (a
+            Bidirectional; an LSTM/GRU/SimpleRNN is kept as measured only); a graph that
+            is not a chain with residual adds; shapes the input does not fix; a model
+            without Dense/Conv layers.
 
     Example:
         >>> import os; os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -265,6 +263,8 @@ class _Builder:
         self.names: list[str] = []
         self.notes: list[str] = []
         self.modules: dict[int, tuple[str, Any]] = {}
+        self.nodes: dict[int, _Node] = {}
+        self.measured: list = []
         self.covered: dict[int, int] = {}
         self.head: "_Node | None" = None
 
@@ -294,7 +294,7 @@ class _Builder:
         items = self._items(out, graph.inputs[0])
         width: Any = shape[0] if len(shape) == 1 else shape
         layers, _ = self._layers(items, width)
-        if not _any_weighted(layers):
+        if not any_weighted(layers):
             raise ValueError("trace: the model has no Dense or Conv layer varprop can analyze")
         net = Network(width, tuple(layers), name=f"{self.model.name} (traced from Keras)")
         params = {id(v): int(np.prod(v.shape)) for v in self.model.trainable_weights}
@@ -305,7 +305,8 @@ class _Builder:
             self.notes.append(f"weights the theory does not read: {', '.join(uncovered)}")
         next_op = {name: role for name, (role, _) in roles(graph).items()}
         return TraceResult(net, covered / total if total else 1.0, [], self.laws, self.names,
-                           self.notes, next_op, self.model, self.modules)
+                           self.notes, next_op, self.model, self.modules, graph, self.nodes,
+                           out, self.head, self.measured)
 
     def _items(self, key: int, stop: int) -> list:
         """The nodes from tensor ``stop`` to tensor ``key``, in forward order, and
@@ -385,6 +386,12 @@ class _Builder:
         spatial = () if isinstance(width, int) else tuple(width[:-1])
         if kind in ("dense", "conv"):
             return self._weighted(node, width, cfg)
+        if kind == "measured":
+            self.measured.append(_measured.measured_layer(node, width, len(self.names)))
+            self.notes.append(f"{node.label}: measured only (no mean-field rule in a varprop "
+                              "network); the theory is re-anchored on its measured output "
+                              "and input gradient (varprop.keras.compare)")
+            return [self.measured[-1].layer]
         if kind == "act":
             act = layer_activation(op)
             if act == "softmax":
@@ -488,9 +495,6 @@ class _Builder:
         self.laws.append(laws)
         self.names.append(name)
         self.modules[id(layer)] = (name, op)
+        self.nodes[id(layer)] = node
         return [layer] + ([vl.Act(act)] if act is not None else [])
 
-
-def _any_weighted(layers: Any) -> bool:
-    return any(layer.weighted or (isinstance(layer, vl.Residual) and _any_weighted(layer.branch))
-               for layer in layers)

@@ -1,8 +1,9 @@
-"""``varprop model FILE.py:FACTORY --input-shape 8 3 32 32``: your own PyTorch model,
-audited, traced, measured and compared with the theory, from the command line.
+"""``varprop model FILE.py:FACTORY --input-shape 8 3 32 32``: your own PyTorch or Keras
+model, audited, traced, measured and compared with the theory, from the command line.
 
 The command imports ``FILE.py``, calls ``FACTORY()`` (no arguments) for the model and
-prints, in this order:
+prints, in this order (for a ``keras.Model``, the same with :mod:`varprop.keras`'s
+functions, through :mod:`varprop.keras.command`; ``--input-shape`` channels last):
 
 1. the audit (:func:`varprop.torch.audit`), harmful findings first, each with its fix;
 2. theory next to measurement per weighted layer (:meth:`varprop.Comparison.table`):
@@ -13,8 +14,10 @@ prints, in this order:
 
 ``--out`` also writes HTML (the audit, the table, and the forward and backward variance
 against layer), JSON or Markdown, as the other commands do (docs/torch.md). Nothing here
-imports torch until the command runs: :func:`add_model_parser` registers the command on
-``varprop``'s parser without it, and a missing torch is a usage error naming the extra.
+imports torch or keras: :func:`add_model_parser` registers the command on ``varprop``'s
+parser without them, the model file imports its own framework, and a missing one is a
+usage error naming the extra. The model's type picks the path (a ``torch.nn.Module`` or
+a ``keras.Model``), so a Keras model on a backend other than torch never imports torch.
 """
 
 from __future__ import annotations
@@ -52,19 +55,23 @@ def add_model_parser(subparsers: "argparse._SubParsersAction") -> argparse.Argum
         [8, 3, 32, 32]
     """
     p = subparsers.add_parser(
-        "model", help="audit your own PyTorch model and compare theory with measurement",
-        description="Import FILE.py, call FACTORY() for a torch.nn.Module, audit its\n"
+        "model", help="audit your own PyTorch or Keras model and compare theory with "
+                      "measurement",
+        description="Import FILE.py, call FACTORY() for a torch.nn.Module or a keras.Model,\n"
+                    "audit its\n"
                     "initialization (harmful findings first, each with its fix), trace it\n"
                     "into a varprop network and print the mean-field theory next to the\n"
                     "model itself measured through hooks (Dropout off, BatchNorm in\n"
-                    "training mode), per Linear/Conv layer. Needs pip install 'varprop[torch]'.",
+                    "training mode), per Linear/Conv (Dense/Conv) layer. Needs pip install\n"
+                    "'varprop[torch]', or 'varprop[keras]' with KERAS_BACKEND=torch.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="FILE.py:FACTORY",
                    help="a Python file and the name of a function (or class) in it that "
                         "returns the model when called without arguments")
     p.add_argument("--input-shape", nargs="+", type=int, required=True, metavar="N",
                    help="the input's shape with its batch first: 8 784 for (batch, "
-                        "features), 8 3 32 32 for (batch, C, H, W), 8 1 100 for (batch, C, L)")
+                        "features), 8 3 32 32 for (batch, C, H, W), 8 1 100 for (batch, C, L); "
+                        "channels last for a Keras model: 8 32 32 3 for (batch, H, W, C)")
     p.add_argument("--init", metavar="SCHEME", default=None,
                    help="re-draw every Linear/Conv with this varprop scheme (biases zero) "
                         "instead of the laws read from the model's own weights")
@@ -97,16 +104,29 @@ def run_model(args: argparse.Namespace) -> int:
         from ..reporting.commands import _needs_matplotlib
         _needs_matplotlib({"html"})
     init = _check_init(args.init)
-    try:
-        import torch
-    except ImportError:
-        raise UsageError("varprop model needs PyTorch: pip install 'varprop[torch]'") from None
     model, path, factory = _load(args.spec)
+    bar = Progress(1.0, "measuring", enabled=False)
+
+    def tick(done: int, total: int) -> None:
+        bar.advance(done / total - bar.done)
+
+    from ..keras.command import is_keras_model
+    if is_keras_model(model):
+        from ..keras.command import examine, layer_classes
+        bar = Progress(1.0, "measuring", enabled=not args.quiet and _isatty(sys.stderr))
+        try:
+            result, findings, cmp = examine(model, factory, shape, seeds=seeds, batch=batch,
+                                            init=init, progress=tick)
+        finally:
+            bar.close()
+        doc = _Doc(model, path, factory, shape, batch, seeds, init, findings, result, cmp,
+                   "Keras", layer_classes(result))
+        return _emit(doc, args, out)
+    import torch
+
     from . import audit, compare, trace
-    first = next((p for p in model.parameters() if p.is_floating_point()), None)
-    example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    if first is not None:
-        example = example.to(first.device, first.dtype)
+    from ._example import example_input  # token indices where an Embedding reads the input
+    example = example_input(model, shape)
     try:
         # torch.fx's shape propagation prints the model's traceback itself: one line here
         with contextlib.redirect_stderr(io.StringIO()):
@@ -119,11 +139,16 @@ def run_model(args: argparse.Namespace) -> int:
     findings = sorted(audit(model, example), key=lambda f: not f.harmful)  # stable
     bar = Progress(1.0, "measuring", enabled=not args.quiet and _isatty(sys.stderr))
     try:
-        cmp = compare(model, example, seeds=seeds, batch=batch, init=init,
-                      progress=lambda done, total: bar.advance(done / total - bar.done))
+        cmp = compare(model, example, seeds=seeds, batch=batch, init=init, progress=tick)
     finally:
         bar.close()
-    doc = _Doc(model, path, factory, shape, batch, seeds, init, findings, result, cmp)
+    doc = _Doc(model, path, factory, shape, batch, seeds, init, findings, result, cmp,
+               "PyTorch", [type(model.get_submodule(n)).__name__ for n in result.names])
+    return _emit(doc, args, out)
+
+
+def _emit(doc: "_Doc", args: argparse.Namespace, out: "OutputPath | None") -> int:
+    """Print ``doc`` in ``--format`` and write ``--out``."""
     formats = {args.format} | ({out.format} if out else set())
     rendered = {fmt: doc.render(fmt) for fmt in formats}
     if out is not None:
@@ -167,7 +192,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _load(spec: str) -> tuple[Any, Path, str]:
     """(model, file, factory name) of ``FILE.py:FACTORY``; every failure a UsageError."""
-    from torch import nn
     file, sep, name = spec.rpartition(":")
     if not sep or not file or not name:
         raise UsageError(f"expected FILE.py:FACTORY (a file and the function in it that "
@@ -197,9 +221,21 @@ def _load(spec: str) -> tuple[Any, Path, str]:
     except Exception as exc:  # noqa: BLE001 - the user's code: one line, with where
         raise UsageError(f"{name}() raised {type(exc).__name__}: {_first_line(exc)}"
                          f"{_where(exc, path)}") from None
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"{name}() returned {type(model).__name__}, not a torch.nn.Module")
+    torch = sys.modules.get("torch")
+    from ..keras.command import is_keras_model
+    if not (torch is not None and isinstance(model, torch.nn.Module)) and \
+            not is_keras_model(model):
+        raise UsageError(f"{name}() returned {type(model).__name__}, not a torch.nn.Module "
+                         "or a keras.Model")
     return model, path, name
+
+
+# the frameworks a model file may import, and what to install (Keras's default backend
+# is TensorFlow: a missing tensorflow, jax or torch means KERAS_BACKEND is not set)
+_BACKEND = "Keras's backend set before keras is imported: KERAS_BACKEND=torch"
+_EXTRAS = {"torch": "PyTorch: pip install 'varprop[torch]'",
+           "keras": "Keras: pip install 'varprop[keras]' and KERAS_BACKEND=torch",
+           "tensorflow": _BACKEND, "jax": _BACKEND}
 
 
 def _import(path: Path) -> Any:
@@ -215,6 +251,13 @@ def _import(path: Path) -> Any:
     sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in _EXTRAS:
+            raise UsageError(f"{str(path)!r} imports {missing}: varprop model needs "
+                             f"{_EXTRAS[missing]}") from None
+        raise UsageError(f"importing {str(path)!r} failed: {type(exc).__name__}: "
+                         f"{_first_line(exc)}{_where(exc, path)}") from None
     except Exception as exc:  # noqa: BLE001 - the user's code: one line, with where
         raise UsageError(f"importing {str(path)!r} failed: {type(exc).__name__}: "
                          f"{_first_line(exc)}{_where(exc, path)}") from None
@@ -235,7 +278,9 @@ class _Doc:
     """What the command found, rendered as text, Markdown, JSON or HTML."""
 
     def __init__(self, model: Any, path: Path, factory: str, shape: tuple, batch: int,
-                 seeds: int, init: "str | None", findings: list, result: Any, cmp: Any):
+                 seeds: int, init: "str | None", findings: list, result: Any, cmp: Any,
+                 framework: str, classes: list[str]):
+        self.framework, self.classes = framework, classes
         self.model, self.path, self.factory, self.shape = model, path, factory, shape
         self.batch, self.seeds, self.init, self.findings = batch, seeds, init, findings
         self.result, self.cmp = result, cmp
@@ -256,7 +301,8 @@ class _Doc:
                 f"{'s' if self.seeds != 1 else ''}; {weights}")
 
     def mode(self) -> str:
-        return f"measured: the PyTorch model itself; {self.cmp.empirical.meta['modes']}"
+        return (f"measured: the {self.framework} model itself; "
+                f"{self.cmp.empirical.meta['modes']}")
 
     def audit_head(self) -> str:
         harmful = sum(f.harmful for f in self.findings)
@@ -267,9 +313,9 @@ class _Doc:
     def layer_rows(self) -> list[tuple[str, str, str, str]]:
         """(index, module, its class, weight law) per record."""
         rows = []
-        for i, (name, laws) in enumerate(zip(self.result.names, self.result.laws)):
-            module = type(self.model.get_submodule(name)).__name__
-            rows.append((str(i), name, module, f"{laws[0].label} ({laws[0].source})"))
+        for i, (name, laws, cls) in enumerate(zip(self.result.names, self.result.laws,
+                                                  self.classes)):
+            rows.append((str(i), name, cls, f"{laws[0].label} ({laws[0].source})"))
         return rows
 
     def text(self) -> str:
@@ -278,7 +324,7 @@ class _Doc:
             lines.append(f"  {'harmful ' if f.harmful else 'harmless'}  {f.layer}: "
                          f"{f.kind}: {f.message}")
             lines.append(f"            fix: {f.fix}")
-        lines += ["", "theory vs measured (per Linear/Conv layer; measured: mean ± 95% "
+        lines += ["", "theory vs measured (per weighted layer; measured: mean ± 95% "
                       "interval over seeds)", self.cmp.table(), "", "layers:"]
         rows = self.layer_rows()
         widths = [max(len(r[k]) for r in rows) for k in range(3)]
@@ -337,7 +383,7 @@ class _Doc:
         return {
             "varprop": __version__, "command": "model",
             "model": {"file": str(self.path), "factory": self.factory,
-                      "class": type(self.model).__name__},
+                      "class": type(self.model).__name__, "framework": self.framework},
             "input_shape": list(self.shape), "batch": self.batch, "seeds": self.seeds,
             "init": self.init, "modes": cmp.empirical.meta["modes"],
             "audit": [{"layer": f.layer, "kind": f.kind, "harmful": f.harmful,
@@ -380,7 +426,7 @@ class _Doc:
                  "gradient at the output (read it from the right)")):
             png = _variance_png(self.cmp, field, names)
             sections.append((sid, title, figure_html(
-                png, f"{field} against layer", f"Variance of {e(what)} at each Linear/Conv "
+                png, f"{field} against layer", f"Variance of {e(what)} at each weighted "
                 "layer. Line: mean-field theory; points: the model measured (mean over "
                 "seeds); band: the 95% interval over seeds.")))
         if self.notes:
@@ -416,7 +462,7 @@ def _variance_png(cmp: Any, field: str, names: list[str]) -> bytes:
     if n <= 48:
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7.5)
-    ax.set_xlabel("Linear/Conv layer")
+    ax.set_xlabel("weighted layer")
     ax.set_ylabel(plots._FIELD_LABEL[field][1])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8.5, frameon=False)

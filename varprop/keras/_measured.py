@@ -1,0 +1,119 @@
+"""Measured-only layers of a traced Keras model: a recurrent layer (``LSTM``, ``GRU``,
+``SimpleRNN``) that a varprop :class:`~varprop.network.Network` has no mean-field rule
+for is kept in the network as a :class:`~varprop.layers.measured.Measured` layer, named
+in the trace's notes, never dropped (docs/keras.md, "Measured-only layers").
+
+:func:`varprop.keras.profile` measures each one in the model itself: forward, the
+pooled mean and variance of its output and ``bcross`` (the mean over units of the
+squared per-unit mean, the between-sample second moment a later BatchNorm needs);
+backward, the variance of the gradient that flows into it (through an alias of its
+input that only it reads, so not a residual skip's). :func:`anchor` then re-anchors the
+theory there: the layers after it start from its measured output, the layers before it
+from its measured input gradient (the definitions of :mod:`varprop.layers.measured`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import layers as vl
+from ..layers.measured import Measured
+
+__all__ = ["RECURRENT_MEASURED", "MeasuredLayer", "measured_layer", "anchor", "FIELDS",
+           "out_stats", "gated_beside"]
+
+#: The Keras layers kept as measured only (with ``return_state=False``: one output).
+RECURRENT_MEASURED = ("LSTM", "GRU", "SimpleRNN")
+#: What is measured at each measured-only layer, per seed.
+FIELDS = ("out_mean", "out_var", "bcross", "grad_var", "in_var")
+
+
+@dataclass
+class MeasuredLayer:
+    """One measured-only layer of a trace: its Keras ``node``, the varprop ``layer``
+    standing for it, and ``after``, the number of weighted records before it."""
+
+    name: str
+    node: Any
+    layer: Measured
+    after: int
+
+
+def measured_layer(node: Any, width: Any, after: int) -> MeasuredLayer:
+    """The :class:`MeasuredLayer` of a recurrent ``node`` reading features of ``width``
+    (``(steps, features)``)."""
+    shape = tuple(node.op.compute_output_shape((None, *np.atleast_1d(width).tolist())))[1:]
+    out: Any = int(shape[0]) if len(shape) == 1 else tuple(int(d) for d in shape)
+    name = f"{type(node.op).__name__} {node.op.name!r}"
+    return MeasuredLayer(name, node, Measured(name, width, out), after)
+
+
+def out_stats(y: np.ndarray) -> tuple[float, float, float]:
+    """``(mean, variance, bcross)`` of a measured-only layer's output ``(batch, ...,
+    units)``: pooled over everything, and the mean over units (and steps) of the squared
+    mean over the batch."""
+    y = np.asarray(y, np.float64)
+    per_unit = y.reshape(y.shape[0], -1)  # batch x (steps * units)
+    return float(y.mean()), float(y.var()), float((per_unit.mean(0) ** 2).mean())
+
+
+def _replace(layers: Any, new: dict[int, Measured]) -> tuple:
+    out = []
+    for layer in layers:
+        if isinstance(layer, vl.Residual):
+            layer = dataclasses.replace(layer, branch=_replace(layer.branch, new))
+        out.append(new.get(id(layer), layer))
+    return tuple(out)
+
+
+def anchor(result: Any, rows: list[dict[str, Any]]) -> Any:
+    """``result`` (a :class:`varprop.keras.TraceResult`) with each measured-only layer
+    re-anchored on ``rows`` (one dict per layer with ``out_mean``, ``out_var``,
+    ``bcross``, ``grad_var``: ``Profile.meta["measured_only"]`` of
+    :func:`varprop.keras.profile`)."""
+    if len(rows) != len(result.measured):
+        raise ValueError(f"anchor: {len(rows)} measured row(s) for {len(result.measured)} "
+                         "measured-only layer(s)")
+    new = {id(m.layer): m.layer.anchor(r["out_mean"], r["out_var"], r["bcross"],
+                                       r["grad_var"]) for m, r in zip(result.measured, rows)}
+    measured = [dataclasses.replace(m, layer=new[id(m.layer)]) for m in result.measured]
+    network = dataclasses.replace(result.network,
+                                  layers=_replace(result.network.layers, new))
+    return dataclasses.replace(result, network=network, measured=measured)
+
+
+def gated_beside(m: MeasuredLayer, in_var: float) -> "dict[str, Any] | None":
+    """The gated mean field (docs/gated.md, :func:`varprop.recurrent.gated.analyze_gated`)
+    of a Keras ``LSTM`` or ``GRU`` (``reset_after=True``) with its default tanh/sigmoid
+    activations, read from its configured initializers in Keras's layout
+    (``unit_forget_bias`` included), on Gaussian inputs of the measured variance
+    ``in_var``: ``{"cell", "var", "what", "rule"}`` with the predicted variance of the
+    state it hands on (its last step's, or the mean over steps), else None."""
+    from ..recurrent.gated import GRU, LSTM, analyze_gated
+    from .init import from_keras
+    op, kind = m.node.op, type(m.node.op).__name__
+    cfg = op.get_config()
+    steps = m.layer.in_width[0] if isinstance(m.layer.in_width, tuple) else 0
+    if kind not in ("LSTM", "GRU") or not steps or not in_var > 0 or cfg.get("go_backwards") \
+            or cfg.get("activation") != "tanh" or cfg.get("recurrent_activation") != "sigmoid" \
+            or (kind == "GRU" and not cfg.get("reset_after", True)):
+        return None
+    inits = [from_keras(cfg.get(key))[0] for key in ("kernel_initializer",
+                                                      "recurrent_initializer")]
+    bias = from_keras(cfg.get("bias_initializer"))[0] if cfg.get("use_bias", True) else None
+    if any(i is None for i in inits) or (cfg.get("use_bias", True) and bias is None):
+        return None  # a custom initializer: no law to read
+    extra = {"unit_forget_bias": bool(cfg.get("unit_forget_bias")) and bias is not None} \
+        if kind == "LSTM" else {}
+    cell = (LSTM if kind == "LSTM" else GRU)(int(m.layer.in_width[-1]), int(cfg["units"]),
+                                             inits[0], inits[1], bias, "keras", **extra)
+    values = [r.a_var for r in analyze_gated(cell, int(steps), input_var=in_var)]
+    last = not cfg.get("return_sequences")
+    return {"cell": cell.describe(), "var": float(values[-1] if last else np.mean(values)),
+            "what": "Var[h] at the last step" if last else "Var[h] over the steps",
+            "rule": "gated mean field (docs/gated.md), laws from the layer's configured "
+                    "initializers, Gaussian inputs of the measured input variance"}
