@@ -43,10 +43,14 @@ class Grid:
     ``batch``, ``dtype``, ``input_dim``, ``n_classes`` are single values. ``base_width``
     None means the smallest width. The defaults are those of ``varprop sweep``: a
     4-layer ReLU MLP under SP and muP, widths 64..2048, 3 Adam steps, 5 seeds.
+    ``archs`` ``("residual",)`` builds residual MLPs whose ``depths`` are block counts
+    (depth-muP's setting); with two depths or more the result also holds the coordinate
+    check against depth (docs/sweep.md section 7), and one width is then enough.
     """
 
     widths: Sequence[int] = DEFAULT_WIDTHS
     depths: Sequence[int] = (4,)
+    archs: Sequence[str] = ("mlp",)
     initializers: Sequence[str] = ("he_normal",)
     activations: Sequence[str] = ("relu",)
     parameterizations: Sequence[str] = ("sp", "mup")
@@ -61,7 +65,7 @@ class Grid:
     base_width: int | None = None
 
     def __post_init__(self) -> None:
-        for f in ("widths", "depths", "initializers", "activations", "parameterizations",
+        for f in ("widths", "depths", "archs", "initializers", "activations", "parameterizations",
                   "optimizers", "learning_rates", "seeds"):
             value = getattr(self, f)
             if isinstance(value, (str, int, float)):
@@ -77,8 +81,10 @@ class Grid:
                 raise ValueError(f"{f} has a repeated value: {list(value)}")
             object.__setattr__(self, f, value)
         widths = [positive_int("widths", w) for w in self.widths]
-        if len(widths) < 2:
-            raise ValueError(f"widths needs at least two widths to fit a slope, got {widths}")
+        if len(widths) < 2 and len(self.depths) < 2:
+            raise ValueError(f"widths needs at least two widths to fit a slope against "
+                             f"width (or depths two depths, for the depth check), got "
+                             f"widths {widths} and depths {list(self.depths)}")
         object.__setattr__(self, "widths", tuple(sorted(widths)))
         positive_int("batch", self.batch)
         non_negative_int("steps", self.steps)
@@ -90,10 +96,10 @@ class Grid:
         naming its field)."""
         base = self.base_width if self.base_width is not None else min(self.widths)
         out = []
-        for (p, o, lr, d, i, a, s, w) in itertools.product(
-                self.parameterizations, self.optimizers, self.learning_rates, self.depths,
-                self.initializers, self.activations, self.seeds, self.widths):
-            out.append(Cell(width=w, depth=d, initializer=i, activation=a,
+        for (p, o, lr, arch, d, i, a, s, w) in itertools.product(
+                self.parameterizations, self.optimizers, self.learning_rates, self.archs,
+                self.depths, self.initializers, self.activations, self.seeds, self.widths):
+            out.append(Cell(width=w, depth=d, arch=arch, initializer=i, activation=a,
                             parameterization=p, optimizer=o, learning_rate=lr,
                             steps=self.steps, batch=self.batch, seed=s, dtype=self.dtype,
                             input_dim=self.input_dim, n_classes=self.n_classes,

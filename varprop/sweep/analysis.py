@@ -14,7 +14,8 @@ abc analysis of Tensor Programs IV/V gives exponents in steps of 1/2, so 1/4 is 
 midpoint between "stable" and the nearest power law; finite-width corrections
 (O(width^-1/2) relative) move a fitted slope over 64..2048 by about 0.1, which the seed
 spread does not see. ``|slope| <= tol`` is "stable"; otherwise "grows as width^q" or
-"shrinks as width^-q", q the slope rounded to a quarter.
+"shrinks as width^-q", q the slope rounded to a quarter. The same fit against depth
+(residual MLPs, per layer group) is in :mod:`varprop.sweep.depth`.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def tolerance(slopes: Sequence[float]) -> float:
     return max(stat, SLOPE_FLOOR)
 
 
-def verdict(slope: float, tol: float) -> str:
+def verdict(slope: float, tol: float, *, axis: str = "width") -> str:
     """``"stable"``, ``"grows as width^0.5"``, ``"shrinks as width^-1"`` or
-    ``"undefined"`` (a NaN slope)."""
+    ``"undefined"`` (a NaN slope); ``axis`` names the variable (``"depth"`` for the
+    depth check)."""
     if not math.isfinite(slope):
         return "undefined"
     if abs(slope) <= tol:
@@ -75,7 +77,7 @@ def verdict(slope: float, tol: float) -> str:
     q = round(slope * 4) / 4
     if q == 0:
         q = math.copysign(0.25, slope)
-    return f"{'grows' if slope > 0 else 'shrinks'} as width^{q:g}"
+    return f"{'grows' if slope > 0 else 'shrinks'} as {axis}^{q:g}"
 
 
 _SERIES_DROP = ("width", "seed")
@@ -87,21 +89,32 @@ def _series_key(config: dict[str, Any]) -> tuple:
 
 def analyze_results(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group cell results into series (all fields but width and seed alike) and give,
-    per series, layer and step, the slopes, tolerances and verdicts.
+    per series, layer and step, the slopes, tolerances and verdicts; then, for residual
+    MLPs, the depth series (all fields but depth and seed alike, at least two depths) of
+    :func:`varprop.sweep.depth.depth_series`, after the width series.
 
-    Returns a list of series dicts: ``config`` (the shared fields), ``widths``,
+    A width series (``axis: "width"``) needs at least two widths (a grid of one width
+    gives depth series only). Its dict: ``config`` (the shared fields), ``widths``,
     ``seeds``, ``kinds``, ``theory`` (per width, per layer: step-0 RMS of z),
     ``measured`` (``z`` and ``dz``: per step, width, layer, the geometric mean over
     seeds), ``theory_slope`` (per layer), ``slopes`` (``z``/``dz``: per step, per layer,
     a dict of ``slope``, ``sd``, ``tol``, ``verdict``, ``expected``, ``note``).
     A series that misses a (width, seed) pair is a ValueError naming it.
     """
+    from .depth import depth_series
+
     groups: dict[tuple, list[dict[str, Any]]] = {}
+    by_depth: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault(_series_key(r["config"]), []).append(r)
-    out = []
-    for cells in groups.values():
-        out.append(_series(cells))
+        if r["config"].get("arch") == "residual":
+            key = tuple(sorted((k, v) for k, v in r["config"].items()
+                               if k not in ("depth", "seed")))
+            by_depth.setdefault(key, []).append(r)
+    out = [_series(cells) for cells in groups.values()
+           if len({c["config"]["width"] for c in cells}) >= 2]
+    out += [depth_series(cells) for cells in by_depth.values()
+            if len({c["config"]["depth"] for c in cells}) >= 2]
     return out
 
 
@@ -139,7 +152,8 @@ def _series(cells: list[dict[str, Any]]) -> dict[str, Any]:
                 row.append(_slope_entry(per_seed, config, kinds[l], q, t))
             rows.append(row)
         slopes[q] = rows
-    return {"config": config, "widths": widths, "seeds": seeds, "kinds": kinds,
+    return {"axis": "width", "config": config, "widths": widths, "seeds": seeds,
+            "kinds": kinds,
             "theory": theory, "theory_slope": theory_slope, "measured": measured,
             "slopes": slopes}
 

@@ -1,5 +1,6 @@
-"""One grid point of a sweep: build the MLP, train it a few steps, record every layer's
-scale at each step (the coordinate check), and the mean-field theory at step 0.
+"""One grid point of a sweep: build the MLP (plain or residual), train it a few steps,
+record every layer's scale at each step (the coordinate check), and the mean-field
+theory at step 0.
 
 :func:`compute_cell` is a pure function of the :class:`Cell`: the same cell gives the
 same bytes on any executor, process or thread count (every kernel runs on one thread,
@@ -23,9 +24,9 @@ from .. import __version__
 from .._blas import single_threaded_blas
 from .._json import json_clean
 from .._validate import finite_real, non_negative_int, one_of, positive_int
-from .parameterization import PARAMETERIZATIONS, layer_rules, optimizer_family
+from .parameterization import PARAMETERIZATIONS, depth_rule, layer_rules, optimizer_family
 
-__all__ = ["Cell", "compute_cell", "cell_key", "RNG_STREAM_VERSION", "INITIALIZERS"]
+__all__ = ["Cell", "compute_cell", "cell_key", "RNG_STREAM_VERSION", "INITIALIZERS", "ARCHS"]
 
 #: The version of the random streams a cell draws from (which draws, in which order, from
 #: which seed sequence). It is part of every cell's cache key: change it whenever a
@@ -45,6 +46,8 @@ INITIALIZERS: dict[str, tuple[float, str]] = {
 }
 
 _OPTIMIZERS = ("sgd", "momentum", "adam")
+#: Architectures a cell builds: a plain MLP, or the residual MLP of depth-muP.
+ARCHS = ("mlp", "residual")
 _DTYPES = ("float32", "float64")
 
 
@@ -53,8 +56,12 @@ class Cell:
     """One configuration of a sweep (every field is JSON-serializable).
 
     Attributes:
-        width: the hidden layers' width.
-        depth: dense layers (input, ``depth - 2`` hidden, output); at least 2.
+        width: the hidden layers' width (the residual stream's, for ``arch="residual"``).
+        depth: ``arch="mlp"``: dense layers (input, ``depth - 2`` hidden, output), at
+            least 2; ``arch="residual"``: residual blocks L (at least 1), between an
+            input layer and a readout.
+        arch: ``"mlp"`` (a plain MLP, the default) or ``"residual"`` (the residual MLP
+            of :mod:`varprop.training.resmlp`, where depth-muP's branch multiplier acts).
         initializer: a name of :data:`INITIALIZERS` (sigma^2 and distribution).
         activation: the hidden layers' activation (a varprop activation name).
         parameterization: ``sp``, ``ntk``, ``mup`` or ``depth_mup`` (parameterization.py).
@@ -75,6 +82,7 @@ class Cell:
 
     width: int
     depth: int = 4
+    arch: str = "mlp"
     initializer: str = "he_normal"
     activation: str = "relu"
     parameterization: str = "sp"
@@ -92,8 +100,9 @@ class Cell:
     def __post_init__(self) -> None:
         s = object.__setattr__
         s(self, "width", positive_int("width", self.width))
+        s(self, "arch", one_of("arch", self.arch, ARCHS))
         depth = positive_int("depth", self.depth)
-        if depth < 2:
+        if depth < 2 and self.arch == "mlp":
             raise ValueError(f"depth must be at least 2 (an input and an output layer), got {depth}")
         s(self, "depth", depth)
         s(self, "initializer", one_of("initializer", self.initializer, tuple(INITIALIZERS)))
@@ -125,8 +134,11 @@ class Cell:
 
     @property
     def widths(self) -> list[int]:
-        """``[input_dim, width, ..., width, n_classes]``."""
-        return [self.input_dim] + [self.width] * (self.depth - 1) + [self.n_classes]
+        """``[input_dim, width, ..., width, n_classes]``: the fans of the weighted layers
+        (``depth`` dense layers, or for a residual MLP the input layer, ``depth`` blocks
+        and the readout)."""
+        hidden = self.depth - 1 if self.arch == "mlp" else self.depth + 1
+        return [self.input_dim] + [self.width] * hidden + [self.n_classes]
 
     def config(self) -> dict[str, Any]:
         """The fields that define the result (everything but the test hook)."""
@@ -190,7 +202,11 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
         init variances), ``measured`` (per step 0..steps and dense layer: ``z_rms``, the
         RMS of ``z`` over the probe batch and units; ``dz_rms``, the RMS of
         ``z_t - z_0``; ``a_rms`` of the activations) and ``loss`` (the training batch's
-        cross-entropy before each step, then the probe's after the last).
+        cross-entropy before each step, then the probe's after the last);
+        ``branch_multiplier`` and ``block_lr`` (a residual MLP's depth rule, else None).
+        For ``arch="residual"`` a layer's ``z`` is the residual stream after it (the
+        input layer's output ``h_0``, then ``h_l`` after block l) and the readout's
+        logits; ``a`` is ``phi`` of the stream (docs/sweep.md section 7).
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be a varprop.sweep.Cell, got {type(cell).__name__}")
@@ -203,6 +219,8 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
     from ..network import mlp
     from ..training.model import MLP, softmax_cross_entropy
     from ..training.optimizers import get_optimizer
+    from ..training.resmlp import ResidualMLP
+    from .depth import residual_theory
 
     widths = cell.widths
     rules = layer_rules(cell.parameterization, widths, cell.base_width, cell.optimizer)
@@ -210,12 +228,18 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
     n = len(rules)
     acts = [cell.activation] * (n - 1) + ["linear"]
     dt = np.dtype(cell.dtype)
+    drule = (depth_rule(cell.parameterization, cell.depth, cell.optimizer)
+             if cell.arch == "residual" else None)
     with single_threaded_blas():
         # theory at step 0: the analyzer's recursion with the effective weights m W
         eff = [VarianceScaling(sigma2 * r.effective_factor, "fan_in", dist) for r in rules]
-        profile = analyze(mlp(widths, acts, eff, "zeros", final_activation=False))
-        theory = [math.sqrt(r.z_var + r.z_mean * r.z_mean) for r in profile.records]
+        if drule is None:
+            profile = analyze(mlp(widths, acts, eff, "zeros", final_activation=False))
+            theory = [math.sqrt(r.z_var + r.z_mean * r.z_mean) for r in profile.records]
+        else:
+            theory = residual_theory(widths, cell.activation, eff, drule.branch_multiplier)
         # the network as trained: W drawn with the init factor, then the multipliers
+        # (the same stream and order for both archs: layer by layer, input layer first)
         wrng = np.random.default_rng([RNG_STREAM_VERSION, cell.seed, 1])
         weights = []
         for l, r in enumerate(rules):
@@ -223,8 +247,17 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
             w = init((widths[l], widths[l + 1]), seed=wrng, dtype=dt)
             weights.append((np.ascontiguousarray(w, dt), np.zeros(widths[l + 1], dt)))
         mults = [r.multiplier for r in rules]
-        model = MLP(weights, acts, multipliers=None if all(m == 1.0 for m in mults) else mults)
-        scales = [s for r in rules for s in (r.lr_weight, r.lr_bias)]
+        mults_arg = None if all(m == 1.0 for m in mults) else mults
+        lr_pairs = [[r.lr_weight, r.lr_bias] for r in rules]
+        if drule is None:
+            model: Any = MLP(weights, acts, multipliers=mults_arg)
+        else:
+            model = ResidualMLP(weights, cell.activation, multipliers=mults_arg,
+                                branch_multiplier=drule.branch_multiplier)
+            for pair in lr_pairs[1:-1]:  # the blocks' weights and biases (DEPTH_TABLE)
+                pair[0] *= drule.block_lr
+                pair[1] *= drule.block_lr
+        scales = [s for pair in lr_pairs for s in pair]
         opt = get_optimizer(cell.optimizer, learning_rate=cell.learning_rate, lr_scales=scales)
         x_train, y_train, x_probe, y_probe = _task(cell)
         z0: list[np.ndarray] = []
@@ -265,7 +298,8 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
         "rules": [{"init_factor": r.init_factor, "multiplier": r.multiplier,
                    "lr_weight": r.lr_weight, "lr_bias": r.lr_bias} for r in rules],
         # a plain MLP has no residual branch: depth-muP's 1/sqrt(L) applies to none
-        "branch_multiplier": None,
+        "branch_multiplier": None if drule is None else drule.branch_multiplier,
+        "block_lr": None if drule is None else drule.block_lr,
         "theory": {"z_rms": theory},
         "measured": {"z_rms": z_rms, "dz_rms": dz_rms, "a_rms": a_rms},
         "loss": loss,

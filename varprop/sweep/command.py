@@ -1,5 +1,6 @@
-"""``varprop sweep``: the coordinate check across widths (and depths, initializers,
-activations, parameterizations, optimizers, seeds), locally or on a Dask cluster.
+"""``varprop sweep``: the coordinate check across widths (and depths, architectures,
+initializers, activations, parameterizations, optimizers, seeds), locally or on a Dask
+cluster; with ``--arch residual`` and several ``--depths``, also against depth.
 
 The defaults give the coordinate check of a 4-layer ReLU MLP under SP and muP for
 widths 64..2048, 3 Adam steps, 5 seeds, theory and measurement side by side (a few tens
@@ -19,7 +20,7 @@ __all__ = ["add_sweep_parser", "run_sweep"]
 def add_sweep_parser(sub: "argparse._SubParsersAction") -> None:
     """Register ``varprop sweep`` on the CLI's subparsers."""
     from . import DEFAULT_WIDTHS, Grid
-    from .cell import INITIALIZERS
+    from .cell import ARCHS, INITIALIZERS
     from .parameterization import PARAMETERIZATIONS
 
     d = Grid()
@@ -30,13 +31,21 @@ def add_sweep_parser(sub: "argparse._SubParsersAction") -> None:
                     "width per layer and step: 'stable' or 'grows as width^0.5' (docs/sweep.md).",
         epilog="examples:\n  varprop sweep\n  varprop sweep --parameterizations sp ntk mup "
                "--optimizers sgd adam --out sweep.html\n"
+               "  varprop sweep --parameterizations sp depth_mup --arch residual "
+               "--depths 4 8 16 32 --widths 128\n"
                "  varprop sweep --scheduler tcp://10.0.0.5:8786 --cache-dir ~/.cache/vp",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("the grid")
     g.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS),
                    metavar="N", help=f"hidden widths (default: {' '.join(map(str, DEFAULT_WIDTHS))})")
     g.add_argument("--depths", type=int, nargs="+", default=list(d.depths), metavar="L",
-                   help=f"dense layers (default: {d.depths[0]})")
+                   help=f"dense layers, or residual blocks with --arch residual (default: "
+                        f"{d.depths[0]}); two or more with --arch residual add the "
+                        "coordinate check against depth")
+    g.add_argument("--arch", "--archs", dest="archs", nargs="+", default=list(d.archs),
+                   choices=ARCHS, metavar="ARCH",
+                   help="mlp (plain, the default) or residual (input layer, L blocks "
+                        "h + a W phi(h), readout: where depth_mup's a = 1/sqrt(L) acts)")
     g.add_argument("--initializers", nargs="+", default=list(d.initializers), metavar="NAME",
                    help=f"one of {', '.join(INITIALIZERS)} (default: he_normal)")
     g.add_argument("--activations", nargs="+", default=list(d.activations), metavar="NAME",
@@ -86,7 +95,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.serial and args.scheduler:
         raise UsageError("--serial and --scheduler exclude each other")
     try:
-        grid = Grid(widths=args.widths, depths=args.depths, initializers=args.initializers,
+        grid = Grid(widths=args.widths, depths=args.depths, archs=args.archs,
+                    initializers=args.initializers,
                     activations=args.activations, parameterizations=args.parameterizations,
                     optimizers=args.optimizers, learning_rates=args.lr,
                     seeds=tuple(range(args.seeds)), steps=args.steps, batch=args.batch,
@@ -98,7 +108,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     bar = Progress(len(cells), "sweep", enabled=None if not args.quiet else False)
 
     def on_done(cell: Any, cached: bool) -> None:
-        bar.advance(1, f"{cell.parameterization} width {cell.width} seed {cell.seed}"
+        bar.advance(1, f"{cell.parameterization} width {cell.width} depth {cell.depth} "
+                       f"seed {cell.seed}"
                        + (" (cached)" if cached else ""))
 
     try:

@@ -32,7 +32,8 @@ from typing import Any
 from .._validate import one_of, positive_int
 
 __all__ = ["PARAMETERIZATIONS", "LayerRule", "Exponents", "layer_kind", "layer_rules",
-           "optimizer_family", "expected_exponent", "TABLE"]
+           "optimizer_family", "expected_exponent", "TABLE", "DEPTH_TABLE", "DepthRule",
+           "depth_rule", "expected_depth_exponent", "DEPTH_GROUPS"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,20 @@ TABLE: dict[str, dict[str, Exponents]] = {
         "output": Exponents(init=-1.0, sgd=(-1.0, 0.0), adam=(-1.0, 0.0)),
     },
 }
-# Depth-muP (Yang et al. 2023, Tensor Programs VI, arXiv 2310.02244): muP plus a
-# multiplier 1/sqrt(L) on each residual branch (and Adam lr / sqrt(L) on branch weights).
-# A plain MLP has no residual branch, so on the networks of a sweep it is muP itself
-# (docs/sweep.md says so); the row exists so that a grid can name it and the result
-# records that no branch multiplier applied.
+# Depth-muP (Yang et al. 2023, Tensor Programs VI, arXiv 2310.02244; Bordelon et al.
+# 2023, arXiv 2309.16620): muP in width, plus the depth rules of DEPTH_TABLE on the
+# residual blocks of arch "residual". A plain MLP has no residual branch, so there it is
+# muP itself (docs/sweep.md section 7).
 TABLE["depth_mup"] = TABLE["mup"]
+
+#: Depth rules of a residual MLP with L blocks (docs/sweep.md section 7): parameterization
+#: -> (exponent of L in the branch multiplier, in the blocks' SGD learning rate, in their
+#: Adam learning rate), for both the weights and the biases of every block. Depth-muP:
+#: multiplier 1/sqrt(L); SGD lr L^0; Adam lr L^-1/2 (each block's update moves the stream
+#: by a * lr for Adam, a^2 * lr for SGD, and L blocks add up coherently: L a lr = 1 needs
+#: lr ~ L^-1/2 under Adam, L a^2 lr = 1 holds with lr ~ 1 under SGD). The others have
+#: no depth rule: a standard residual network, multiplier 1.
+DEPTH_TABLE: dict[str, tuple[float, float, float]] = {"depth_mup": (-0.5, 0.0, -0.5)}
 
 #: Names a cell accepts.
 PARAMETERIZATIONS: tuple[str, ...] = tuple(TABLE)
@@ -173,7 +182,7 @@ def expected_exponent(parameterization: str, optimizer: str, kind: str,
                       quantity: str) -> float:
     """The leading-order width exponent expected for a layer of ``kind``: ``quantity``
     ``"z"`` at initialization (step 0) or ``"dz"`` (the update after training steps).
-    Depth-muP on a plain MLP is muP."""
+    In width, depth-muP is muP (its depth rules do not depend on width)."""
     name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
     name = "mup" if name == "depth_mup" else name
     kind = one_of("kind", kind, ("input", "hidden", "output"))
@@ -181,6 +190,59 @@ def expected_exponent(parameterization: str, optimizer: str, kind: str,
     if quantity == "z":
         return _EXPECTED_INIT[name][kind]
     return _EXPECTED_UPDATE[(name, optimizer_family(optimizer))][kind]
+
+
+@dataclass(frozen=True)
+class DepthRule:
+    """What the blocks of a residual MLP with ``n_blocks`` blocks get: the branch
+    multiplier ``a`` of ``h + a * branch`` and ``block_lr``, the factor on the learning
+    rates of every block's weight and bias (on top of the width rules)."""
+
+    branch_multiplier: float
+    block_lr: float
+
+
+def depth_rule(parameterization: str, n_blocks: int, optimizer: str) -> DepthRule:
+    """The depth rule of :data:`DEPTH_TABLE` for ``n_blocks`` residual blocks.
+
+    Example:
+        >>> depth_rule("depth_mup", 16, "adam")
+        DepthRule(branch_multiplier=0.25, block_lr=0.25)
+        >>> depth_rule("depth_mup", 16, "sgd").block_lr, depth_rule("sp", 16, "adam")
+        (1.0, DepthRule(branch_multiplier=1.0, block_lr=1.0))
+    """
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    family = optimizer_family(optimizer)
+    n_blocks = positive_int("n_blocks", n_blocks)
+    mult, sgd, adam = DEPTH_TABLE.get(name, (0.0, 0.0, 0.0))
+    return DepthRule(branch_multiplier=float(n_blocks) ** mult,
+                     block_lr=float(n_blocks) ** (adam if family == "adam" else sgd))
+
+
+#: The layer groups of a depth series (docs/sweep.md section 7): the input layer (the
+#: stream's start h_0), the stream after the last block (h_L) and the readout (logits).
+DEPTH_GROUPS: tuple[str, ...] = ("input", "stream", "output")
+
+
+def expected_depth_exponent(parameterization: str, optimizer: str, group: str,
+                            quantity: str) -> "float | None":
+    """The depth exponent expected for a layer ``group`` of :data:`DEPTH_GROUPS` of a
+    residual MLP: 0 (flat in depth) or None (grows faster than any power of L).
+
+    Depth-muP keeps every group flat at init and after the first steps (Tensor Programs
+    VI; Bordelon et al. 2023). With multiplier 1 each block adds a branch of the
+    stream's own size (``Var[h_l] = (1 + sigma^2/2) Var[h_{l-1}]`` for ReLU with
+    ``Var[W] = sigma^2/fan_in``): the stream, the logits and their updates grow
+    exponentially in L; the input layer's output is flat at init, and its update is
+    flat under Adam (normalized steps) but grows under SGD (its gradient crosses L
+    blocks)."""
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    family = optimizer_family(optimizer)
+    group = one_of("group", group, DEPTH_GROUPS)
+    quantity = one_of("quantity", quantity, ("z", "dz"))
+    if name in DEPTH_TABLE or (group == "input" and (quantity == "z" or family == "adam")):
+        return 0.0
+    return None
 
 
 def describe_rules(parameterization: str, optimizer: str) -> list[dict[str, Any]]:

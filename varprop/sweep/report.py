@@ -10,15 +10,28 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["series_title", "text_report", "html_report", "coord_check_figure"]
+__all__ = ["axis_values", "series_title", "text_report", "html_report", "coord_check_figure"]
+
+
+def axis_values(s: dict[str, Any]) -> tuple[str, list[int]]:
+    """A series' x axis: ``("width", widths)`` or ``("depth", depths)`` (the depth check
+    of residual MLPs, varprop/sweep/depth.py)."""
+    axis = s.get("axis", "width")
+    return axis, s["depths"] if axis == "depth" else s["widths"]
 
 
 def series_title(s: dict[str, Any]) -> str:
     c = s["config"]
-    return (f"{c['parameterization']}, {c['optimizer']} lr {c['learning_rate']:g}, depth "
-            f"{c['depth']}, {c['initializer']} {c['activation']}, {c['dtype']}, widths "
-            f"{s['widths'][0]}..{s['widths'][-1]}, {len(s['seeds'])} seed(s), "
-            f"{c['steps']} step(s), batch {c['batch']}")
+    axis, xs = axis_values(s)
+    if axis == "depth":
+        net, span = f"residual MLP width {c['width']}", f"blocks {xs[0]}..{xs[-1]}"
+    else:
+        net = (f"residual MLP blocks {c['depth']}" if c.get("arch") == "residual"
+               else f"depth {c['depth']}")
+        span = f"widths {xs[0]}..{xs[-1]}"
+    return (f"{c['parameterization']}, {c['optimizer']} lr {c['learning_rate']:g}, {net}, "
+            f"{c['initializer']} {c['activation']}, {c['dtype']}, {span}, "
+            f"{len(s['seeds'])} seed(s), {c['steps']} step(s), batch {c['batch']}")
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -31,12 +44,15 @@ def text_report(series: Sequence[dict[str, Any]], stats: dict[str, Any]) -> str:
     """One table per series: per layer, the step-0 slope of z (theory, measured) and
     the slope of the update dz at each step, with the verdicts of step 0 and the last
     step and the named expected exceptions."""
-    lines = ["Coordinate check: slope of log scale against log width per layer "
-             "(z = RMS of the pre-activations, dz = RMS of their change since step 0)"]
+    lines = ["Coordinate check: slope of log scale against log width (or log depth) per "
+             "layer (z = RMS of the pre-activations, dz = RMS of their change since step 0)"]
     for s in series:
         steps = s["config"]["steps"]
         lines.append("")
         lines.append(series_title(s))
+        if s.get("axis") == "depth":
+            lines.append("slopes against depth (blocks); groups: input layer, the stream "
+                         "after the last block, the readout")
         head = (f"{'layer':>5} {'kind':<6} | {'z@0 th':>7} {'z@0 meas':>8} {'tol':>5} "
                 f"{'verdict':<22}|" + "".join(f" {'dz@' + str(t):>7}" for t in range(1, steps + 1))
                 + f" | {'verdict (last)':<22} note")
@@ -72,6 +88,7 @@ def coord_check_figure(s: dict[str, Any]) -> "Figure":
 
     n = len(s["kinds"])
     steps = s["config"]["steps"]
+    axis, xs_all = axis_values(s)
     fig = Figure(figsize=(3.0 * n, 5.4), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
     colors = cm.viridis([0.9 * t / max(steps, 1) for t in range(steps + 1)])
@@ -80,14 +97,14 @@ def coord_check_figure(s: dict[str, Any]) -> "Figure":
             ax = axes[row][l]
             span: list[float] = []
             for t in range(0 if q == "z" else 1, steps + 1):
-                y = [s["measured"][q][t][j][l] for j in range(len(s["widths"]))]
-                xs = [w for w, v in zip(s["widths"], y) if v is not None]
+                y = [s["measured"][q][t][j][l] for j in range(len(xs_all))]
+                xs = [w for w, v in zip(xs_all, y) if v is not None]
                 ys = [v for v in y if v is not None]
                 ax.plot(xs, ys, "o-", color=colors[t], ms=3, lw=1.2,
                         label=f"step {t}" if l == 0 and row == 0 else None)
                 span.extend(ys)
             if q == "z":
-                ax.plot(s["widths"], [th[l] for th in s["theory"]], "k--", lw=1.2,
+                ax.plot(xs_all, [th[l] for th in s["theory"]], "k--", lw=1.2,
                         label="theory, step 0" if l == 0 else None)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -96,7 +113,7 @@ def coord_check_figure(s: dict[str, Any]) -> "Figure":
                          fontsize=9)
             ax.tick_params(labelsize=7)
             if row == 1:
-                ax.set_xlabel("width", fontsize=8)
+                ax.set_xlabel("blocks" if axis == "depth" else "width", fontsize=8)
     axes[0][0].set_ylabel("RMS of z", fontsize=8)
     axes[1][0].set_ylabel("RMS of z_t - z_0", fontsize=8)
     fig.legend(loc="outside lower center", ncol=steps + 2, fontsize=7, frameon=False)
@@ -150,15 +167,16 @@ def html_report(series: Sequence[dict[str, Any]], stats: dict[str, Any],
     sections = []
     for i, s in enumerate(series):
         png = plots.figure_bytes(coord_check_figure(s), "png", dpi=90)
+        axis = axis_values(s)[0]
         caption = ("Coordinate check (as in microsoft/mup): each layer's scale against "
-                   "width, one line per training step (light: early, dark: late); dashed: "
-                   "the mean-field theory at step 0 for the parameterization's init "
-                   "variances and multipliers. A flat line is a width-stable layer.")
+                   f"{axis}, one line per training step (light: early, dark: late); "
+                   "dashed: the mean-field theory at step 0 for the parameterization's init "
+                   "variances and multipliers. A flat line is a stable layer.")
         sections.append((f"s{i}", series_title(s),
                          figure_html(png, f"coordinate check of {series_title(s)}", caption)
                          + "\n" + _table_html(s)))
-    header = ("<h1>varprop sweep</h1><p>Slopes of log scale against log width "
-              "(least squares over widths; mean over seeds). Verdict tolerance: "
+    header = ("<h1>varprop sweep</h1><p>Slopes of log scale against log width, or log "
+              "depth for residual MLPs (least squares; mean over seeds). Verdict tolerance: "
               "max(t-quantile &times; seed spread, 0.25) (docs/sweep.md).</p>")
     footer = (f"varprop {html.escape(__version__)} &middot; {stats.get('cells', 0)} cells, "
               f"{stats.get('computed', 0)} computed, {stats.get('cached', 0)} cached"

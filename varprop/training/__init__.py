@@ -13,9 +13,12 @@ from .fit import (Evaluation, GradientVariances, History, evaluate, fit, gradien
                   predict, predict_proba)
 from .model import MLP, ForwardCache, classifier, log_softmax, softmax_cross_entropy
 from .optimizers import OPTIMIZER_NAMES, SGD, Adam, Momentum, Optimizer, get_optimizer
+from .resmlp import ResidualCache, ResidualMLP
 
 __all__ = [
     "MLP",
+    "ResidualMLP",
+    "ResidualCache",
     "classifier",
     "ForwardCache",
     "softmax_cross_entropy",
