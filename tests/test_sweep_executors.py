@@ -24,6 +24,17 @@ def test_local_processes_equal_serial_bitwise(serial, tmp_path):
     assert local.stats["computed"] == 12 and local.stats["restarts"] == 0
 
 
+def test_local_workers_import_the_callers_varprop(serial, tmp_path, monkeypatch):
+    """Run from a directory that holds another ``varprop`` package (a source checkout
+    without its compiled extension, as in CI), the workers still import the caller's
+    varprop: a forkserver started there imported the directory's copy."""
+    (tmp_path / "varprop").mkdir()
+    (tmp_path / "varprop" / "__init__.py").write_text("WRONG = True  # imports, has no sweep\n")
+    monkeypatch.chdir(tmp_path)
+    local = sweep.run(SMALL, executor="local", workers=2)
+    assert local.cells == serial.cells
+
+
 def test_killed_local_worker_is_retried(serial, tmp_path):
     marker = tmp_path / "crashed"
     cells = SMALL.cells()

@@ -7,8 +7,8 @@ order the cells run, never in the numbers (docs/sweep.md, "Executors"):
 
 * ``serial``: one after the other in this process;
 * ``local`` (the default): a :class:`concurrent.futures.ProcessPoolExecutor` on all cores
-  with a ``forkserver`` (or ``spawn``) context -- never ``fork``, whose children inherit
-  a half-copied OpenMP pool (varprop/_threads.py) -- each worker's kernel and BLAS
+  with a ``spawn`` context (see :func:`_context` for why not ``forkserver`` or
+  ``fork``) -- each worker's kernel and BLAS
   threads held to 1, so ``workers`` processes use ``workers`` cores, not workers^2. A
   worker that dies breaks the pool (BrokenProcessPool): the finished cells are kept, the
   unfinished ones resubmitted on a fresh pool, at most ``retries`` times;
@@ -94,17 +94,16 @@ def _dask_task(cell: Cell) -> dict[str, Any]:
 
 
 def _context() -> Any:
+    """``spawn``: each worker starts with this process's ``sys.path`` (multiprocessing's
+    spawn preparation), so it imports the very varprop this process runs. Not
+    ``forkserver``: its server starts as ``python -c`` with the current directory first
+    on its path (Python 3.11 ignores the parent's path there), so run from a source
+    checkout it imports the uncompiled source tree instead of the installed package. Not
+    ``fork``: the children would inherit a half-copied OpenMP pool (varprop/_threads.py).
+    """
     import multiprocessing
 
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    # the server imports the cell's code once and every worker forks from it (about a
-    # second less per worker than importing it again); it runs no kernel, so the
-    # children inherit no OpenMP pool (varprop/_threads.py)
-    ctx.set_forkserver_preload(["varprop.sweep.cell", "varprop.analytic",
-                                "varprop.training.model"])
-    return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def run_cells(cells: Sequence[Cell], *, executor: Any = "local", workers: int | None = None,
