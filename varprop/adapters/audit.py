@@ -6,8 +6,9 @@ checks on the weights (PyTorch's default init, Keras's Glorot before a ReLU) and
 fixes in their own vocabulary; the rules here are the same for every framework:
 
 * :func:`variance_findings`: ``vanishing``/``exploding``, the forward variance changed
-  by more than :data:`DECADES` decades since the input or the gradient variance since
-  the output, with the one-off changes that an architecture makes by design left out
+  by more than :data:`DECADES` decades since the input (or the last normalization or
+  measured-only op) or the gradient variance since the output (per residual branch),
+  with the one-off changes that an architecture makes by design left out
   (:func:`changes`); ``float16_overflow``/``float16_underflow`` (:func:`float16_findings`);
 * :func:`constant_finding`, :func:`identical_finding`: a weight tensor whose entries are
   all equal, or that equals another layer's (docs/torch.md, docs/keras.md).
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Finding", "FLOAT16_MAX", "FLOAT16_TINY", "FLOAT16_SUBNORMAL", "SIGMAS", "DECADES",
-           "pooled_before", "changes", "variance_findings", "float16_findings",
+           "changes", "variance_findings", "float16_findings",
            "constant_finding", "identical_finding"]
 
 #: float16's largest finite value and smallest positive normal value.
@@ -99,17 +100,30 @@ def identical_finding(name: str, var_id: int, w: np.ndarray, seen: dict, why: st
 
 
 # ----------------------------------------------------------------------------- the network
-def pooled_before(network: Any) -> list[bool]:
-    """Per weighted layer (forward order): whether a pooling lies between it and the
-    weighted layer before it (the input, for the first)."""
-    from ..layers import AvgPool, GlobalAvgPool, MaxPool, iter_steps
-    out, pooled = [], False
+def _resets(network: Any, tokens: int) -> list[tuple[bool, str, float]]:
+    """Per weighted layer (forward order), what lies between it and the weighted layer
+    before it (the input, for the first): ``(one_off, restart, reference)``. ``one_off``:
+    a pooling or a measured-only op, whose change is not counted (a pooling's by design,
+    a measured-only op's measured, not predicted), or, for the first layer of token
+    indices (an Embedding), the one-hot input, whose variance is no reference.
+    ``restart``: "norm" (the forward change starts afresh from unit variance after a
+    normalization), "measured" (from the measured output variance ``reference``), or ""."""
+    from ..layers import AvgPool, BatchNorm, GlobalAvgPool, GroupNorm, LayerNorm, MaxPool
+    from ..layers import iter_steps
+    from ..layers.measured import Measured
+    out: list[tuple[bool, str, float]] = []
+    one_off, restart, ref = bool(tokens), "", 0.0
     for step in iter_steps(network.steps):
-        if isinstance(step.layer, (MaxPool, AvgPool, GlobalAvgPool)):
-            pooled = True
-        elif step.layer.weighted:
-            out.append(pooled)
-            pooled = False
+        layer = step.layer
+        if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
+            one_off = True
+        elif isinstance(layer, (BatchNorm, GroupNorm, LayerNorm)):
+            restart, ref = "norm", 1.0
+        elif isinstance(layer, Measured):
+            one_off, restart, ref = True, "measured", layer.var
+        elif layer.weighted:
+            out.append((one_off, restart, ref))
+            one_off, restart, ref = False, "", 0.0
     return out
 
 
@@ -128,34 +142,71 @@ def _widening(layer: Any) -> float:
     return layer.n_out / layer.n_in
 
 
-def changes(profile: Any, network: Any, in_var: float) -> tuple[list[float], list[float]]:
+def changes(profile: Any, network: Any, in_var: float, tokens: int = 0
+            ) -> tuple[list[float], list[float]]:
     """Per weighted layer, the change of the forward variance since the input and of the
     gradient variance since the output, as products of the changes between consecutive
     weighted layers. One-off changes that the architecture makes by design are left
     out, so that only what compounds with depth counts: a pooling's averaging (or, for
     max pooling, the pixels it drops), and, backward, the ratio ``n_out / n_in`` of a
     layer that is not square (a 10-class head after 512 units sends back 10/512 of the
-    gradient under any fan-in scheme, He's included)."""
+    gradient under any fan-in scheme, He's included). Forward, the change starts afresh
+    after a normalization and after a measured-only op (:func:`_resets`): what came
+    before is removed by the one, and measured, not predicted, at the other. ``tokens``:
+    the vocabulary of token-index inputs (0: floats)."""
     z = [r.z_var for r in profile]
-    g = [r.grad_var for r in profile]
-    pooled = pooled_before(network)
-    layers = list(network.dense_layers())
     fwd, f = [], 1.0
-    for i in range(len(z)):
-        if not pooled[i]:
+    for i, (one_off, restart, ref) in enumerate(_resets(network, tokens)):
+        if restart:
+            f = _ratio(z[i], ref)
+        elif not one_off:
             f *= _ratio(z[i], in_var if i == 0 else z[i - 1])
         fwd.append(f)
-    bwd, b = [1.0] * len(g), 1.0
-    for i in range(len(g) - 2, -1, -1):
-        if not pooled[i + 1]:
-            b *= _ratio(g[i], g[i + 1]) / _widening(layers[i + 1])
-        bwd[i] = b
-    return fwd, bwd
+    return fwd, _backward_changes([r.grad_var for r in profile], network.layers)
+
+
+def _backward_changes(g: list[float], layers: tuple) -> list[float]:
+    """Per weighted layer, the change of the gradient variance along its chain: the
+    product of the ratios between consecutive weighted layers of one sequence (the main
+    chain, or one residual branch), with a pooling's or a measured-only op's one-off
+    change and a layer's change of width left out (:func:`changes`). A residual branch
+    starts its own product at its last layer: the skip carries the gradient past it, so
+    what happens inside one branch does not compound along the stream."""
+    from ..layers import AvgPool, GlobalAvgPool, MaxPool, Residual
+    from ..layers.measured import Measured
+    order: dict[int, int] = {}
+
+    def number(items: tuple) -> None:
+        for layer in items:
+            if isinstance(layer, Residual):
+                number(layer.branch)
+            elif layer.weighted:
+                order[id(layer)] = len(order)
+
+    number(layers)
+    out = [1.0] * len(g)
+
+    def walk(items: tuple) -> None:
+        b, below, one_off = 1.0, None, False
+        for layer in reversed(items):
+            if isinstance(layer, Residual):
+                walk(layer.branch)
+            elif isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool, Measured)):
+                one_off = True
+            elif layer.weighted:
+                i = order[id(layer)]
+                if below is not None and not one_off:
+                    b *= _ratio(g[i], g[order[id(below)]]) / _widening(below)
+                out[i], below, one_off = b, layer, False
+
+    walk(layers)
+    return out
 
 
 def variance_findings(network: Any, names: list[str], next_op: dict[str, str],
                       in_mean: float, in_var: float, *, fix: str, overflow_fix: str,
-                      underflow_fix: str) -> list[Finding]:
+                      underflow_fix: str, tokens: int = 0,
+                      branches: "dict[str, str] | None" = None) -> list[Finding]:
     """``vanishing``/``exploding`` and float16 findings of a traced network, from
     :func:`varprop.analyze` at inputs of mean ``in_mean`` and variance ``in_var``.
 
@@ -166,14 +217,19 @@ def variance_findings(network: Any, names: list[str], next_op: dict[str, str],
             harmless (the normalization removes the scale).
         in_mean, in_var: the inputs' moments (``in_var`` > 0).
         fix, overflow_fix, underflow_fix: each finding's fix, in the framework's words.
+        tokens: the vocabulary of token-index inputs (0: floats; :func:`changes`).
+        branches: the names of the layers inside a residual branch: a forward vanishing
+            there is harmless (the skip carries the signal).
     """
     from ..analytic import analyze
+    branches = branches or {}
     profile = analyze(network, input_mean=in_mean, input_var=in_var)
-    fwd, bwd = changes(profile, network, in_var)
+    fwd, bwd = changes(profile, network, in_var, tokens)
     findings = []
     for rec, name, f_ratio, g_ratio in zip(profile, names, fwd, bwd):
         role = next_op.get(name, "other")
-        for what, ratio, ref in (("forward", f_ratio, "since the input"),
+        for what, ratio, ref in (("forward", f_ratio, "since the input (or the last "
+                                  "normalization or measured-only op)"),
                                  ("gradient", g_ratio, "since the output")):
             if math.isnan(ratio):
                 continue
@@ -181,15 +237,18 @@ def variance_findings(network: Any, names: list[str], next_op: dict[str, str],
                 (math.inf if ratio == math.inf else -math.inf)
             if abs(decades) <= DECADES:
                 continue
-            harmless = what == "forward" and role == "norm"
+            kind = "exploding" if decades > 0 else "vanishing"
+            in_branch = kind == "vanishing" and what == "forward" and name in branches
+            harmless = what == "forward" and role == "norm" or in_branch
             value = rec.z_var if what == "forward" else rec.grad_var
             findings.append(Finding(
-                name, "exploding" if decades > 0 else "vanishing",
-                f"the predicted {what} variance ({value:.3g}) changed by a factor "
-                f"{ratio:.3g} {ref} (beyond {10 ** DECADES:g}x; the one-off changes at "
-                "poolings and width changes not counted)"
-                + ("; harmless: a normalization follows and removes the scale."
-                   if harmless else "."), not harmless, fix))
+                name, kind, f"the predicted {what} variance ({value:.3g}) changed by a "
+                f"factor {ratio:.3g} {ref} (beyond {10 ** DECADES:g}x; the one-off changes "
+                "at poolings and width changes not counted)"
+                + ("; harmless: a residual branch that starts small adds little to its "
+                   "skip, which carries the signal (as ReZero and SkipInit start on purpose)."
+                   if in_branch else "; harmless: a normalization follows and removes the "
+                   "scale." if harmless else "."), not harmless, fix))
         findings += float16_findings(name, rec, overflow_fix, underflow_fix)
     return findings
 

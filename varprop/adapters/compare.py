@@ -1,6 +1,8 @@
-"""Theory against a model's measurement when the model has measured-only ops (a layer
-varprop has no mean-field rule for, kept in the network and re-anchored on measurement:
-:mod:`varprop.layers.measured`): :class:`MeasuredComparison` and :func:`with_measured`.
+"""Theory against a model's measurement, as the adapters' ``compare`` gives it: on the
+traced network (:func:`traced`), or on the model itself, with the rows of its
+measured-only ops (a layer varprop has no mean-field rule for, kept in the network and
+re-anchored on measurement: :mod:`varprop.layers.measured`): :class:`MeasuredComparison`
+and :func:`with_measured`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compare import Comparison
+import numpy as np
 
-__all__ = ["MeasuredComparison", "with_measured", "ANCHORING"]
+from ..compare import Comparison
+from ..compare import compare as _compare
+
+__all__ = ["MeasuredComparison", "with_measured", "traced", "ANCHORING", "DEFAULT_BATCH",
+           "MEASURES"]
+
+#: The batch ``measure="traced"`` draws when none is given: enough rows for each
+#: variance estimate, whatever the size of the example input.
+DEFAULT_BATCH = 256
+#: What an adapter's ``compare`` can measure.
+MEASURES = ("model", "traced")
 
 #: How the theory treats measured-only ops (the footnote of :meth:`MeasuredComparison.table`).
 ANCHORING = ("measured-only ops have no theory and no verdict; the theory is re-anchored "
@@ -74,3 +86,15 @@ def with_measured(cmp: Comparison, measured_only: list[dict[str, Any]]) -> Measu
                              "after": row["after"], "test": None,
                              "gated_theory": row.get("gated_theory")})
     return out
+
+
+def traced(network: Any, x: np.ndarray, *, seeds: Any, batch: "int | None",
+           n_threads: "int | None", progress: Any) -> Comparison:
+    """``measure="traced"``: :func:`varprop.compare` of the traced ``network`` on
+    varprop's kernels, with inputs of the example ``x``'s mean and variance (unit
+    variance for a constant example) and :data:`DEFAULT_BATCH` rows unless ``batch``."""
+    x = np.asarray(x, np.float64)
+    var = float(x.var())
+    return _compare(network, batch=DEFAULT_BATCH if batch is None else batch, seeds=seeds,
+                    input_mean=float(x.mean()), input_var=var if var > 0 else 1.0,
+                    n_threads=n_threads, progress=progress)

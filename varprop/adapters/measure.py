@@ -16,17 +16,44 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._empirical_run import FIELDS
+from .._empirical_run import FIELDS, LAYER_KEY, stream
+from .._validate import seed_list, variance_batch
 from ..empirical import _summarize, _weight_moments
 from ..layers import iter_steps
 from ..profile import SEED_FIELDS, LayerRecord, Profile
 
-__all__ = ["ROW", "weighted_steps", "forward_stats", "grad_stats", "weight_grad_stat",
-           "assemble", "reporter"]
+__all__ = ["ROW", "MEASURED_FIELDS", "Streams", "seeds_and_rows", "weighted_steps",
+           "forward_stats", "grad_stats", "weight_grad_stat", "assemble", "reporter"]
 
 #: The row of each statistic in a seed's ``(len(FIELDS), n_layers)`` array.
 ROW = {name: i for i, name in enumerate(FIELDS)}
 _CI_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
+#: What is measured at each measured-only layer, per seed (``Profile.meta["measured_only"]``).
+MEASURED_FIELDS = ("out_mean", "out_var", "bcross", "grad_var", "in_var")
+
+
+class Streams:
+    """What a varprop layer's ``draw`` asks of a run: ``varprop.measure``'s streams, so
+    that a seed draws the same weights in a model as ``varprop.measure`` in its trace."""
+
+    def __init__(self, base: int, dtype: np.dtype) -> None:
+        self.base, self.dtype = base, dtype
+
+    def stream(self, index: int, k: int) -> np.random.SeedSequence:
+        return stream(self.base, LAYER_KEY, index, k)
+
+
+def seeds_and_rows(seeds: Any, batch: "int | None", example_shape: tuple[int, ...]
+                   ) -> tuple[list[int], int]:
+    """The seeds (a count or distinct non-negative ints) and the rows of each measured
+    batch of a ``profile``: ``batch``, or the example's own batch (which then needs two
+    rows: a variance needs two)."""
+    bases = seed_list("seeds", seeds, int_is_count=True, unique=True, owner="profile")
+    if batch is None and example_shape[0] < 2:
+        raise ValueError(f"profile: the example input has {example_shape[0]} row(s) and a "
+                         "variance needs two: pass batch= (e.g. batch=64)")
+    return bases, variance_batch("batch", example_shape[0] if batch is None else batch,
+                                 owner="profile")
 
 
 def weighted_steps(network: Any) -> list:
@@ -68,10 +95,11 @@ def weight_grad_stat(col: np.ndarray, dw: "np.ndarray | None", rows: int) -> Non
 
 
 def assemble(network: Any, bases: list[int], values: np.ndarray, seed_maps: list,
-             meta: dict[str, Any]) -> Profile:
-    """The :class:`~varprop.profile.Profile` (``kind="empirical"``, standard-normal
-    inputs) of per-seed ``values`` ``(n_seeds, len(FIELDS), n_layers)``, one record per
-    weighted step of ``network`` in ``analyze``'s order.
+             meta: dict[str, Any], input_mean: float = 0.0, input_var: float = 1.0
+             ) -> Profile:
+    """The :class:`~varprop.profile.Profile` (``kind="empirical"``) of per-seed
+    ``values`` ``(n_seeds, len(FIELDS), n_layers)``, one record per weighted step of
+    ``network`` in ``analyze``'s order.
 
     Args:
         network: the traced network the records line up with.
@@ -80,6 +108,7 @@ def assemble(network: Any, bases: list[int], values: np.ndarray, seed_maps: list
             and :func:`weight_grad_stat` (NaN where not measured, as ``z_corr``).
         seed_maps: per seed ``{record: {"z_var"|"a_var"|"grad_var": map}}``.
         meta: ``Profile.meta`` (``seeds`` and ``n_seeds`` are set here).
+        input_mean, input_var: the moments of one input unit (standard normal: 0, 1).
     """
     mean, ci = _summarize(values)
     records = []
@@ -94,8 +123,8 @@ def assemble(network: Any, bases: list[int], values: np.ndarray, seed_maps: list
             for i in seed_maps[0]} if seed_maps else {}
     meta = {**meta, "seeds": list(bases), "n_seeds": len(bases)}
     per_seed = {name: values[:, ROW[name], :].tolist() for name in SEED_FIELDS}
-    return Profile("empirical", records, network.describe(), input_var=1.0, input_mean=0.0,
-                   meta=meta, seed_values=per_seed, maps=maps)
+    return Profile("empirical", records, network.describe(), input_var=input_var,
+                   input_mean=input_mean, meta=meta, seed_values=per_seed, maps=maps)
 
 
 def reporter(progress: Any, total: int, label: str, owner: str = "profile"

@@ -7,29 +7,26 @@ in the trace's notes, never dropped (docs/keras.md, "Measured-only layers").
 pooled mean and variance of its output and ``bcross`` (the mean over units of the
 squared per-unit mean, the between-sample second moment a later BatchNorm needs);
 backward, the variance of the gradient that flows into it (through an alias of its
-input that only it reads, so not a residual skip's). :func:`anchor` then re-anchors the
-theory there: the layers after it start from its measured output, the layers before it
-from its measured input gradient (the definitions of :mod:`varprop.layers.measured`).
+input that only it reads, so not a residual skip's). ``TraceResult.anchor``
+(:func:`varprop.adapters.run.anchor`) then re-anchors the theory there: the layers after
+it start from its measured output, the layers before it from its measured input gradient
+(the definitions of :mod:`varprop.layers.measured`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .. import layers as vl
 from ..layers.measured import Measured
 
-__all__ = ["RECURRENT_MEASURED", "MeasuredLayer", "measured_layer", "anchor", "FIELDS",
-           "out_stats", "gated_beside"]
+__all__ = ["RECURRENT_MEASURED", "MeasuredLayer", "measured_layer", "out_stats",
+           "gated_beside"]
 
 #: The Keras layers kept as measured only (with ``return_state=False``: one output).
 RECURRENT_MEASURED = ("LSTM", "GRU", "SimpleRNN")
-#: What is measured at each measured-only layer, per seed.
-FIELDS = ("out_mean", "out_var", "bcross", "grad_var", "in_var")
 
 
 @dataclass
@@ -59,31 +56,6 @@ def out_stats(y: np.ndarray) -> tuple[float, float, float]:
     y = np.asarray(y, np.float64)
     per_unit = y.reshape(y.shape[0], -1)  # batch x (steps * units)
     return float(y.mean()), float(y.var()), float((per_unit.mean(0) ** 2).mean())
-
-
-def _replace(layers: Any, new: dict[int, Measured]) -> tuple:
-    out = []
-    for layer in layers:
-        if isinstance(layer, vl.Residual):
-            layer = dataclasses.replace(layer, branch=_replace(layer.branch, new))
-        out.append(new.get(id(layer), layer))
-    return tuple(out)
-
-
-def anchor(result: Any, rows: list[dict[str, Any]]) -> Any:
-    """``result`` (a :class:`varprop.keras.TraceResult`) with each measured-only layer
-    re-anchored on ``rows`` (one dict per layer with ``out_mean``, ``out_var``,
-    ``bcross``, ``grad_var``: ``Profile.meta["measured_only"]`` of
-    :func:`varprop.keras.profile`)."""
-    if len(rows) != len(result.measured):
-        raise ValueError(f"anchor: {len(rows)} measured row(s) for {len(result.measured)} "
-                         "measured-only layer(s)")
-    new = {id(m.layer): m.layer.anchor(r["out_mean"], r["out_var"], r["bcross"],
-                                       r["grad_var"]) for m, r in zip(result.measured, rows)}
-    measured = [dataclasses.replace(m, layer=new[id(m.layer)]) for m in result.measured]
-    network = dataclasses.replace(result.network,
-                                  layers=_replace(result.network.layers, new))
-    return dataclasses.replace(result, network=network, measured=measured)
 
 
 def gated_beside(m: MeasuredLayer, in_var: float) -> "dict[str, Any] | None":

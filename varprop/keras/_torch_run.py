@@ -42,7 +42,7 @@ class TorchRun:
             tick: Any, extra: np.ndarray) -> None:
         """One seed: forward statistics, then backward, into ``out`` (one seed's
         ``(len(FIELDS), n_records)``), ``maps`` and ``extra`` (per measured-only layer,
-        :data:`varprop.keras._measured.FIELDS`)."""
+        :data:`varprop.adapters.measure.MEASURED_FIELDS`)."""
         keras, plan = _keras(), self.plan
         n = len(plan.steps)
         kernels = list({id(node.op.kernel): node.op.kernel.value for node in plan.nodes}.values())

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..adapters.compare import with_measured
+from ..adapters.compare import DEFAULT_BATCH, MEASURES, traced, with_measured
 from ..analytic import analyze
 from ..compare import Comparison
 from ..compare import compare as _compare
@@ -17,11 +17,6 @@ from .trace import trace
 
 __all__ = ["compare", "DEFAULT_BATCH", "MEASURES"]
 
-#: The batch ``measure="traced"`` draws when none is given: enough rows for each
-#: variance estimate, whatever the size of the example input.
-DEFAULT_BATCH = 256
-#: What :func:`compare` can measure.
-MEASURES = ("model", "traced")
 
 
 def compare(model: Any, example_input: Any, *, seeds: "int | Sequence[int]" = 3,
@@ -88,12 +83,8 @@ def compare(model: Any, example_input: Any, *, seeds: "int | Sequence[int]" = 3,
                          + "; ".join(m.name for m in result.measured) + "): use "
                          "measure='model'")
     if measure == "traced":
-        x = to_numpy(example_input).astype(np.float64)
-        var = float(x.var())
-        return _compare(result.network, batch=DEFAULT_BATCH if batch is None else batch,
-                        seeds=seeds, input_mean=float(x.mean()),
-                        input_var=var if var > 0 else 1.0, n_threads=n_threads,
-                        progress=progress)
+        return traced(result.network, to_numpy(example_input), seeds=seeds, batch=batch,
+                      n_threads=n_threads, progress=progress)
     shape = tuple(int(d) for d in getattr(example_input, "shape", np.shape(example_input)))
     empirical = profile_traced(model, result, shape, seeds=seeds, init=init, batch=batch,
                                progress=progress)

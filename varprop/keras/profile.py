@@ -42,10 +42,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .._empirical_run import FIELDS, GRAD_KEY, INPUT_KEY, LAYER_KEY, stream
-from .._validate import seed_list, variance_batch
 from ..adapters import measure as am
 from ..empirical import _summarize
-from ._measured import FIELDS as MEASURED_FIELDS
 from .init import _DRAWN, _keras, init_, layer_kind, to_numpy
 from .trace import TraceResult, trace
 
@@ -133,16 +131,11 @@ def profile_traced(model: Any, result: TraceResult, example_shape: tuple[int, ..
     init=init)``; ``example_shape`` is ``x.shape``)."""
     check_backend()
     t0 = time.perf_counter()
-    bases = seed_list("seeds", seeds, int_is_count=True, unique=True, owner="profile")
-    if batch is None and example_shape[0] < 2:
-        raise ValueError(f"profile: the example input has {example_shape[0]} row(s) and a "
-                         "variance needs two: pass batch= (e.g. batch=64)")
-    rows = variance_batch("batch", example_shape[0] if batch is None else batch,
-                          owner="profile")
+    bases, rows = am.seeds_and_rows(seeds, batch, example_shape)
     from ._torch_run import TorchRun  # the torch backend: torch is Keras's own here
     plan = _Plan(model, result)
     values = np.full((len(bases), len(FIELDS), len(plan.steps)), np.nan)
-    extra = np.full((len(bases), len(MEASURED_FIELDS), len(result.measured)), np.nan)
+    extra = np.full((len(bases), len(am.MEASURED_FIELDS), len(result.measured)), np.nan)
     seed_maps: list[dict] = []
     tick = am.reporter(progress, len(bases) * len(plan.steps) * 2, "varprop.keras.profile")
     saved = _Saved(model)
@@ -181,8 +174,8 @@ def _measured_rows(result: TraceResult, extra: np.ndarray) -> list[dict[str, Any
     (with 95% half-widths) of what was measured there."""
     mean, ci = _summarize(extra)
     return [{"op": m.name, "after": m.after,
-             **{f: float(mean[j, k]) for j, f in enumerate(MEASURED_FIELDS)},
-             **{f"{f}_ci": float(ci[j, k]) for j, f in enumerate(MEASURED_FIELDS)}}
+             **{f: float(mean[j, k]) for j, f in enumerate(am.MEASURED_FIELDS)},
+             **{f"{f}_ci": float(ci[j, k]) for j, f in enumerate(am.MEASURED_FIELDS)}}
             for k, m in enumerate(result.measured)]
 
 
@@ -234,7 +227,7 @@ class _Plan:
         if init is not None:
             init_(self.model, init, seed=stream(base, LAYER_KEY))
             return
-        run = _Streams(base, np.dtype(np.float64 if self.dtype == "float64" else np.float32))
+        run = am.Streams(base, np.dtype(np.float64 if self.dtype == "float64" else np.float32))
         for i, (step, node) in enumerate(zip(self.steps, self.nodes)):
             w, b = step.layer.draw(run, i)
             node.op.kernel.assign(w)
@@ -251,16 +244,6 @@ class _Plan:
         """The activation a record's Keras layer applies after ``z`` (None: none)."""
         i = self.record_of[id(node)]
         return node.op.activation if self.own_act[i] else None
-
-
-class _Streams:
-    """What a varprop layer's ``draw`` asks of a run: ``varprop.measure``'s streams."""
-
-    def __init__(self, base: int, dtype: np.dtype) -> None:
-        self.base, self.dtype = base, dtype
-
-    def stream(self, index: int, k: int) -> np.random.SeedSequence:
-        return stream(self.base, LAYER_KEY, index, k)
 
 
 class _Saved:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import layers as vl
 from .._validate import one_of
-from ..adapters.run import OwnRun, any_weighted
+from ..adapters.run import OwnRun, TraceFields, any_weighted
 from ..network import Network
 from ..torch import _law
 from . import _measured
@@ -46,7 +46,7 @@ class UnsupportedLayerError(ValueError):
 
 
 @dataclass
-class TraceResult:
+class TraceResult(TraceFields):
     """What :func:`trace` found (the fields of :class:`varprop.torch.TraceResult`).
 
     Attributes:
@@ -61,29 +61,14 @@ class TraceResult:
         notes: what the theory assumes beyond the model.
         next_op: per weighted layer what reads its output: "norm", an activation name
             or "other"; ``graph``: the Keras model.
+        measured: the measured-only layers (:class:`varprop.keras._measured.MeasuredLayer`).
     """
 
-    network: Network
-    covered: float
-    unsupported: list[str]
-    laws: list[list[_law.Law]]
-    names: list[str]
-    notes: list[str] = field(default_factory=list)
-    next_op: dict[str, str] = field(default_factory=dict, repr=False)
-    graph: Any = field(default=None, repr=False)
-    _modules: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
     # for profile: the flat graph, each weighted layer's node, the output, a softmax head
     _graph: "Graph | None" = field(default=None, repr=False)
     _nodes: dict[int, Any] = field(default_factory=dict, repr=False)
     _output: int = -1
     _head: Any = field(default=None, repr=False)
-    #: the measured-only layers (:class:`varprop.keras._measured.MeasuredLayer`)
-    measured: list = field(default_factory=list)
-
-    def anchor(self, rows: Any) -> "TraceResult":
-        """This trace with its measured-only layers re-anchored on a measurement: a
-        :func:`varprop.keras.profile` (its ``meta["measured_only"]``) or its rows."""
-        return _measured.anchor(self, getattr(rows, "meta", {}).get("measured_only", rows))
 
     def weights(self, dtype: Any = np.float64) -> list[tuple[np.ndarray, "np.ndarray | None"]]:
         """The model's own ``(kernel, bias)`` per weighted layer: Keras's layouts are
@@ -305,8 +290,8 @@ class _Builder:
             self.notes.append(f"weights the theory does not read: {', '.join(uncovered)}")
         next_op = {name: role for name, (role, _) in roles(graph).items()}
         return TraceResult(net, covered / total if total else 1.0, [], self.laws, self.names,
-                           self.notes, next_op, self.model, self.modules, graph, self.nodes,
-                           out, self.head, self.measured)
+                           self.notes, next_op, self.model, self.modules, self.measured,
+                           graph, self.nodes, out, self.head)
 
     def _items(self, key: int, stop: int) -> list:
         """The nodes from tensor ``stop`` to tensor ``key``, in forward order, and

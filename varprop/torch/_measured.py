@@ -15,7 +15,6 @@ theory re-anchored there.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,10 +22,9 @@ from typing import Any, Callable
 import torch.fx as fx
 from torch import nn
 
-from .. import layers as vl
 from ..layers.measured import Measured
 
-__all__ = ["MeasuredOp", "find_region", "replace_measured", "gated_beside"]
+__all__ = ["MeasuredOp", "find_region", "gated_beside"]
 
 
 @dataclass
@@ -86,19 +84,6 @@ def find_region(end: fx.Node, nodes: list[fx.Node], index: dict, anc: dict,
         if closed and private:
             return c, region
     raise ValueError(f"trace: no single tensor feeds the op ending at node {end.name!r}")
-
-
-def replace_measured(layers: tuple, new: dict[int, Measured]) -> tuple:
-    """``layers`` with each Measured layer ``m`` replaced by ``new[id(m)]`` (residual
-    branches included)."""
-    out = []
-    for layer in layers:
-        if isinstance(layer, vl.Residual):
-            layer = dataclasses.replace(layer, branch=replace_measured(layer.branch, new))
-        elif isinstance(layer, Measured):
-            layer = new.get(id(layer), layer)
-        out.append(layer)
-    return tuple(out)
 
 
 def gated_beside(op: MeasuredOp, in_var: float) -> "dict[str, Any] | None":

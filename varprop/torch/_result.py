@@ -4,9 +4,8 @@ varprop's kernels), and :class:`UnsupportedOpError`."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,7 @@ import torch
 from torch import nn
 
 from .. import layers as vl
-from ..activations import get_activation
-from ..layers.measured import Measured
-from ..network import Network
-from . import _law
-from ._measured import MeasuredOp, replace_measured
+from ..adapters.run import OwnRun, TraceFields
 
 __all__ = ["TraceResult", "UnsupportedOpError"]
 
@@ -37,7 +32,7 @@ class UnsupportedOpError(ValueError):
 
 
 @dataclass
-class TraceResult:
+class TraceResult(TraceFields):
     """What :func:`trace` found.
 
     Attributes:
@@ -63,16 +58,6 @@ class TraceResult:
         graph: the ``torch.fx.GraphModule``.
     """
 
-    network: Network
-    covered: float
-    unsupported: list[str]
-    laws: list[list[_law.Law]]
-    names: list[str]
-    notes: list[str] = field(default_factory=list)
-    next_op: dict[str, str] = field(default_factory=dict, repr=False)
-    graph: Any = field(default=None, repr=False)
-    _modules: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
-    measured: list[MeasuredOp] = field(default_factory=list)
     #: the model reads sequences (batch, T, features): tokens are rows to the theory
     sequence: bool = False
     #: the vocabulary of token-index inputs (one-hot width to the theory); 0: floats
@@ -86,24 +71,6 @@ class TraceResult:
         if self.tokens:
             return 1.0 / self.tokens, 1.0 / self.tokens - 1.0 / self.tokens ** 2
         return 0.0, 1.0
-
-    def anchor(self, measured: Any) -> "TraceResult":
-        """This trace with each measured-only op re-anchored on a measurement: a
-        :class:`~varprop.profile.Profile` of :func:`varprop.torch.profile` (its
-        ``meta["measured_only"]``) or a list of dicts with ``out_mean``, ``out_var``,
-        ``bcross`` and ``grad_var`` per op."""
-        rows = measured.meta["measured_only"] if hasattr(measured, "meta") else measured
-        if len(rows) != len(self.measured):
-            raise ValueError(f"anchor: {len(rows)} measured op(s) for {len(self.measured)}")
-        new: dict[int, Measured] = {}
-        for op, row in zip(self.measured, rows):
-            layer = op.layer.anchor(row["out_mean"], row["out_var"], row["bcross"],
-                                    row["grad_var"])
-            new[id(op.layer)] = layer
-        ops = [dataclasses.replace(op, layer=new[id(op.layer)]) for op in self.measured]
-        network = dataclasses.replace(self.network,
-                                      layers=replace_measured(self.network.layers, new))
-        return dataclasses.replace(self, network=network, measured=ops)
 
     def weights(self, dtype: Any = np.float64) -> list[tuple[np.ndarray, "np.ndarray | None"]]:
         """The model's own parameters as varprop holds them, one ``(W, b)`` per weighted
@@ -157,7 +124,7 @@ class TraceResult:
             arr = arr.reshape(-1, arr.shape[-1])
         if self.network.spatial:
             arr = np.moveaxis(arr, 1, -1)
-        run = _OwnRun(self.weights(dt), dt)
+        run = OwnRun(self.weights(dt), dt)
         h = np.ascontiguousarray(arr)
         for step in self.network.steps:
             h, _, _ = step.layer.forward(step, run, h, None, False, False)
@@ -165,19 +132,3 @@ class TraceResult:
             return h.reshape(*lead, h.shape[-1])
         return np.moveaxis(h, -1, 1) if h.ndim > 2 else h
 
-
-class _OwnRun:
-    """The run object the layers' array code talks to (as
-    :class:`varprop._empirical_run.SeedRun`), handing out the model's own parameters."""
-
-    def __init__(self, weights: list, dtype: np.dtype) -> None:
-        self._weights, self.dtype, self.n_threads = weights, dtype, None
-        self.linear = get_activation("linear")
-
-    def parameters(self, layer: Any, index: int) -> tuple[np.ndarray, Any]:
-        return self._weights[index]
-
-    def __getattr__(self, name: str) -> Any:  # record_* and gradients: nothing to keep
-        if name.startswith("record") or name == "gradients":
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)

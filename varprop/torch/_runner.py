@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from ..adapters.measure import MEASURED_FIELDS
+
 __all__ = ["GraphRunner", "MEASURED_FIELDS", "unit_rows"]
 
-#: What is measured at each measured-only op, in the rows of the runner's array.
-MEASURED_FIELDS = ("out_mean", "out_var", "bcross", "grad_var", "in_var")
+#: The row of each of MEASURED_FIELDS (measured at each measured-only op) in the array.
 _ROW = {name: i for i, name in enumerate(MEASURED_FIELDS)}
 _DROPOUTS = {"dropout", "dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout"}
 

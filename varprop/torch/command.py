@@ -122,8 +122,6 @@ def run_model(args: argparse.Namespace) -> int:
         doc = _Doc(model, path, factory, shape, batch, seeds, init, findings, result, cmp,
                    "Keras", layer_classes(result))
         return _emit(doc, args, out)
-    import torch
-
     from . import audit, compare, trace
     from ._example import example_input  # token indices where an Embedding reads the input
     example = example_input(model, shape)

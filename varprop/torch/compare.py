@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from ..adapters.compare import (ANCHORING, DEFAULT_BATCH, MEASURES, MeasuredComparison,
+                                traced, with_measured)
 from ..analytic import analyze
 from ..compare import Comparison
 from ..compare import compare as _compare
@@ -18,56 +17,10 @@ from .trace import trace
 
 __all__ = ["compare", "TorchComparison", "DEFAULT_BATCH", "MEASURES", "ANCHORING"]
 
-#: How the theory treats a measured-only op (docs/torch.md), in every output.
-ANCHORING = ("measured-only ops have no theory and no verdict; the theory is re-anchored "
-             "on each one's measured output variance (forward) and on the measured "
-             "gradient variance at its input (backward), so every other layer keeps its "
-             "theory")
+#: What :func:`compare` returns on ``measure="model"``: a :class:`varprop.Comparison`
+#: with the rows of the model's measured-only ops (docs/torch.md).
+TorchComparison = MeasuredComparison
 
-
-@dataclass
-class TorchComparison(Comparison):
-    """A :class:`varprop.Comparison` with the model's measured-only ops: ``measured_only``
-    holds one dict per op (``op``, ``after``: the record it precedes, ``out_var``,
-    ``grad_var`` at its input, their ``_ci``, ``gated_theory``), shown in :meth:`table`
-    as rows without theory or verdict, and also in ``rows`` (``"measured_only": True``,
-    ``analytic`` NaN, ``test`` None) so that the JSON carries them."""
-
-    measured_only: list[dict[str, Any]] = field(default_factory=list)
-    anchoring: str = ANCHORING
-
-    def table(self, fields: tuple[str, ...] = ("z_var", "a_var", "grad_var")) -> str:
-        """:meth:`varprop.Comparison.table` with a row per measured-only op, in forward
-        order: its measured output variance in the ``Var[z]`` and ``Var[a]`` columns, the
-        gradient into it in ``grad_var``, "measured only" in place of theory."""
-        lines = super().table(fields).split("\n")
-        if not self.measured_only:
-            return "\n".join(lines)
-        body = lines[2:2 + len(self.analytic)]
-        out = lines[:2]
-        for i in range(len(body) + 1):
-            for row in (r for r in self.measured_only if r["after"] == i):
-                cells = []
-                for f in fields:
-                    key = "grad_var" if f == "grad_var" else "out_var"
-                    v, ci = row[key], row[key + "_ci"]
-                    measured = f"{v:.4g}" + (f"±{ci:.2g}" if math.isfinite(ci) else "")
-                    cells.append(f" {'measured only':>14} {measured:>16}")
-                out.append(f"{'m':>5}" + "".join(cells) + f"  {row['op']}")
-                if row.get("gated_theory"):
-                    g = row["gated_theory"]
-                    out.append(f"{'':>5} gated theory beside it ({g['what']}): {g['var']:.4g}")
-            if i < len(body):
-                out.append(body[i])
-        out += lines[2 + len(self.analytic):]
-        out.append(f"measured only: {self.anchoring}")
-        return "\n".join(out)
-
-#: The batch ``measure="traced"`` draws when none is given: enough rows for each
-#: variance estimate, whatever the size of the example input.
-DEFAULT_BATCH = 256
-#: What :func:`compare` can measure.
-MEASURES = ("model", "traced")
 
 
 def compare(model: nn.Module, example_input: torch.Tensor, *,
@@ -125,12 +78,8 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
                          + "; ".join(op.name for op in result.measured)
                          + "): use measure='model'")
     if measure == "traced":
-        x = example_input.detach().double()
-        var = float(x.var(unbiased=False))
-        return _compare(result.network, batch=DEFAULT_BATCH if batch is None else batch,
-                        seeds=seeds, input_mean=float(x.mean()),
-                        input_var=var if var > 0 else 1.0, n_threads=n_threads,
-                        progress=progress)
+        return traced(result.network, example_input.detach().double().cpu().numpy(),
+                      seeds=seeds, batch=batch, n_threads=n_threads, progress=progress)
     with keep_modes(model):
         empirical = profile_traced(model, result, tuple(example_input.shape), seeds=seeds,
                                    init=init, batch=batch, progress=progress)
@@ -141,14 +90,4 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
     # BatchNorm's gradient depends on the batch it normalizes over (docs/theory.md)
     analytic = analyze(result.network, input_mean=in_mean, input_var=in_var, batch=rows)
     cmp = _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
-    extra = empirical.meta.get("measured_only", [])
-    out = TorchComparison(**{f.name: getattr(cmp, f.name) for f in dataclasses.fields(cmp)},
-                          measured_only=extra)
-    for row in extra:
-        for name, key in (("z_var", "out_var"), ("grad_var", "grad_var")):
-            out.rows.append({"layer": None, "op": row["op"], "field": name,
-                             "measured_only": True, "analytic": math.nan,
-                             "measured": row[key], "ci": row[key + "_ci"],
-                             "after": row["after"], "test": None,
-                             "gated_theory": row.get("gated_theory")})
-    return out
+    return with_measured(cmp, empirical.meta.get("measured_only", []))

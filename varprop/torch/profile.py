@@ -44,12 +44,12 @@ from torch import nn
 
 from .. import layers as vl
 from .._empirical_run import FIELDS, GRAD_KEY, INPUT_KEY, LAYER_KEY, stream
-from .._validate import seed_list, variance_batch
-from ..empirical import _summarize, _weight_moments
-from ..profile import SEED_FIELDS, LayerRecord, Profile
+from ..adapters import measure as am
+from ..empirical import _summarize
+from ..profile import Profile
 from ._ops import classify, torch_shape
-from ._profile_parts import Saved, forward_stats, grad_stats, reporter
-from ._runner import MEASURED_FIELDS, GraphRunner
+from ._profile_parts import Saved, channels_last, grad_stats
+from ._runner import GraphRunner
 from .init import init_
 from .trace import TraceResult, trace
 
@@ -58,8 +58,6 @@ __all__ = ["profile", "profile_traced", "keep_modes", "MODES"]
 #: How the model runs while it is measured (also in ``Profile.meta["modes"]``).
 MODES = ("Dropout off (model.eval()); BatchNorm in training mode (batch statistics, as "
          "the theory assumes)")
-_ROW = {name: i for i, name in enumerate(FIELDS)}
-_CI_FIELDS = ("z_mean", "z_var", "a_mean", "a_var", "grad_var", "weight_grad_var", "z_corr")
 
 
 def profile(model: nn.Module, example_input: torch.Tensor, *, seeds: "int | Sequence[int]" = 3,
@@ -124,18 +122,13 @@ def profile_traced(model: nn.Module, result: TraceResult, example_shape: tuple[i
     """:func:`profile` with the trace already made (``result = trace(model, x,
     init=init)``; ``example_shape`` is ``x.shape``)."""
     t0 = time.perf_counter()
-    bases = seed_list("seeds", seeds, int_is_count=True, unique=True, owner="profile")
-    if batch is None and example_shape[0] < 2:
-        raise ValueError(f"profile: the example input has {example_shape[0]} row(s) and a "
-                         "variance needs two: pass batch= (e.g. batch=64)")
-    rows = variance_batch("batch", example_shape[0] if batch is None else batch,
-                          owner="profile")
+    bases, rows = am.seeds_and_rows(seeds, batch, example_shape)
     plan = _Plan(model, result, example_shape)
     n = len(plan.steps)
     values = np.full((len(bases), len(FIELDS), n), np.nan)
-    measured = np.full((len(bases), len(MEASURED_FIELDS), len(result.measured)), np.nan)
+    measured = np.full((len(bases), len(am.MEASURED_FIELDS), len(result.measured)), np.nan)
     seed_maps: list[dict[int, dict[str, np.ndarray]]] = []
-    report = reporter(progress, len(bases) * n * 2)
+    report = am.reporter(progress, len(bases) * n * 2, "varprop.torch.profile")
     saved = Saved(model)
     try:
         _set_modes(model, plan)
@@ -157,17 +150,6 @@ def profile_traced(model: nn.Module, result: TraceResult, example_shape: tuple[i
 
 def _assemble(result: TraceResult, plan: "_Plan", bases: list[int], rows: int,
               values: np.ndarray, seed_maps: list, init: Any, seconds: float) -> Profile:
-    mean, ci = _summarize(values)
-    records = []
-    for i, step in enumerate(plan.steps):
-        layer = step.layer
-        stats = {name: float(mean[j, i]) for j, name in enumerate(FIELDS)}
-        cis = {f"{name}_ci": float(ci[_ROW[name], i]) for name in _CI_FIELDS}
-        records.append(LayerRecord(index=i, n_in=layer.n_in, n_out=layer.n_out,
-                                   symmetric=bool(_weight_moments(layer).symmetric),
-                                   **stats, **cis))
-    maps = {i: {k: np.mean([m[i][k] for m in seed_maps], axis=0) for k in seed_maps[0][i]}
-            for i in seed_maps[0]}
     label = "the laws trace read from the model's weights" if init is None else \
         f"init_(model, {init!r}) (biases zero)"
     meta = {
@@ -180,18 +162,15 @@ def _assemble(result: TraceResult, plan: "_Plan", bases: list[int], rows: int,
         "n_seeds": len(bases),
         "dtype": str(plan.dtype).replace("torch.", ""),
         "init": label,
-        "inputs": "standard normal",
+        "inputs": "standard normal" if not result.tokens else
+                  f"token indices drawn uniformly from {result.tokens}",
         "output_gradient": "standard normal",
         "weight_grad_var": "Var[dL/dW entry] / batch (per-sample convention)",
         "notes": list(plan.notes),
         "time_s": seconds,
     }
-    per_seed = {name: values[:, _ROW[name], :].tolist() for name in SEED_FIELDS}
     in_mean, in_var = result.input_moments
-    if result.tokens:
-        meta["inputs"] = f"token indices drawn uniformly from {result.tokens}"
-    return Profile("empirical", records, result.network.describe(), input_var=in_var,
-                   input_mean=in_mean, meta=meta, seed_values=per_seed, maps=maps)
+    return am.assemble(result.network, bases, values, seed_maps, meta, in_mean, in_var)
 
 
 def measured_rows(result: TraceResult, measured: np.ndarray) -> list[dict[str, Any]]:
@@ -202,7 +181,7 @@ def measured_rows(result: TraceResult, measured: np.ndarray) -> list[dict[str, A
     rows = []
     for k, op in enumerate(result.measured):
         row: dict[str, Any] = {"op": op.name, "reasons": list(op.reasons), "after": op.after}
-        for j, name in enumerate(MEASURED_FIELDS):
+        for j, name in enumerate(am.MEASURED_FIELDS):
             row[name], row[name + "_ci"] = float(mean[j, k]), float(ci[j, k])
         row["gated_theory"] = gated_beside(op, row["in_var"])
         rows.append(row)
@@ -217,8 +196,7 @@ class _Plan:
         self.model, self.result, self.notes = model, result, []
         self.example_shape = example_shape
         net = result.network
-        self.steps = [s for s in vl.iter_steps(net.steps) if s.layer.weighted]
-        self.steps.sort(key=lambda s: s.index)
+        self.steps = am.weighted_steps(net)
         gm: fx.GraphModule = result.graph
         nodes = list(gm.graph.nodes)
         used = _ancestors(nodes[-1])
@@ -259,7 +237,7 @@ class _Plan:
         if init is not None:
             init_(self.model, init, seed=stream(base, LAYER_KEY))
         # float64 models draw in float64; others in float32, as varprop.measure's default
-        run = _Streams(base, np.dtype(np.float64 if self.dtype == torch.float64 else np.float32))
+        run = am.Streams(base, np.dtype(np.float64 if self.dtype == torch.float64 else np.float32))
         with torch.no_grad():
             for i, (step, module) in enumerate(zip(self.steps, self.modules)):
                 if init is not None and not isinstance(module, nn.Embedding):
@@ -289,7 +267,7 @@ class _Plan:
                 a = zd if self.acts[i] is None else self.acts[i](zd.clone())
                 if self.sequence:  # tokens are rows
                     zd, a = zd.reshape(-1, zd.shape[-1]), a.reshape(-1, a.shape[-1])
-                forward_stats(out[:, i], zd, a, maps, i)
+                am.forward_stats(out[:, i], channels_last(zd), channels_last(a), maps, i)
             z.register_hook(lambda g, i=i: grad_stats(
                 out[:, i], g.reshape(-1, g.shape[-1]) if self.sequence else g, maps, i, tick))
             if tick is not None:
@@ -332,8 +310,8 @@ class _Plan:
         samples = rows * (self.example_shape[1] if self.sequence else 1)
         for i, module in enumerate(self.modules):
             grad = module.weight.grad
-            out[_ROW["weight_grad_var"], i] = math.nan if grad is None else \
-                float(grad.detach().double().var(unbiased=False)) / samples
+            am.weight_grad_stat(out[:, i], None if grad is None else channels_last(grad),
+                                samples)
 
     def _tensor(self, arr: np.ndarray, moved: bool = True) -> torch.Tensor:
         """A varprop-layout array (channels last) as the model's input or gradient
@@ -392,16 +370,6 @@ def _callable(node: fx.Node, gm: fx.GraphModule) -> Callable[[torch.Tensor], Any
     if node.op == "call_method":
         return lambda t: getattr(t, str(node.target))(*rest, **kwargs)
     return lambda t: node.target(t, *rest, **kwargs)  # type: ignore[operator]
-
-
-class _Streams:
-    """What a varprop layer's ``draw`` asks of a run: ``varprop.measure``'s streams."""
-
-    def __init__(self, base: int, dtype: np.dtype) -> None:
-        self.base, self.dtype = base, dtype
-
-    def stream(self, index: int, k: int) -> np.random.SeedSequence:
-        return stream(self.base, LAYER_KEY, index, k)
 
 
 def _flatten_shapes(layers: Any, result: TraceResult) -> list:

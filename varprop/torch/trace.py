@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import layers as vl
 from ..activations import get_activation
+from ..adapters.run import any_weighted
 from ..layers.measured import Measured
 from ..network import Network
 from . import _law
@@ -156,7 +157,7 @@ class _Builder:
         items = self._items(self.ops[output].input, inputs[0])
         width = self._width(inputs[0])
         layers, _ = self._layers(items, width)
-        if not any(layer.weighted for layer in _flat(layers)):
+        if not any_weighted(layers):
             raise ValueError("trace: the model has no Linear, Conv or Embedding layer varprop "
                              "can analyze outside its measured-only ops")
         shape = tuple(x.shape[1:])
@@ -471,9 +472,3 @@ class _Builder:
         self.modules[id(layer)] = (name, m)
         return layer
 
-
-def _flat(layers: Any) -> Any:
-    for layer in layers:
-        yield layer
-        if isinstance(layer, vl.Residual):
-            yield from _flat(layer.branch)
