@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy import special
@@ -86,3 +86,20 @@ def call_times(fn: Callable[[], object], repeat: int, settle: float = 0.0) -> li
 
 def median_time(fn: Callable[[], object], repeat: int, settle: float = 0.0) -> float:
     return statistics.median(call_times(fn, repeat, settle))
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeat: int, rounds: int
+                      ) -> dict[str, float]:
+    """Each contender's best and median time (keys ``name`` and ``name_median``):
+    ``rounds`` rounds in which every contender in turn runs ``repeat`` calls after a
+    pause of SETTLE_S, so the previous one's spinning threads have gone to sleep. The
+    best of all calls is the figure least disturbed by other processes on a shared
+    machine; the median is kept too. ``name_all`` holds every call's time."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            times[k] += call_times(f, repeat, SETTLE_S)
+    out: dict[str, Any] = {}
+    for k, v in times.items():
+        out[k], out[k + "_median"], out[k + "_all"] = min(v), float(np.median(v)), v
+    return out

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _cases import SETTLE_S, bare_gemm, call_times  # noqa: E402
+from _cases import bare_gemm, interleaved_times  # noqa: E402
 
 from varprop import conv_kernels as ck  # noqa: E402
 
@@ -153,10 +153,8 @@ def _ours_forward_nostats(x, w, b):
 
 
 def ratios(repeat: int = 9, rounds: int = 3) -> list[dict]:
-    """Per shape, each contender's best time: ``rounds`` rounds in which every contender
-    in turn runs ``repeat`` calls after a pause of SETTLE_S (so the previous one's
-    spinning threads have gone to sleep). The best of all calls is the figure least
-    disturbed by other processes on a shared machine; the median is kept too."""
+    """Per shape, each contender's best and median time (bench/_cases.interleaved_times);
+    "bare" is im2col + sgemm, each timed on its own."""
     rows = []
     for shape in SHAPES:
         x, w, b = _data(shape)
@@ -171,13 +169,10 @@ def ratios(repeat: int = 9, rounds: int = 3) -> list[dict]:
                        torch_fb=lambda: _torch_both(*pieces))
         except ImportError:
             pass
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                times[k] += call_times(f, repeat, SETTLE_S)
-        times["bare"] = [i + g for i, g in zip(times["im2col"], times["gemm"])]
-        rows.append({"shape": _id(shape), **{k: min(v) for k, v in times.items()},
-                     **{k + "_median": float(np.median(v)) for k, v in times.items()}})
+        t = interleaved_times(fns, repeat, rounds)
+        bare = [i + g for i, g in zip(t.pop("im2col_all"), t.pop("gemm_all"))]
+        t["bare"], t["bare_median"] = min(bare), float(np.median(bare))
+        rows.append({"shape": _id(shape), **{k: v for k, v in t.items() if not k.endswith("_all")}})
     return rows
 
 

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _cases import SETTLE_S, call_times  # noqa: E402
+from _cases import interleaved_times  # noqa: E402
 
 from varprop import _reference_rnn as ref  # noqa: E402
 from varprop import rnn_kernels as rk  # noqa: E402
@@ -142,10 +142,7 @@ def test_torch_forward_backward(benchmark, shape):
 
 
 def ratios(repeat: int = 9, rounds: int = 3) -> list[dict]:
-    """Per shape, each contender's best and median time: ``rounds`` rounds in which every
-    contender in turn runs ``repeat`` calls after a pause of SETTLE_S (so the previous
-    one's spinning threads have gone to sleep). The best of all calls is the figure least
-    disturbed by other processes on a shared machine."""
+    """Per shape, each contender's best and median time (bench/_cases.interleaved_times)."""
     rows = []
     for shape in SHAPES:
         data = _data(shape)
@@ -157,12 +154,8 @@ def ratios(repeat: int = 9, rounds: int = 3) -> list[dict]:
                        torch_fb=lambda: _torch_both(*pieces))
         except ImportError:
             pass
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                times[k] += call_times(f, repeat, SETTLE_S)
-        rows.append({"shape": _id(shape), **{k: min(v) for k, v in times.items()},
-                     **{k + "_median": float(np.median(v)) for k, v in times.items()}})
+        t = interleaved_times(fns, repeat, rounds)
+        rows.append({"shape": _id(shape), **{k: v for k, v in t.items() if not k.endswith("_all")}})
     return rows
 
 
