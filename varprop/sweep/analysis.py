@@ -131,46 +131,67 @@ def _series(cells: list[dict[str, Any]]) -> dict[str, Any]:
     n_layers, n_steps = len(kinds), config["steps"] + 1
     theory = [by[(w, seeds[0])]["theory"]["z_rms"] for w in widths]
     theory_slope = [fit_slope(widths, [t[l] for t in theory]) for l in range(n_layers)]
-    measured: dict[str, list] = {}
-    slopes: dict[str, list] = {}
-    for q, field in (("z", "z_rms"), ("dz", "dz_rms")):
-        # [seed][step][width][layer]
-        arr = [[[by[(w, s)]["measured"][field][t] for w in widths] for t in range(n_steps)]
-               for s in seeds]
-        measured[q] = [[[_geo_mean([arr[i][t][j][l] for i in range(len(seeds))])
-                         for l in range(n_layers)] for j in range(len(widths))]
-                       for t in range(n_steps)]
-        rows = []
-        for t in range(n_steps):
-            row = []
-            for l in range(n_layers):
-                if q == "dz" and t == 0:  # no change yet: nothing to fit
-                    row.append(None)
-                    continue
-                per_seed = [fit_slope(widths, [arr[i][t][j][l] for j in range(len(widths))])
-                            for i in range(len(seeds))]
-                row.append(_slope_entry(per_seed, config, kinds[l], q, t))
-            rows.append(row)
-        slopes[q] = rows
+    # [seed][step][width][layer] per quantity
+    arrs = {q: [[[by[(w, s)]["measured"][field][t] for w in widths] for t in range(n_steps)]
+                for s in seeds] for q, field in QUANTITIES}
+    measured, slopes = fit_table(
+        widths, arrs, lambda per_seed, l, q, t: _slope_entry(per_seed, config, kinds[l], q, t))
     return {"axis": "width", "config": config, "widths": widths, "seeds": seeds,
             "kinds": kinds,
             "theory": theory, "theory_slope": theory_slope, "measured": measured,
             "slopes": slopes}
 
 
-def _geo_mean(values: Sequence[Any]) -> "float | None":
+#: The two quantities of a series and the cell field each is read from: the scale of the
+#: pre-activations and of their change since step 0.
+QUANTITIES = (("z", "z_rms"), ("dz", "dz_rms"))
+
+
+def geo_mean(values: Sequence[Any]) -> "float | None":
+    """The geometric mean, or None if any value is missing, non-finite or <= 0."""
     if any(v is None or not math.isfinite(v) or v <= 0 for v in values):
         return None
     return float(math.exp(sum(math.log(v) for v in values) / len(values)))
 
 
-def _slope_entry(per_seed: list[float], config: dict[str, Any], kind: str, q: str,
-                 step: int) -> dict[str, Any]:
+def fit_table(xs: Sequence[float], arrs: dict[str, list], entry: Any
+              ) -> tuple[dict[str, list], dict[str, list]]:
+    """The measured scales and fitted slopes of one series (widths or depths).
+
+    ``arrs[q][seed][step][x][col]`` holds each cell's value of quantity ``q`` for column
+    ``col`` (a layer or a layer group); returns ``measured[q][step][x][col]`` (geometric
+    mean over seeds) and ``slopes[q][step][col]`` = ``entry(per_seed, col, q, step)``,
+    where ``per_seed`` are the seeds' slopes of log value against log x (None for the
+    change at step 0: nothing to fit)."""
+    measured: dict[str, list] = {}
+    slopes: dict[str, list] = {}
+    for q, arr in arrs.items():
+        n_seeds, n_steps, n_cols = len(arr), len(arr[0]), len(arr[0][0][0])
+        measured[q] = [[[geo_mean([arr[i][t][j][c] for i in range(n_seeds)])
+                         for c in range(n_cols)] for j in range(len(xs))]
+                       for t in range(n_steps)]
+        slopes[q] = [[None if q == "dz" and t == 0 else
+                      entry([fit_slope(xs, [arr[i][t][j][c] for j in range(len(xs))])
+                             for i in range(n_seeds)], c, q, t)
+                      for c in range(n_cols)] for t in range(n_steps)]
+    return measured, slopes
+
+
+def slope_stats(per_seed: list[float], axis: str) -> dict[str, Any]:
+    """The seeds' mean slope (NaN unless every seed's is finite), their spread, the
+    tolerance and the verdict along ``axis``."""
     finite = [v for v in per_seed if math.isfinite(v)]
     slope = float(np.mean(finite)) if len(finite) == len(per_seed) and finite else math.nan
     sd = float(np.std(finite, ddof=1)) if len(finite) >= 2 else math.nan
     tol = tolerance(finite)
-    v = verdict(slope, tol)
+    return {"slope": slope, "per_seed": per_seed, "sd": sd, "tol": tol,
+            "verdict": verdict(slope, tol, axis=axis)}
+
+
+def _slope_entry(per_seed: list[float], config: dict[str, Any], kind: str, q: str,
+                 step: int) -> dict[str, Any]:
+    stats = slope_stats(per_seed, "width")
+    v = stats["verdict"]
     # z after training is dominated by its update where that grows: judge z at step 0
     # and dz at later steps against the table (parameterization.py)
     quantity = "z" if step == 0 else "dz"
@@ -183,5 +204,4 @@ def _slope_entry(per_seed: list[float], config: dict[str, Any], kind: str, q: st
                 f"{config['optimizer']}")
     elif q == quantity and v not in ("stable", "undefined"):
         note = "unexpected: the theory of this parameterization says stable"
-    return {"slope": slope, "per_seed": per_seed, "sd": sd, "tol": tol, "verdict": v,
-            "expected": expected if q == quantity else None, "note": note}
+    return {**stats, "expected": expected if q == quantity else None, "note": note}

@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
-from .analysis import fit_slope, tolerance, verdict
+from .analysis import QUANTITIES, fit_slope, fit_table, slope_stats
 from .parameterization import DEPTH_GROUPS, expected_depth_exponent
 
 __all__ = ["residual_theory", "residual_network", "depth_series", "group_layers"]
@@ -108,45 +106,21 @@ def depth_series(cells: list[dict[str, Any]]) -> dict[str, Any]:
     theory = [[by[(d, seeds[0])]["theory"]["z_rms"][l] for l in idx]
               for d, idx in zip(depths, layers)]
     theory_slope = [fit_slope(depths, [t[g] for t in theory]) for g in range(n_groups)]
-    measured: dict[str, list] = {}
-    slopes: dict[str, list] = {}
-    for q, field in (("z", "z_rms"), ("dz", "dz_rms")):
-        # [seed][step][depth][group]
-        arr = [[[[by[(d, s)]["measured"][field][t][l] for l in idx]
-                 for d, idx in zip(depths, layers)] for t in range(n_steps)] for s in seeds]
-        measured[q] = [[[_geo_mean([arr[i][t][j][g] for i in range(len(seeds))])
-                         for g in range(n_groups)] for j in range(len(depths))]
-                       for t in range(n_steps)]
-        rows = []
-        for t in range(n_steps):
-            row: list[Any] = []
-            for g in range(n_groups):
-                if q == "dz" and t == 0:
-                    row.append(None)
-                    continue
-                per_seed = [fit_slope(depths, [arr[i][t][j][g] for j in range(len(depths))])
-                            for i in range(len(seeds))]
-                row.append(_entry(per_seed, config, DEPTH_GROUPS[g], q, t))
-            rows.append(row)
-        slopes[q] = rows
+    # [seed][step][depth][group] per quantity
+    arrs = {q: [[[[by[(d, s)]["measured"][field][t][l] for l in idx]
+                  for d, idx in zip(depths, layers)] for t in range(n_steps)] for s in seeds]
+            for q, field in QUANTITIES}
+    measured, slopes = fit_table(
+        depths, arrs, lambda per_seed, g, q, t: _entry(per_seed, config, DEPTH_GROUPS[g], q, t))
     return {"axis": "depth", "config": config, "depths": depths, "seeds": seeds,
             "kinds": list(DEPTH_GROUPS), "layers": layers, "theory": theory,
             "theory_slope": theory_slope, "measured": measured, "slopes": slopes}
 
 
-def _geo_mean(values: Sequence[Any]) -> "float | None":
-    if any(v is None or not math.isfinite(v) or v <= 0 for v in values):
-        return None
-    return float(math.exp(sum(math.log(v) for v in values) / len(values)))
-
-
 def _entry(per_seed: list[float], config: dict[str, Any], group: str, q: str,
            step: int) -> dict[str, Any]:
-    finite = [v for v in per_seed if math.isfinite(v)]
-    slope = float(np.mean(finite)) if len(finite) == len(per_seed) and finite else math.nan
-    sd = float(np.std(finite, ddof=1)) if len(finite) >= 2 else math.nan
-    tol = tolerance(finite)
-    v = verdict(slope, tol, axis="depth")
+    stats = slope_stats(per_seed, "depth")
+    v = stats["verdict"]
     quantity = "z" if step == 0 else "dz"  # as in the width analysis
     expected = expected_depth_exponent(config["parameterization"], config["optimizer"],
                                        group, quantity)
@@ -159,6 +133,5 @@ def _entry(per_seed: list[float], config: dict[str, Any], group: str, q: str,
             note = f"unexpected: {note[len('expected: '):]}, measured flat"
     elif q == quantity and v not in ("stable", "undefined"):
         note = "unexpected: the theory of this parameterization says flat in depth"
-    return {"slope": slope, "per_seed": per_seed, "sd": sd, "tol": tol, "verdict": v,
-            "expected": (expected if expected is not None else "grows") if q == quantity
-            else None, "note": note}
+    return {**stats, "expected": (expected if expected is not None else "grows")
+            if q == quantity else None, "note": note}
