@@ -105,6 +105,58 @@ class Trainable:
         """``[W_0, b_0, W_1, b_1, ...]``: the arrays themselves (an optimizer updates them)."""
         return [p for pair in self.weights for p in pair]
 
+    multipliers: "tuple[float, ...] | None" = None
+
+    @staticmethod
+    def _checked_pairs(weights: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each ``(W, b)`` pair checked: numpy arrays, W 2-D and b 1-D, float32 or float64,
+        one dtype for all, b as long as W's outputs; errors name the pair."""
+        pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        dtype = None
+        for l, pair in enumerate(weights):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"weights[{l}] must be a (W, b) pair, got {type(pair).__name__}")
+            w, b = pair
+            for name, arr, ndim in ((f"weights[{l}][0] (W)", w, 2), (f"weights[{l}][1] (b)", b, 1)):
+                if not isinstance(arr, np.ndarray):
+                    raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+                if arr.dtype not in (np.float32, np.float64):
+                    raise TypeError(f"{name} must be float32 or float64, got {arr.dtype}")
+                if arr.ndim != ndim:
+                    raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+                dtype = arr.dtype if dtype is None else dtype
+                if arr.dtype != dtype:
+                    raise TypeError(f"{name} has dtype {arr.dtype} but the model is {dtype}: "
+                                    "all weights must share one dtype")
+            if b.shape[0] != w.shape[1]:
+                raise ValueError(f"weights[{l}]: b has shape {b.shape} but W {w.shape} "
+                                 f"has {w.shape[1]} outputs")
+            pairs.append((w, b))
+        return pairs
+
+    def _set_multipliers(self, multipliers: Sequence[float] | None, per: str) -> None:
+        """Check and keep the per-layer weight multipliers (None: every layer 1); ``per``
+        names what there is one of, for the error."""
+        self.multipliers = None
+        if multipliers is None:
+            return
+        if isinstance(multipliers, (str, bytes)) or not isinstance(multipliers, Sequence):
+            raise TypeError(f"multipliers must be a list of positive numbers or None, "
+                            f"got {type(multipliers).__name__}")
+        if len(multipliers) != len(self.weights):
+            raise ValueError(f"multipliers must have one entry per {per} "
+                             f"({len(self.weights)}), got {len(multipliers)}")
+        self.multipliers = tuple(finite_real(f"multipliers[{l}]", m, positive=True)
+                                 for l, m in enumerate(multipliers))
+
+    def _effective(self, l: int) -> np.ndarray:
+        """Layer l's weights as the kernels see them: ``m_l * W_l`` (W_l itself when the
+        multiplier is 1, so no copy is made and a plain model's passes are unchanged)."""
+        w = self.weights[l][0]
+        if self.multipliers is None or self.multipliers[l] == 1.0:
+            return w
+        return w * w.dtype.type(self.multipliers[l])
+
     def forward(self, x: np.ndarray, *, stats: bool = False, n_threads: int | None = None) -> Any:
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
@@ -153,32 +205,14 @@ class MLP(Trainable):
                  multipliers: Sequence[float] | None = None) -> None:
         if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
             raise TypeError("weights must be a non-empty list of (W, b) pairs")
-        pairs = []
-        dtype = None
-        for l, pair in enumerate(weights):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"weights[{l}] must be a (W, b) pair, got {type(pair).__name__}")
-            w, b = pair
-            for name, arr, ndim in ((f"weights[{l}][0] (W)", w, 2), (f"weights[{l}][1] (b)", b, 1)):
-                if not isinstance(arr, np.ndarray):
-                    raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
-                if arr.dtype not in (np.float32, np.float64):
-                    raise TypeError(f"{name} must be float32 or float64, got {arr.dtype}")
-                if arr.ndim != ndim:
-                    raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-                dtype = arr.dtype if dtype is None else dtype
-                if arr.dtype != dtype:
-                    raise TypeError(f"{name} has dtype {arr.dtype} but the model is {dtype}: "
-                                    "all weights must share one dtype")
-            if b.shape[0] != w.shape[1]:
-                raise ValueError(f"weights[{l}]: b has shape {b.shape} but W {w.shape} "
-                                 f"has {w.shape[1]} outputs")
-            if l and w.shape[0] != pairs[-1][0].shape[1]:
+        pairs = self._checked_pairs(weights)
+        for l in range(1, len(pairs)):
+            w = pairs[l][0]
+            if w.shape[0] != pairs[l - 1][0].shape[1]:
                 raise ValueError(
                     f"weights[{l}] takes {w.shape[0]} inputs but layer {l - 1} gives "
-                    f"{pairs[-1][0].shape[1]} outputs"
+                    f"{pairs[l - 1][0].shape[1]} outputs"
                 )
-            pairs.append((w, b))
         if isinstance(activations, (str, Activation, Mapping)):
             raise TypeError("activations must be a list with one activation per layer")
         acts = [get_activation(a) for a in activations]
@@ -189,24 +223,7 @@ class MLP(Trainable):
             raise ValueError(f"the last layer must be linear (it outputs logits), got {acts[-1]!r}")
         self.weights: list[tuple[np.ndarray, np.ndarray]] = pairs
         self.activations: list[Activation] = acts
-        self.multipliers: tuple[float, ...] | None = None
-        if multipliers is not None:
-            if isinstance(multipliers, (str, bytes)) or not isinstance(multipliers, Sequence):
-                raise TypeError(f"multipliers must be a list of positive numbers or None, "
-                                f"got {type(multipliers).__name__}")
-            if len(multipliers) != len(pairs):
-                raise ValueError(f"multipliers must have one entry per layer ({len(pairs)}), "
-                                 f"got {len(multipliers)}")
-            self.multipliers = tuple(finite_real(f"multipliers[{l}]", m, positive=True)
-                                     for l, m in enumerate(multipliers))
-
-    def _effective(self, l: int) -> np.ndarray:
-        """Layer l's weights as the kernels see them: ``m_l * W_l`` (W_l itself without
-        multipliers, so the passes are exactly those of a plain MLP)."""
-        w = self.weights[l][0]
-        if self.multipliers is None or self.multipliers[l] == 1.0:
-            return w
-        return w * w.dtype.type(self.multipliers[l])
+        self._set_multipliers(multipliers, "layer")
 
     @classmethod
     def from_network(cls, net: Any, *, seed: SeedLike = None, dtype: Any = np.float32) -> "MLP":

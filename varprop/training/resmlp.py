@@ -69,19 +69,6 @@ class ResidualCache:
         return self.z[-1]
 
 
-def _check_array(name: str, arr: Any, ndim: int, dtype: Any) -> np.dtype:
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"{name} has dtype {arr.dtype} but the model is {dtype}: all "
-                        "weights must share one dtype")
-    return arr.dtype
-
-
 class ResidualMLP(Trainable):
     """An input layer, ``len(weights) - 2`` residual blocks and a linear readout.
 
@@ -115,18 +102,7 @@ class ResidualMLP(Trainable):
         if len(weights) < 2:
             raise ValueError(f"weights needs at least an input layer and a readout (2 pairs), "
                              f"got {len(weights)}")
-        pairs: list[tuple[np.ndarray, np.ndarray]] = []
-        dtype = None
-        for l, pair in enumerate(weights):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"weights[{l}] must be a (W, b) pair, got {type(pair).__name__}")
-            w, b = pair
-            dtype = _check_array(f"weights[{l}][0] (W)", w, 2, dtype)
-            _check_array(f"weights[{l}][1] (b)", b, 1, dtype)
-            if b.shape[0] != w.shape[1]:
-                raise ValueError(f"weights[{l}]: b has shape {b.shape} but W {w.shape} has "
-                                 f"{w.shape[1]} outputs")
-            pairs.append((w, b))
+        pairs = self._checked_pairs(weights)
         n = pairs[0][0].shape[1]
         for l, (w, _) in enumerate(pairs[1:-1], start=1):
             if w.shape != (n, n):
@@ -146,16 +122,7 @@ class ResidualMLP(Trainable):
         self.activation: Activation = act
         self.branch_multiplier: float = finite_real("branch_multiplier", branch_multiplier,
                                                     positive=True)
-        self.multipliers: tuple[float, ...] | None = None
-        if multipliers is not None:
-            if isinstance(multipliers, (str, bytes)) or not isinstance(multipliers, Sequence):
-                raise TypeError(f"multipliers must be a list of positive numbers or None, "
-                                f"got {type(multipliers).__name__}")
-            if len(multipliers) != len(pairs):
-                raise ValueError(f"multipliers must have one entry per weighted layer "
-                                 f"({len(pairs)}), got {len(multipliers)}")
-            self.multipliers = tuple(finite_real(f"multipliers[{l}]", m, positive=True)
-                                     for l, m in enumerate(multipliers))
+        self._set_multipliers(multipliers, "weighted layer")
 
     # ----------------------------------------------------------------- properties
     @property
@@ -188,14 +155,6 @@ class ResidualMLP(Trainable):
                 f"blocks={self.n_blocks}, classes={self.n_classes}, "
                 f"activation={self.activation.name}, branch_multiplier="
                 f"{self.branch_multiplier:g}, dtype={self.dtype})")
-
-    def _effective(self, l: int) -> np.ndarray:
-        """Layer l's weights as the kernels see them: ``m_l W_l`` (W_l itself when the
-        multiplier is 1, so no copy is made)."""
-        w = self.weights[l][0]
-        if self.multipliers is None or self.multipliers[l] == 1.0:
-            return w
-        return w * w.dtype.type(self.multipliers[l])
 
     # ----------------------------------------------------------------- passes
     def forward(self, x: np.ndarray, *, stats: bool = False,
