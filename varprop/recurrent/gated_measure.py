@@ -36,7 +36,7 @@ from .._validate import finite_real, float_dtype, positive_int, seed_list
 from ..profile import Profile
 from .gated import GatedCell
 from .gated_arrays import draw_gated_parameters, gated_backward, gated_forward
-from .measure import draw_inputs, step_records
+from .measure import draw_inputs, loss_gradient, step_records
 from .theory import check_run
 
 __all__ = ["measure_gated", "FIELDS", "GRAD_MEANING"]
@@ -49,7 +49,7 @@ GRAD_MEANING = "Var dL/dh_t: the state's total gradient (direct + through later 
 Z_MEANING = {"lstm": "the cell state c_t",
              "gru": "the candidate pre-activation x W_xn + b_xn + r (h_{t-1} W_hn + b_hn)"}
 # stream keys: parameters (with sub-keys), inputs, loss gradients
-_PARAM, _INPUT, _GRAD = 0, 1, 2
+_PARAM, _INPUT = 0, 1  # the loss gradient's stream key is measure's (loss_gradient)
 
 
 def _pooled(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,12 +67,7 @@ def one_seed(cell: GatedCell, steps: int, batch: int, inputs: str, input_var: fl
     out = np.empty((len(FIELDS), steps))
     out[0], out[1] = _pooled(fwd.c if fwd.c is not None else fwd.cand_pre)
     out[2], out[3] = _pooled(fwd.h)
-    rng = np.random.default_rng(stream(seed, _GRAD))
-    grad_out = np.zeros_like(fwd.h)
-    if loss == "sequence":
-        grad_out[...] = rng.standard_normal(grad_out.shape)
-    else:
-        grad_out[-1] = rng.standard_normal(grad_out.shape[1:])
+    grad_out = loss_gradient(fwd.h, loss, seed)
     g = gated_backward(cell, x, params, fwd, grad_out, param_grads=False).grad_h
     flat = g.reshape(steps, -1).astype(np.float64)
     out[4] = (flat * flat).mean(axis=1)

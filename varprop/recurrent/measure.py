@@ -56,6 +56,18 @@ def draw_inputs(rnn: SimpleRNN, steps: int, batch: int, inputs: str, input_var: 
     return (x * math.sqrt(input_var)).astype(dtype, copy=False)
 
 
+def loss_gradient(h: np.ndarray, loss: str, seed: int) -> np.ndarray:
+    """One seed's standard normal loss gradient ``dL/dh``, shaped and typed like the
+    states ``h`` (T, B, H): at every step (``loss="sequence"``) or at the last one."""
+    rng = np.random.default_rng(stream(seed, _GRAD))
+    grad = np.zeros_like(h)
+    if loss == "sequence":
+        grad[...] = rng.standard_normal(grad.shape)
+    else:
+        grad[-1] = rng.standard_normal(grad.shape[1:])
+    return grad
+
+
 def _pooled(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per step: mean and variance over the batch and the units (float64)."""
     flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
@@ -81,12 +93,7 @@ def _one_seed(rnn: SimpleRNN, steps: int, batch: int, inputs: str, input_var: fl
         z2 = z2.reshape(steps, -1).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[5] = (z1 * z2).sum(1) / np.sqrt((z1 * z1).sum(1) * (z2 * z2).sum(1))
-    rng = np.random.default_rng(stream(seed, _GRAD))
-    grad_h = np.zeros_like(fwd.h)
-    if loss == "sequence":
-        grad_h[...] = rng.standard_normal(grad_h.shape)
-    else:
-        grad_h[-1] = rng.standard_normal(grad_h.shape[1:])
+    grad_h = loss_gradient(fwd.h, loss, seed)
     g = rnn_backward(x, w_x, w_h, fwd.z, fwd.h, grad_h, activation=act, n_threads=threads)
     flat = g.grad_z.reshape(steps, -1).astype(np.float64)
     out[4] = (flat * flat).mean(axis=1)  # E[(dL/dz)^2]: dL/dz has mean 0 by symmetry
