@@ -153,10 +153,11 @@ def test_skip_with_zero_branch_equals_the_direct_rule():
 
 
 def test_overlapping_windows_flag_the_layers_behind_the_pool():
-    """A 2x2 stride-1 max pool (windows share taps): the rule lacks the covariance of
-    the two windows' gradients (docs/theory.md, section 8, "Overlapping windows"), so
-    the layers before it are flagged with the overlap note; a stride-2 pool is not."""
-    from varprop._analytic_spatial import OVERLAP_NOTE
+    """A 2x2 stride-1 max pool (windows share taps): the cross term of two windows'
+    gradients is a quasi-Monte-Carlo integral (docs/theory.md, section 8, "Overlapping
+    windows"), so the layers before it are flagged with its note; a stride-2 pool is not.
+    Where the rule does not reach: tests/test_maxpool_overlap.py."""
+    from varprop._analytic_spatial import OVERLAP_QMC_NOTE as OVERLAP_NOTE
     w = get_initializer("glorot_normal")
     for stride, flagged in ((1, True), (2, False)):
         net = Network((8, 8, 3), (Conv(3, 16, 3, w, None, padding="same"), Act("relu"),

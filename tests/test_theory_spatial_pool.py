@@ -321,3 +321,25 @@ def test_pools_without_pixel_pairs_assume_independent_pixels_and_say_so():
     assert not out.exact and out.second[0, 0] == pytest.approx(0.25, rel=1e-15)
 
 
+
+
+def test_mvn_below_refuses_more_than_three_variables():
+    """Four variables used to be cut to three silently (the 3x3 max-pool defect's class)."""
+    from varprop.theory.spatial_gauss import mvn_below
+    with pytest.raises(ValueError, match="1 to 3 variables"):
+        mvn_below(np.zeros((2, 4)), np.eye(4))
+    with pytest.raises(ValueError, match="corr"):
+        mvn_below(np.zeros((2, 3)), np.eye(2))
+
+
+def test_a_pool_before_any_weighted_layer_flags_the_layers_after_it():
+    """A global pool on an image too large for pixel pairs (over 1024 pixels) is flagged;
+    before any weighted layer it used to flag nothing (the last weighted index was -1)."""
+    import varprop
+    from varprop.initializers import get as get_initializer
+    from varprop.layers import Dense, GlobalAvgPool
+    from varprop.network import Network
+    w = get_initializer("glorot_normal")
+    net = Network((40, 40, 3), (GlobalAvgPool(), Dense(3, 8, w, None)))
+    spatial = [a for a in varprop.analyze(net).meta["approximations"] if a["kind"] == "spatial"]
+    assert spatial and spatial[0]["layers"][0][0] == 0

@@ -12,11 +12,11 @@ import numpy as np
 from ._analytic_parts import _Gradient
 from ._approximations import approximations, has_batch_norm
 from .layers import AvgPool, GlobalAvgPool, MaxPool, iter_steps
-from .layers._spatial import SpatialGradient
+from .layers._spatial import PairGradient, SpatialGradient
 from .profile import Profile
 
 __all__ = ["analyze_spatial", "MAX_CROSS_PIXELS", "BEHIND_SKIP_NOTE", "OVERLAP_NOTE",
-           "spatial_inputs"]
+           "OVERLAP_QMC_NOTE", "spatial_inputs"]
 
 #: Pixel-pair moments are carried (P x P per layer) for images of at most this many
 #: pixels; larger images keep only the per-pixel moments, and a pooling that needs the
@@ -29,12 +29,18 @@ _NEEDS_CROSS = (MaxPool, AvgPool, GlobalAvgPool)
 #: connection (docs/theory.md, section 8, "Max pooling behind a skip connection").
 BEHIND_SKIP_NOTE = ("max pooling after a residual sum: the gradient before it by a "
                     "quasi-Monte-Carlo integral of the window's joint law, ~2e-3")
-#: The same for overlapping max-pool windows (stride < pool size), whose gradient rule
-#: drops the covariance of the upstream gradients of two windows sharing a tap
-#: (docs/theory.md, section 8): the measurement up to 2.3x above it.
+#: The same for overlapping max-pool windows (stride < pool size) where the covariance
+#: of the gradients of two windows sharing a tap did not come back to the pool (a layer
+#: above without a pixel-pair gradient rule, pixel pairs not carried, or a pool behind a
+#: skip connection): the rule lacks the cross term (docs/theory.md, section 8), measured
+#: up to 2.3x below the measurement.
 OVERLAP_NOTE = ("overlapping max-pool windows: the gradient before them lacks the "
                 "covariance of two windows' gradients, measured up to 2.3x above")
-_NOTES = {"skip": BEHIND_SKIP_NOTE, "overlap": OVERLAP_NOTE}
+#: Overlapping windows whose cross term was integrated (docs/theory.md, section 8).
+OVERLAP_QMC_NOTE = ("overlapping max-pool windows: the gradient's cross term between "
+                    "windows by a quasi-Monte-Carlo integral of their joint law, ~2e-3")
+_NOTES = {"skip": BEHIND_SKIP_NOTE, "overlap": OVERLAP_NOTE,
+          "overlap_qmc": OVERLAP_QMC_NOTE}
 
 
 def spatial_inputs(net: Any, inputs: Any, argname: str = "inputs") -> np.ndarray:
@@ -73,6 +79,9 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
     analyzer.track_cross = pixels <= MAX_CROSS_PIXELS and any(
         isinstance(step.layer, _NEEDS_CROSS) for step in iter_steps(net.steps))
     track_bcross = pixels <= MAX_CROSS_PIXELS and has_batch_norm(net.steps)
+    # set by an overlapping max pool: the readout's rules then carry the gradient's pixel
+    # pairs back to it (docs/theory.md, section 8, "Overlapping windows")
+    analyzer.grad_pairs = False
     if inputs is not None:
         data = spatial_inputs(net, inputs)
         x = sp.from_data(data)
@@ -89,12 +98,18 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
             x.bcross = np.full((pixels, pixels), input_mean * input_mean)
     out, ops = analyzer.forward(net.steps, x)
     from .layers._spatial_rules import is_spatial
-    g = SpatialGradient(np.ones(np.shape(out.mean))) if is_spatial(out) else _Gradient(1.0)
+    if is_spatial(out):  # the loss gradient: independent units, diagonal pairs
+        shape = np.shape(out.mean)
+        g = (PairGradient(np.eye(math.prod(shape)), shape) if analyzer.grad_pairs
+             else SpatialGradient(np.ones(shape)))
+    else:
+        g = _Gradient(1.0)
     analyzer.backward(ops, g)
     records = analyzer.records
     # layers behind a max pool that follows a skip connection (their gradient comes back
     # through the quasi-Monte-Carlo rule of the joint law) or whose windows overlap (the
-    # rule lacks the gradients' covariance): docs/theory.md, section 8
+    # cross term by a quasi-Monte-Carlo integral, or missing where the gradients'
+    # covariance did not come back): docs/theory.md, section 8
     backward = getattr(analyzer, "spatial_backward_approximate", {})
     behind = sorted(set().union(*backward.values())) if backward else []
     meta = {"assumptions": "mean field per pixel: many channels, Gaussian pre-activations "

@@ -17,7 +17,8 @@ import numpy as np
 
 from .._analytic_signal import _Signal
 
-__all__ = ["numel", "spatial_of", "SpatialGradient", "flat_signal", "uniform_spatial"]
+__all__ = ["numel", "spatial_of", "SpatialGradient", "PairGradient", "flat_signal",
+           "uniform_spatial", "through_conv"]
 
 
 def numel(shape: "int | tuple[int, ...]") -> int:
@@ -67,6 +68,40 @@ class SpatialGradient:
         return float(np.mean(self.var))
 
 
+class PairGradient(SpatialGradient):
+    """A per-pixel gradient that also carries its pixel pairs ``pairs[p, q] = E[dL/du_p
+    dL/du_q]`` (one channel, one sample; ``var`` is their diagonal), from the readout back
+    to an overlapping max pooling, whose rule needs the covariance of two windows'
+    gradients (docs/theory.md, section 8, "Overlapping windows"). Carried only when such
+    a pool is met; a rule that does not know the pairs returns a plain
+    :class:`SpatialGradient`, and the pool then flags the layers before it."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: np.ndarray, spatial: tuple[int, ...]) -> None:
+        pairs = np.asarray(pairs, dtype=np.float64)
+        super().__init__(np.diag(pairs).reshape(spatial).copy())
+        self.pairs = pairs
+
+    def scaled(self, k: Any, identical: bool = False) -> SpatialGradient:
+        # one factor for every pixel (a residual branch's alpha^2, a norm's scale) scales
+        # the pairs alike; a per-pixel factor ends them
+        if np.ndim(k) == 0:
+            return PairGradient(_mul0(k, self.pairs), self.var.shape)
+        return SpatialGradient(_mul0(k, self.var))
+
+
+def through_conv(g: Any, g_in: np.ndarray, geometry: dict) -> SpatialGradient:
+    """A convolution's input gradient ``g_in`` (per pixel), with its pixel pairs when
+    ``g`` carries them (:func:`varprop.theory.spatial_grad.conv_backward_pairs`, the
+    keyword arguments ``geometry`` of :func:`varprop.theory.spatial.conv_backward`)."""
+    if not isinstance(g, PairGradient):
+        return SpatialGradient(g_in)
+    from ..theory.spatial_grad import conv_backward_pairs
+    return PairGradient(conv_backward_pairs(g.pairs, **geometry),
+                        tuple(geometry["in_spatial"]))
+
+
 def _mul0(k: Any, arr: np.ndarray) -> np.ndarray:
     """``k * arr`` with ``0 * inf = 0`` (docs/theory.md, section 10)."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -88,8 +123,16 @@ def flat_signal(s: Any) -> _Signal:
                    and bool(np.all(s.second == second)))
 
 
-def uniform_spatial(g: Any, spatial: tuple[int, ...]) -> SpatialGradient:
-    """A dense layer's one-unit gradient variance, as a map over the flattened pixels."""
+def uniform_spatial(g: Any, spatial: tuple[int, ...], pairs: bool = False
+                    ) -> SpatialGradient:
+    """A dense layer's one-unit gradient variance, as a map over the flattened pixels;
+    with ``pairs``, as a :class:`PairGradient` whose pairs are diagonal (each flattened
+    unit has its own zero-mean weights in the dense layer: docs/theory.md, section 8)."""
+    if isinstance(g, PairGradient):
+        return PairGradient(g.pairs, spatial)
     total = g.total() if not isinstance(g, SpatialGradient) else g.var
-    return SpatialGradient(np.full(spatial, float(total)) if np.ndim(total) == 0
-                           else np.asarray(total).reshape(spatial))
+    var = (np.full(spatial, float(total)) if np.ndim(total) == 0
+           else np.asarray(total, dtype=np.float64).reshape(spatial))
+    if pairs and not isinstance(g, SpatialGradient):  # a per-pixel one: pairs unknown
+        return PairGradient(np.diag(var.ravel()), spatial)
+    return SpatialGradient(var)

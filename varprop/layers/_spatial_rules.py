@@ -10,7 +10,7 @@ import numpy as np
 
 from .._analytic_signal import _Signal
 from ..activations import Activation, get_activation
-from ._spatial import SpatialGradient
+from ._spatial import PairGradient, SpatialGradient
 
 __all__ = ["is_spatial", "check_spatial", "act_spatial", "pre_activation",
            "mark_approximate", "residual_spatial", "norm_spatial", "RoutedGradient",
@@ -48,7 +48,7 @@ def act_spatial(analyzer: Any, act: Activation, z: Any, ops: list) -> Any:
     # a max pool behind a skip connection names this activation in the gradient it
     # sends back (RoutedGradient), its winner being correlated with phi' here
     a._token = token = object()
-    ops.append((_act_backward, (np.asarray(dphi2, dtype=np.float64), token)))
+    ops.append((_act_backward, (np.asarray(dphi2, dtype=np.float64), token, z, act)))
     return a
 
 
@@ -71,7 +71,15 @@ class RoutedGradient(SpatialGradient):
 
 
 def _act_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
-    dphi2, token = state
+    dphi2, token, z, act = state
+    if isinstance(g, PairGradient) and z.cross is not None:
+        # the pairs E[g_p g_q] <- E[phi'(z_p) phi'(z_q)] E[g_p g_q] (gradient
+        # independence), for an overlapping max pool below (docs/theory.md, section 8)
+        from ..theory.spatial_grad import dphi_pairs
+        d = dphi_pairs(z, act, dphi2, need=g.pairs != 0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            pairs = np.where((d == 0) | (g.pairs == 0), 0.0, d * g.pairs)
+        return PairGradient(pairs, tuple(np.shape(dphi2)))
     if isinstance(g, RoutedGradient) and token in g.shares:
         shares = dict(g.shares)
         own = shares.pop(token)
@@ -86,6 +94,9 @@ def residual_backward(g: SpatialGradient, through: SpatialGradient) -> SpatialGr
     var = g.var + through.var
     if isinstance(g, RoutedGradient):
         return RoutedGradient(var, g.ident, g.shares)
+    if isinstance(g, PairGradient) and isinstance(through, PairGradient):
+        # the branch's gradient passed zero-mean weights: uncorrelated with g, pairs add
+        return PairGradient(g.pairs + through.pairs, g.var.shape)
     return SpatialGradient(var)
 
 
@@ -133,14 +144,16 @@ def behind_skip(steps: list[tuple]) -> bool:
     return False
 
 
-def mark_gradient_approximate(analyzer: Any, why: str) -> None:
-    """Flag the weighted layers met so far, whose gradients come back through an
-    approximate max-pool rule, for the per-pixel reasons; ``why`` ("skip" or "overlap")
-    selects the note the profile adds (:mod:`varprop._analytic_spatial`)."""
+def mark_gradient_approximate(analyzer: Any, why: str, upto: int | None = None) -> None:
+    """Flag the weighted layers met so far (or the first ``upto``, for a rule that
+    decides in the backward pass), whose gradients come back through an approximate
+    max-pool rule, for the per-pixel reasons; ``why`` ("skip", "overlap" or
+    "overlap_qmc") selects the note the profile adds (:mod:`varprop._analytic_spatial`)."""
     flagged = getattr(analyzer, "spatial_backward_approximate", None)
     if flagged is None:
         flagged = analyzer.spatial_backward_approximate = {}
-    flagged.setdefault(why, set()).update(range(len(analyzer.records)))
+    n = len(analyzer.records) if upto is None else upto
+    flagged.setdefault(why, set()).update(range(n))
 
 
 def pre_activation(s: Any) -> tuple[Any, Activation]:
@@ -155,8 +168,9 @@ def mark_approximate(analyzer: Any, index: int | None = None) -> None:
     approximate for the per-pixel reasons docs/theory.md names."""
     if index is None:
         index = len(analyzer.records) - 1
-    if index >= 0:
-        analyzer.spatial_approximate.add(index)
+    # before any weighted layer (a pool on the input): every weighted layer after it
+    # inherits the approximation, so flag from the first one on rather than none
+    analyzer.spatial_approximate.add(max(index, 0))
 
 
 def residual_spatial(x: Any, f: Any, alpha: float) -> Any:

@@ -293,9 +293,9 @@ class Conv(Layer):
         rec.weight_grad_var = float(sp.conv_weight_grad_var(
             s, g_map, kernel=self.kernel_size, stride=self.stride,
             padding_pairs=geo["padding"], dilation=self.dilation))
-        g_in = sp.conv_backward(g_map, w_mean=w.mean, w_var=w.var,
-                                out_channels=self.out_channels // self.groups,
-                                kernel=self.kernel_size, stride=self.stride,
-                                padding_pairs=geo["padding"], dilation=self.dilation,
-                                in_spatial=spatial)
-        return SpatialGradient(g_in)
+        kw = dict(w_mean=w.mean, w_var=w.var, out_channels=self.out_channels // self.groups,
+                  kernel=self.kernel_size, stride=self.stride,
+                  padding_pairs=geo["padding"], dilation=self.dilation, in_spatial=spatial)
+        # the gradient's pixel pairs too, where an overlapping max pool below needs them
+        from ._spatial import through_conv
+        return through_conv(g, sp.conv_backward(g_map, **kw), kw)

@@ -8,7 +8,10 @@ profile flags the layers after it where a later rule needs more than it carries.
 a skip connection (a residual sum between an activation and the pool) the winner is
 correlated with that activation's derivative, and the window's joint law along the
 identity path is integrated instead (docs/theory.md, section 8, "Max pooling behind a
-skip connection").
+skip connection"). Where windows overlap (stride below the pool size) a tap gets the
+gradients of every window it wins, and their covariance, carried back from the readout
+as the gradient's pixel pairs (:class:`~varprop.layers._spatial.PairGradient`), adds a
+cross term (docs/theory.md, section 8, "Overlapping windows").
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from .._validate import boolean
-from ._spatial import SpatialGradient, flat_signal, numel, spatial_of, uniform_spatial
+from ._spatial import (PairGradient, SpatialGradient, flat_signal, numel, spatial_of,
+                       uniform_spatial)
 from .base import Layer, Step
 from .conv import _padding, _tuple
 
@@ -99,12 +103,14 @@ class MaxPool(_Pool):
         s = check_spatial(x, self, analyzer)
         spatial = tuple(np.shape(s.mean))
         pads = self.pads(spatial)
-        if any(st < k for st, k in zip(self.stride, self.pool_size)):
-            # a tap in two windows gets both gradients, whose covariance (nonzero: e.g.
-            # a global average pool above makes them alike) the rule does not carry
-            # (docs/theory.md, section 8, "Overlapping windows")
-            mark_gradient_approximate(analyzer, "overlap")
+        overlap = any(st < k for st, k in zip(self.stride, self.pool_size))
         base, path = identity_path(s)
+        if overlap and behind_skip(path):
+            # a tap in two windows gets both gradients, whose covariance (nonzero: e.g.
+            # a global average pool above makes them alike) the joint-law rule of the
+            # identity path does not carry (docs/theory.md, section 8, "Overlapping
+            # windows")
+            mark_gradient_approximate(analyzer, "overlap")
         if behind_skip(path):
             # the winner depends on activations below a residual sum, whose gradient
             # comes back unchanged through the identity: integrate the joint law
@@ -121,15 +127,43 @@ class MaxPool(_Pool):
         out, argmax_p = sp.max_pool_forward(z, act, self.pool_size, self.stride, pads)
         if not out.exact:
             mark_approximate(analyzer)
-        ops.append((_max_backward, (argmax_p, self.pool_size, self.stride, pads, spatial)))
+        joint = None
+        if overlap:
+            # a tap in two windows gets both gradients, whose covariance (nonzero: e.g.
+            # a global average pool above makes them alike) the layers above carry back
+            # as the gradient's pixel pairs (docs/theory.md, section 8, "Overlapping
+            # windows"); the backward rule adds the cross term, or flags
+            joint = (z, act, len(analyzer.records))
+            if getattr(analyzer, "track_cross", False) and z.cross is not None:
+                analyzer.grad_pairs = True
+        ops.append((_max_backward, (argmax_p, self.pool_size, self.stride, pads, spatial,
+                                    joint)))
         return out
 
 
 def _max_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
     from ..theory import spatial_pool as sp
-    argmax_p, pool, stride, pads, spatial = state
-    return SpatialGradient(sp.max_pool_backward(g.total(), argmax_p, pool, stride, pads,
-                                                spatial))
+    from ._spatial_rules import mark_gradient_approximate
+    argmax_p, pool, stride, pads, spatial, joint = state
+    var = sp.max_pool_backward(g.total(), argmax_p, pool, stride, pads, spatial)
+    if joint is None:
+        return SpatialGradient(var)
+    z, act, upto = joint
+    if not isinstance(g, PairGradient) or z.cross is None:
+        # the gradients' covariance did not come back (a layer above without a
+        # pixel-pair rule, or pixel pairs not carried): the cross term is missing
+        mark_gradient_approximate(analyzer, "overlap", upto)
+        return SpatialGradient(var)
+    from ..theory.gaussian import gaussian_moments
+    from ..theory.spatial_overlap import overlap_cross
+    cross = overlap_cross(g.pairs, z, act, pool, stride, pads)
+    # the activation's rule below multiplies by E[phi'^2]: divide it out here, as the
+    # per-window routing factors do
+    d2 = np.asarray(gaussian_moments(act, z.var, mean=z.mean).e_dphi2, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = var + np.where(d2 > 0, cross / np.where(d2 > 0, d2, 1.0), 0.0)
+    mark_gradient_approximate(analyzer, "overlap_qmc", upto)
+    return SpatialGradient(var)
 
 
 def _max_path_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
@@ -188,6 +222,10 @@ class AvgPool(_Pool):
 def _avg_backward(analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
     from ..theory import spatial_pool as sp
     pool, stride, pads, include, spatial = state
+    if isinstance(g, PairGradient):  # linear: the pairs go back as A^T G A
+        from ..theory.spatial_grad import avg_pool_backward_pairs
+        return PairGradient(avg_pool_backward_pairs(g.pairs, pool, stride, pads, include,
+                                                    spatial), tuple(spatial))
     return SpatialGradient(sp.avg_pool_backward(g.total(), pool, stride, pads, include,
                                                 spatial))
 
@@ -229,6 +267,11 @@ class GlobalAvgPool(Layer):
 
 def _global_backward(analyzer: Any, spatial: tuple, g: Any) -> SpatialGradient:
     from ..theory import spatial_pool as sp
+    if getattr(analyzer, "grad_pairs", False):
+        # every pixel of a channel gets the same dL/dy / P: all pairs alike
+        from ..theory.spatial_grad import global_avg_pool_backward_pairs
+        return PairGradient(global_avg_pool_backward_pairs(float(g.total()), spatial),
+                            tuple(spatial))
     return SpatialGradient(sp.global_avg_pool_backward(float(g.total()), spatial))
 
 
@@ -263,4 +306,4 @@ class Flatten(Layer):
 
 
 def _flatten_backward(analyzer: Any, spatial: tuple, g: Any) -> SpatialGradient:
-    return uniform_spatial(g, spatial)
+    return uniform_spatial(g, spatial, pairs=getattr(analyzer, "grad_pairs", False))

@@ -70,6 +70,12 @@ def mvn_below(b: np.ndarray, corr: np.ndarray) -> np.ndarray:
     and 32 nodes agree to 1e-13 for correlations up to 0.95; scipy's randomized Genz
     algorithm agrees within its own scatter, 1e-10)."""
     d = b.shape[-1]
+    corr = np.asarray(corr)
+    # Beyond three variables the identity below would silently drop the others (the class
+    # of the 3x3 max-pool defect, docs/theory.md section 8): refuse instead.
+    if not 1 <= d <= 3 or corr.shape != (d, d):
+        raise ValueError(f"mvn_below: b must have 1 to 3 variables in its last axis and corr "
+                         f"must be ({d}, {d}); got b {b.shape}, corr {corr.shape}")
     b = np.clip(b, -40.0, 40.0)
     if d == 1:
         return ndtr(b[..., 0])
