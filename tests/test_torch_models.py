@@ -26,7 +26,6 @@ nn = torch.nn
 import varprop  # noqa: E402
 import varprop.torch as vt  # noqa: E402
 from varprop.layers import LayerNorm, Residual  # noqa: E402
-from varprop.layers.measured import Measured  # noqa: E402
 
 from _env import subprocess_env  # noqa: E402
 from test_torch_adapter import ResNetish  # noqa: E402

@@ -18,7 +18,7 @@ from ..compare import Comparison
 from ..compare import compare as _compare
 
 __all__ = ["MeasuredComparison", "with_measured", "traced", "ANCHORING", "DEFAULT_BATCH",
-           "MEASURES"]
+           "MEASURES", "APPROXIMATE"]
 
 #: The batch ``measure="traced"`` draws when none is given: enough rows for each
 #: variance estimate, whatever the size of the example input.
@@ -32,6 +32,11 @@ ANCHORING = ("measured-only ops have no theory and no verdict; the theory is re-
              "gradient variance at its input (backward), so every other layer keeps its "
              "theory")
 
+#: The words that end a trace's note flagging the theory after it as approximate (a
+#: pooling over the steps of a measured-only recurrent or attention op, whose steps the
+#: theory takes as independent): :func:`with_measured` carries such notes into the table.
+APPROXIMATE = "the theory of the layers from here on is approximate"
+
 
 @dataclass
 class MeasuredComparison(Comparison):
@@ -44,6 +49,8 @@ class MeasuredComparison(Comparison):
 
     measured_only: list[dict[str, Any]] = field(default_factory=list)
     anchoring: str = ANCHORING
+    #: the trace's notes that flag the theory after a point as approximate (APPROXIMATE)
+    approximate: list[str] = field(default_factory=list)
 
     def table(self, fields: tuple[str, ...] = ("z_var", "a_var", "grad_var")) -> str:
         """:meth:`varprop.Comparison.table` with a row per measured-only op, in forward
@@ -70,14 +77,18 @@ class MeasuredComparison(Comparison):
                 out.append(body[i])
         out += lines[2 + len(self.analytic):]
         out.append(f"measured only: {self.anchoring}")
+        out += [f"approximate: {note}" for note in self.approximate]
         return "\n".join(out)
 
 
-def with_measured(cmp: Comparison, measured_only: list[dict[str, Any]]) -> MeasuredComparison:
+def with_measured(cmp: Comparison, measured_only: list[dict[str, Any]],
+                  notes: "list[str] | tuple" = ()) -> MeasuredComparison:
     """``cmp`` with the rows of the measured-only ops (``Profile.meta["measured_only"]``
-    of an adapter's ``profile``) added."""
+    of an adapter's ``profile``) added, and those of the trace's ``notes`` that flag the
+    theory as approximate (:data:`APPROXIMATE`)."""
     out = MeasuredComparison(**{f.name: getattr(cmp, f.name) for f in dataclasses.fields(cmp)},
-                             measured_only=list(measured_only))
+                             measured_only=list(measured_only),
+                             approximate=[n for n in notes if APPROXIMATE in n])
     for row in measured_only:
         for name, key in (("z_var", "out_var"), ("grad_var", "grad_var")):
             out.rows.append({"layer": None, "op": row["op"], "field": name,

@@ -32,21 +32,36 @@ RECURRENT_MEASURED = ("LSTM", "GRU", "SimpleRNN")
 @dataclass
 class MeasuredLayer:
     """One measured-only layer of a trace: its Keras ``node``, the varprop ``layer``
-    standing for it, and ``after``, the number of weighted records before it."""
+    standing for it, and ``after``, the number of weighted records before it.
+    ``pooled``: the nodes after ``node`` that pool over its steps (a
+    ``GlobalAveragePooling1D`` of ``return_sequences=True``), measured with it: the op
+    ends at ``end``, the last of them (``node`` itself when there are none)."""
 
     name: str
     node: Any
     layer: Measured
     after: int
+    pooled: tuple = ()
+
+    @property
+    def end(self) -> Any:
+        """The node whose output is measured (forward)."""
+        return self.pooled[-1] if self.pooled else self.node
 
 
-def measured_layer(node: Any, width: Any, after: int) -> MeasuredLayer:
+def measured_layer(node: Any, width: Any, after: int, pooled: tuple = ()) -> MeasuredLayer:
     """The :class:`MeasuredLayer` of a recurrent ``node`` reading features of ``width``
-    (``(steps, features)``)."""
-    shape = tuple(node.op.compute_output_shape((None, *np.atleast_1d(width).tolist())))[1:]
+    (``(steps, features)``), with the ``pooled`` nodes that follow it (identities and
+    poolings over its steps) measured as part of it."""
+    shape: tuple = (None, *np.atleast_1d(width).tolist())
+    for n in (node, *pooled):
+        shape = tuple(n.op.compute_output_shape(shape))
+    shape = shape[1:]
     out: Any = int(shape[0]) if len(shape) == 1 else tuple(int(d) for d in shape)
-    name = f"{type(node.op).__name__} {node.op.name!r}"
-    return MeasuredLayer(name, node, Measured(name, width, out), after)
+    name = f"{type(node.op).__name__} {node.op.name!r}" + "".join(
+        f" (+ {type(n.op).__name__} {n.op.name!r})" for n in pooled
+        if "Pooling" in type(n.op).__name__)
+    return MeasuredLayer(name, node, Measured(name, width, out), after, tuple(pooled))
 
 
 def out_stats(y: np.ndarray) -> tuple[float, float, float]:
@@ -64,13 +79,17 @@ def gated_beside(m: MeasuredLayer, in_var: float) -> "dict[str, Any] | None":
     activations, read from its configured initializers in Keras's layout
     (``unit_forget_bias`` included), on Gaussian inputs of the measured variance
     ``in_var``: ``{"cell", "var", "what", "rule"}`` with the predicted variance of the
-    state it hands on (its last step's, or the mean over steps), else None."""
+    state it hands on (its last step's, or the mean over steps of the per-step
+    variance), else None; None too when the op pools over its steps."""
     from ..recurrent.gated import GRU, LSTM, analyze_gated
     from .init import from_keras
     op, kind = m.node.op, type(m.node.op).__name__
     cfg = op.get_config()
     steps = m.layer.in_width[0] if isinstance(m.layer.in_width, tuple) else 0
-    if kind not in ("LSTM", "GRU") or not steps or not in_var > 0 or cfg.get("go_backwards") \
+    # pooled over the steps: the variance of their mean needs the correlation between
+    # steps, which the gated mean field does not give (docs/keras.md)
+    if m.pooled or kind not in ("LSTM", "GRU") or not steps or not in_var > 0 \
+            or cfg.get("go_backwards") \
             or cfg.get("activation") != "tanh" or cfg.get("recurrent_activation") != "sigmoid" \
             or (kind == "GRU" and not cfg.get("reset_after", True)):
         return None

@@ -64,7 +64,6 @@ class TorchRun:
                         aliases[k] = h.view_as(h) if h.requires_grad else \
                             h.detach().requires_grad_(True)
                         y = node.op(aliases[k], training=False)
-                        extra[:3, k] = out_stats(_numpy(y))
                         extra[4, k] = float(_numpy(h).var())
                     elif i is not None:
                         zs[i] = y = self._linear(node.op, ins[0])
@@ -79,6 +78,9 @@ class TorchRun:
                         y = node.op(ins)  # layers.Add takes a list
                     else:
                         y = node.op(*ins)
+                    end = plan.measured_end.get(id(node))
+                    if end is not None:  # a measured-only layer's output (after its pooling)
+                        extra[:3, end] = out_stats(_numpy(y))
                     if id(node) in plan.act_node:
                         acts[plan.act_node[id(node)]] = y
                     tensors[node.out] = y

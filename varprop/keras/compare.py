@@ -97,5 +97,5 @@ def compare(model: Any, example_input: Any, *, seeds: "int | Sequence[int]" = 3,
     if result.measured:  # their measured rows, in the table and the JSON
         rows = [{**row, "gated_theory": gated_beside(m, row["in_var"])}
                 for m, row in zip(result.measured, empirical.meta["measured_only"])]
-        return with_measured(cmp, rows)
+        return with_measured(cmp, rows, result.notes)
     return cmp

@@ -190,6 +190,7 @@ class _Plan:
         self.nodes = [result._nodes[id(s.layer)] for s in self.steps]
         self.record_of = {id(node): i for i, node in enumerate(self.nodes)}
         self.measured_of = {id(m.node): k for k, m in enumerate(result.measured)}
+        self.measured_end = {id(m.end): k for k, m in enumerate(result.measured)}
         self.act_node: dict[int, int] = {}  # id(activation node) -> record
         self.own_act: dict[int, bool] = {}  # record -> the layer's activation= is a
         for i, (step, node) in enumerate(zip(self.steps, self.nodes)):

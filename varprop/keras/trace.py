@@ -2,8 +2,8 @@
 
 Keras keeps the graph: a Sequential model is its layer list, a functional one a graph
 of nodes from its inputs to its outputs. Both (nested models entered) are read as one
-flat graph (:class:`Graph`), then as a chain of layers with residual adds: an ``Add``
-of two tensors one of which is an ancestor of the other is a
+flat graph (:class:`~varprop.keras._graph.Graph`), then as a chain of layers with
+residual adds: an ``Add`` of two tensors one of which is an ancestor of the other is a
 :class:`~varprop.layers.Residual` around the path between them, a ``Rescaling`` at the
 branch's end its ``alpha``. Each layer's config gives its varprop layer; each kernel's
 law comes from its configured initializer, its values, or a named scheme
@@ -12,8 +12,6 @@ law comes from its configured initializer, its values, or a named scheme
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +23,7 @@ from ..adapters.run import OwnRun, TraceFields, any_weighted
 from ..network import Network
 from ..torch import _law
 from . import _measured
+from ._graph import Graph, _Node
 from .init import (_keras, activation_of, bias_law, input_shape, kernel_law, kernels_of,
                    layer_activation, layer_kind, roles, same_pads, to_numpy)
 
@@ -93,104 +92,6 @@ class TraceResult(TraceFields):
         return h
 
 
-# ---------------------------------------------------------------------- the graph
-@dataclass
-class _Node:
-    op: Any                  # a Keras layer or operation
-    inputs: tuple[int, ...]  # keys of the tensors it reads
-    out: int                 # key of the tensor it writes
-
-    @property
-    def label(self) -> str:
-        return f"{type(self.op).__name__} {self.op.name!r}"
-
-
-class Graph:
-    """A Sequential or functional model (nested models inlined) as one flat graph of
-    :class:`_Node` in topological order, tensors numbered in that order."""
-
-    def __init__(self, model: Any) -> None:
-        keras = _keras()
-        if not isinstance(model, keras.Sequential) and getattr(model, "_nodes_by_depth", None) \
-                is None:
-            raise TypeError(f"trace: a {type(model).__name__} without a graph (a subclassed "
-                            "model): varprop reads Sequential and functional models")
-        self.nodes: list[_Node] = []
-        self._keys = itertools.count()
-        n_in = 1 if isinstance(model, keras.Sequential) else len(model.inputs)
-        self.inputs = [next(self._keys) for _ in range(n_in)]
-        self.outputs = self._flatten(model, self.inputs)
-        self.producer = {n.out: n for n in self.nodes}
-        self.consumers: dict[int, list[_Node]] = defaultdict(list)
-        anc = {k: 0 for k in self.inputs}  # ancestors as bit sets of tensor keys
-        for n in self.nodes:
-            anc[n.out] = 0
-            for k in n.inputs:
-                self.consumers[k].append(n)
-                anc[n.out] |= anc[k] | (1 << k)
-        self._anc = anc
-
-    def is_ancestor(self, a: int, b: int) -> bool:
-        return bool(self._anc[b] >> a & 1)
-
-    def _flatten(self, model: Any, inputs: list[int]) -> list[int]:
-        keras = _keras()
-        if isinstance(model, keras.Sequential):
-            key = inputs[0]
-            for layer in model.layers:
-                if isinstance(layer, keras.Model):
-                    key = self._flatten(layer, [key])[0]
-                elif not isinstance(layer, keras.layers.InputLayer):
-                    self.nodes.append(_Node(layer, (key,), next(self._keys)))
-                    key = self.nodes[-1].out
-            return [key]
-        keys = {id(t): k for t, k in zip(model.inputs, inputs)}
-        for node in _topological(model):
-            op = node.operation
-            if isinstance(op, keras.layers.InputLayer):
-                continue
-            ins = [keys[id(t)] for t in node.input_tensors]
-            if isinstance(op, keras.Model):
-                outs = self._flatten(op, ins)
-            else:
-                self.nodes.append(_Node(op, tuple(ins), next(self._keys)))
-                outs = [self.nodes[-1].out] * len(node.output_tensors)
-            keys.update({id(t): k for t, k in zip(node.output_tensors, outs)})
-        return [keys[id(t)] for t in model.outputs]
-
-    def follow(self, key: int) -> "_Node | None":
-        """The one layer that reads tensor ``key`` through dropout and identities (None:
-        none, or several)."""
-        while len(self.consumers[key]) == 1:
-            user = self.consumers[key][0]
-            if layer_kind(user.op)[0] != "none":
-                return user
-            key = user.out
-        return None
-
-
-def _topological(model: Any) -> list[Any]:
-    """The Keras nodes of a functional model that its outputs depend on, inputs first."""
-    def parent(t: Any) -> Any:
-        op, index, _ = t._keras_history
-        return op._inbound_nodes[index]
-
-    order, seen = [], set()
-    stack = [(parent(t), False) for t in reversed(model.outputs)]
-    while stack:
-        node, expanded = stack.pop()
-        if id(node) in seen:
-            continue
-        if expanded:
-            seen.add(id(node))
-            order.append(node)
-            continue
-        stack.append((node, True))
-        stack.extend((parent(t), False) for t in reversed(node.input_tensors)
-                     if id(parent(t)) not in seen)
-    return order
-
-
 # ---------------------------------------------------------------------- trace
 def trace(model: Any, example_input: Any = None, *, init: Any = None, bias_init: Any = None,
           law: str = "init") -> TraceResult:
@@ -252,6 +153,7 @@ class _Builder:
         self.measured: list = []
         self.covered: dict[int, int] = {}
         self.head: "_Node | None" = None
+        self.steps_of: "str | None" = None  # a measured-only layer handing on its steps
 
     def build(self, shape: tuple[int, ...]) -> TraceResult:
         graph = self.graph = Graph(self.model)
@@ -342,7 +244,10 @@ class _Builder:
 
     def _layers(self, items: list, width: Any) -> tuple[list, Any]:
         out: list = []
-        for item in items:
+        k = 0
+        while k < len(items):
+            item = items[k]
+            k += 1
             if isinstance(item, tuple):
                 alpha, sub, node = item
                 branch, end = self._layers(sub, width)
@@ -354,8 +259,10 @@ class _Builder:
                                       "block is correlated with its skip; the theory assumes not")
                 out.append(vl.Residual(tuple(branch), alpha))
                 continue
+            pooled = self._pooled(item, items[k:])
+            k += len(pooled)
             try:
-                new = self._layer(item, width)
+                new = self._layer(item, width, pooled)
                 for layer in new:
                     width = layer.output_width(width, item.label)
             except (TypeError, ValueError) as exc:
@@ -365,18 +272,55 @@ class _Builder:
             out.extend(new)
         return out, width
 
-    def _layer(self, node: _Node, width: Any) -> list:
+    def _pooled(self, node: _Node, rest: list) -> tuple:
+        """The nodes after a recurrent ``node`` with ``return_sequences=True`` that pool
+        over its steps (through identities, up to a global pooling), to be measured with
+        it. The theory would take the steps of its output as independent, while the
+        steps of one sequence are correlated: an average over them would be
+        under-predicted (docs/keras.md, "Measured-only layers")."""
+        if layer_kind(node.op)[0] != "measured" or \
+                not node.op.get_config().get("return_sequences"):
+            return ()
+        run: list = []
+        prev = node
+        for item in rest:
+            kind = None if isinstance(item, tuple) else layer_kind(item.op)[0]
+            if kind not in ("none", "pool", "gap") or len(self.graph.consumers[prev.out]) != 1:
+                break
+            run.append(item)
+            prev = item
+            if kind == "gap":
+                break
+        while run and layer_kind(run[-1].op)[0] == "none":
+            run.pop()  # identities after the last pooling stay identities
+        return tuple(run)
+
+    def _layer(self, node: _Node, width: Any, pooled: tuple = ()) -> list:
         op, kind = node.op, layer_kind(node.op)[0]
         cfg = op.get_config()
         spatial = () if isinstance(width, int) else tuple(width[:-1])
+        if kind in ("pool", "gap") and self.steps_of:
+            self.notes.append(
+                f"{node.label}: pools over the steps of {self.steps_of}'s output, which the "
+                "theory takes as independent while the steps of one sequence are "
+                "correlated (it under-predicts an average's variance): the theory of the "
+                "layers from here on is approximate")
+        if kind in ("gap", "flatten"):
+            self.steps_of = None
         if kind in ("dense", "conv"):
             return self._weighted(node, width, cfg)
         if kind == "measured":
-            self.measured.append(_measured.measured_layer(node, width, len(self.names)))
-            self.notes.append(f"{node.label}: measured only (no mean-field rule in a varprop "
+            m = _measured.measured_layer(node, width, len(self.names), pooled)
+            self.measured.append(m)
+            self.notes.append(f"{m.name}: measured only (no mean-field rule in a varprop "
                               "network); the theory is re-anchored on its measured output "
                               "and input gradient (varprop.keras.compare)")
-            return [self.measured[-1].layer]
+            if pooled:
+                self.notes.append(f"{m.name}: the pooling over the recurrent layer's steps is "
+                                  "measured with it, since its steps are correlated and the "
+                                  "theory would take them as independent")
+            self.steps_of = m.name if isinstance(m.layer.out_width, tuple) else None
+            return [m.layer]
         if kind == "act":
             act = layer_activation(op)
             if act == "softmax":

@@ -41,7 +41,8 @@ class MeasuredOp:
         module: the one ``nn.Module`` it calls, when it is one module call (an LSTM or
             a MultiheadAttention), else None.
         steps: for a recurrent layer, the sequence length; ``last``: whether the op
-            ends at its last step's state (``out[:, -1]``, ``h_n``) rather than all steps.
+            ends at its last step's state (``out[:, -1]``, ``h_n``) rather than all steps;
+            ``pooled``: whether it ends at a mean, sum or pooling over its steps.
     """
 
     name: str
@@ -54,6 +55,7 @@ class MeasuredOp:
     layer: "Measured | None" = field(default=None, repr=False)
     steps: int = 0
     last: bool = True
+    pooled: bool = False
 
     def __str__(self) -> str:
         return f"{self.name}: {'; '.join(self.reasons)}"
@@ -91,9 +93,14 @@ def gated_beside(op: MeasuredOp, in_var: float) -> "dict[str, Any] | None":
     of a one-layer, one-direction ``nn.LSTM``/``nn.GRU`` op, with each weight's law read
     from its entries (mean and variance: all the mean field reads) and Gaussian inputs
     of the measured variance ``in_var``: ``{"cell", "var"}`` with the predicted variance
-    of the state the op hands on (its last step's, or the mean over steps), else None."""
+    of the state the op hands on (its last step's, or the mean over steps of the per-step
+    variance), else None. None too for an op that pools over its steps (``op.pooled``):
+    the variance of their mean needs the correlation between steps, which the gated
+    mean field does not give; beside it, a per-step variance would read as a prediction
+    of the pooled output it is not."""
     m = op.module
-    if not isinstance(m, (nn.LSTM, nn.GRU)) or m.num_layers != 1 or m.bidirectional \
+    if op.pooled or not isinstance(m, (nn.LSTM, nn.GRU)) or m.num_layers != 1 \
+            or m.bidirectional \
             or getattr(m, "proj_size", 0) or op.steps < 1 or not in_var > 0:
         return None
     from ..recurrent.gated import GRU, LSTM, analyze_gated

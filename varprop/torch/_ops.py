@@ -20,8 +20,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-__all__ = ["Tracer", "Op", "classify", "trace_graph", "ENTERED", "is_tensor", "torch_shape", "WEIGHTED", "NORMS",
-           "activation_of_module", "symbolic_graph", "next_ops"]
+__all__ = ["Tracer", "Op", "classify", "trace_graph", "ENTERED", "is_tensor", "torch_shape",
+           "WEIGHTED", "NORMS", "activation_of_module", "symbolic_graph", "next_ops"]
 
 #: The weighted layers varprop maps (their own forward, not a subclass's).
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)

@@ -1,10 +1,11 @@
 """Parts of :func:`varprop.torch.profile`: its tensors as the statistics of
 :mod:`varprop.adapters.measure` read them, and what it puts back on the model afterwards
-(:class:`Saved`)."""
+(:class:`Saved`, :func:`keep_modes`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..adapters import measure
 
-__all__ = ["Saved", "channels_last", "grad_stats"]
+__all__ = ["Saved", "channels_last", "grad_stats", "keep_modes"]
 
 
 def channels_last(t: torch.Tensor) -> np.ndarray:
@@ -27,6 +28,20 @@ def grad_stats(col: np.ndarray, g: torch.Tensor, maps: dict, i: int, tick: Any) 
     measure.grad_stats(col, channels_last(g), maps, i)
     if tick is not None:
         tick(1)
+
+
+@contextlib.contextmanager
+def keep_modes(model: nn.Module) -> Iterator[None]:
+    """Put every submodule's own train/eval flag back on leaving, also when the body
+    raises. ``model.train(flag)`` would set every submodule to one mode, losing a
+    BatchNorm or Dropout a user put in the other mode on purpose; so each module's
+    ``training`` attribute is recorded and written back as it was."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 class Saved:

@@ -44,7 +44,7 @@ __all__ = ["Finding", "audit", "FLOAT16_MAX", "FLOAT16_TINY", "SIGMAS", "DECADES
 
 
 def audit(model: nn.Module, example_input: "torch.Tensor | None" = None, *,
-          alpha: float = _law.ALPHA) -> list[Finding]:
+          alpha: float = _law.ALPHA, input_kind: str = "auto") -> list[Finding]:
     """Audit ``model``'s initialization (module doc; docs/torch.md).
 
     Args:
@@ -54,6 +54,9 @@ def audit(model: nn.Module, example_input: "torch.Tensor | None" = None, *,
             inputs'). A model that cannot be traced gets a ``not_analyzed`` finding.
         alpha: the miss rate of each statistical check (a layer drawn from the pattern
             escapes it with this probability).
+        input_kind: what a rank-3 ``example_input`` is, as for
+            :func:`varprop.torch.trace` (an ambiguous one is a ``not_analyzed`` finding
+            that asks for it; a bad value raises).
 
     Returns:
         The findings, in layer order; an empty list for a model with nothing to report.
@@ -72,12 +75,14 @@ def audit(model: nn.Module, example_input: "torch.Tensor | None" = None, *,
         raise TypeError(f"audit: model must be a torch.nn.Module, got {type(model).__name__}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"audit: alpha must be in (0, 1), got {alpha!r}")
+    from ._input_kind import check_input_kind
+    input_kind = check_input_kind(input_kind, "audit")  # a typo raises, not a finding
     findings: list[Finding] = []
     result = None
     if example_input is not None:
         from .trace import trace
         try:
-            result = trace(model, example_input)
+            result = trace(model, example_input, input_kind=input_kind)
         except ValueError as exc:
             findings.append(Finding("(model)", "not_analyzed", str(exc), False,
                                     "the variance checks need a model trace can read"))

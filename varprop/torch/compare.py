@@ -22,11 +22,10 @@ __all__ = ["compare", "TorchComparison", "DEFAULT_BATCH", "MEASURES", "ANCHORING
 TorchComparison = MeasuredComparison
 
 
-
 def compare(model: nn.Module, example_input: torch.Tensor, *,
             seeds: "int | Sequence[int]" = 3, batch: "int | None" = None, init: Any = None,
-            measure: str = "model", n_threads: "int | None" = None, progress: Any = None
-            ) -> Comparison:
+            measure: str = "model", n_threads: "int | None" = None, progress: Any = None,
+            input_kind: str = "auto") -> Comparison:
     """Trace ``model`` (:func:`varprop.torch.trace`) and compare the mean-field theory
     of the traced network with a measurement (:func:`varprop.compare`).
 
@@ -41,7 +40,7 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
     behaviour of earlier versions.
 
     Args:
-        model, example_input, init: as for :func:`varprop.torch.trace`.
+        model, example_input, init, input_kind: as for :func:`varprop.torch.trace`.
         seeds: independent draws of the measurement (>= 2 for confidence intervals):
             a count or a sequence of distinct seeds.
         batch: rows of each measured batch (and the batch BatchNorm's theory uses);
@@ -71,7 +70,7 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
     if measure not in MEASURES:
         raise ValueError(f"compare: measure must be one of {MEASURES}, got {measure!r}")
     with keep_modes(model):
-        result = trace(model, example_input, init=init, anchor=False)
+        result = trace(model, example_input, init=init, anchor=False, input_kind=input_kind)
     if measure == "traced" and result.measured:
         raise ValueError("compare: measure='traced' runs the traced network on varprop's "
                          "kernels, which have no array code for its measured-only ops ("
@@ -90,4 +89,4 @@ def compare(model: nn.Module, example_input: torch.Tensor, *,
     # BatchNorm's gradient depends on the batch it normalizes over (docs/theory.md)
     analytic = analyze(result.network, input_mean=in_mean, input_var=in_var, batch=rows)
     cmp = _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
-    return with_measured(cmp, empirical.meta.get("measured_only", []))
+    return with_measured(cmp, empirical.meta.get("measured_only", []), result.notes)

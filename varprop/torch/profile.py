@@ -32,10 +32,9 @@ modes are restored afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -48,7 +47,7 @@ from ..adapters import measure as am
 from ..empirical import _summarize
 from ..profile import Profile
 from ._ops import classify, torch_shape
-from ._profile_parts import Saved, channels_last, grad_stats
+from ._profile_parts import Saved, channels_last, grad_stats, keep_modes
 from ._runner import GraphRunner
 from .init import init_
 from .trace import TraceResult, trace
@@ -62,7 +61,8 @@ MODES = ("Dropout off (model.eval()); BatchNorm in training mode (batch statisti
 
 def profile(model: nn.Module, example_input: torch.Tensor, *, seeds: "int | Sequence[int]" = 3,
             init: Any = None, batch: "int | None" = None,
-            progress: "bool | Callable[[int, int], Any] | None" = None) -> Profile:
+            progress: "bool | Callable[[int, int], Any] | None" = None,
+            input_kind: str = "auto") -> Profile:
     """Measure ``model`` itself, seed by seed (module doc; docs/torch.md).
 
     Args:
@@ -79,6 +79,7 @@ def profile(model: nn.Module, example_input: torch.Tensor, *, seeds: "int | Sequ
         progress: None/False silent; True a progress line on stderr when it is a
             terminal; a callable gets ``(done, total)`` after every layer's forward
             and backward.
+        input_kind: what a rank-3 input is, as for :func:`~varprop.torch.trace`.
 
     Returns:
         ``Profile(kind="empirical")`` whose records line up one-to-one with
@@ -98,22 +99,9 @@ def profile(model: nn.Module, example_input: torch.Tensor, *, seeds: "int | Sequ
         (2, 2.0)
     """
     with keep_modes(model):
-        result = trace(model, example_input, init=init, anchor=False)
+        result = trace(model, example_input, init=init, anchor=False, input_kind=input_kind)
         return profile_traced(model, result, tuple(example_input.shape), seeds=seeds,
                               init=init, batch=batch, progress=progress)
-
-
-@contextlib.contextmanager
-def keep_modes(model: nn.Module) -> Iterator[None]:
-    """Put every submodule's train/eval mode back on leaving: ``trace`` leaves the model
-    with ``model.train(was_training)``, which sets all submodules to the top module's
-    mode (a model in train mode with a submodule in eval mode would lose the latter)."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def profile_traced(model: nn.Module, result: TraceResult, example_shape: tuple[int, ...], *,

@@ -24,15 +24,23 @@ from ..adapters.run import any_weighted
 from ..layers.measured import Measured
 from ..network import Network
 from . import _law
+from ._input_kind import check_input_kind, read_input
 from ._measured import MeasuredOp, find_region
+from ._profile_parts import keep_modes
 from ._result import TraceResult, UnsupportedOpError
 from ._ops import Op, classify, is_tensor, next_ops, torch_shape, trace_graph
 
 __all__ = ["trace", "TraceResult", "UnsupportedOpError"]
 
+_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+          nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "max_pool1d",
+               "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d"}
+
 
 def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
-          bias_init: Any = None, anchor: bool = True) -> TraceResult:
+          bias_init: Any = None, anchor: bool = True, input_kind: str = "auto"
+          ) -> TraceResult:
     """Read ``model`` as a varprop network (module doc; docs/torch.md).
 
     Args:
@@ -40,7 +48,7 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
             flow) and that maps one tensor to one tensor.
         example_input: one batch, ``(batch, features)``, channels-first images
             ``(batch, C, L)`` / ``(batch, C, H, W)``, a sequence ``(batch, T, features)``
-            (a rank-3 input no convolution, pooling or BatchNorm reads), or integer token
+            (see ``input_kind``), or integer token
             indices ``(batch, T)`` / ``(batch,)`` read by an ``nn.Embedding``: it fixes
             the shapes (the model runs once on it in eval mode, without gradients; the
             model is left as it was).
@@ -53,13 +61,20 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
             (:func:`varprop.torch.profile`, seed 0, the example's batch, at least 2 rows),
             so that ``varprop.analyze(result.network)`` runs; False leaves them
             un-anchored (``result.anchor(profile)`` does it later; ``compare`` does).
+        input_kind: what a rank-3 float input is: "sequence" ``(batch, T, features)``,
+            whose Linear and LayerNorm act on the last dim and whose tokens are rows to
+            the theory; "image" ``(batch, C, L)`` channels first; "auto" (default)
+            decides from the ops that first read the input, and raises asking for
+            ``input_kind`` where they do not agree (docs/torch.md).
 
     Returns:
         A :class:`TraceResult`.
 
     Raises:
         TypeError: ``model`` not an ``nn.Module``, ``example_input`` not a tensor.
-        ValueError: an input of an unmapped rank, or one the model does not run on;
+        ValueError: an input of an unmapped rank, or one the model does not run on; a
+            bad ``input_kind``, or one that does not fit the input, or an ambiguous
+            rank-3 input with ``input_kind="auto"``;
             :class:`UnsupportedOpError` (a ValueError) for several inputs or outputs; a
             model without Linear/Conv layers outside its measured-only ops.
 
@@ -91,25 +106,26 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
     if tokens and not any(isinstance(m, nn.Embedding) for m in model.modules()):
         raise TypeError(f"trace: example_input of dtype {example_input.dtype} is read as "
                         "token indices, which need an nn.Embedding; give floats")
+    input_kind = check_input_kind(input_kind, "trace")
     gm = trace_graph(model)
     from torch.fx.passes.shape_prop import ShapeProp
     first = next((p for p in model.parameters() if p.is_floating_point()), None)
     x = example_input
     if first is not None:
         x = x.to(first.device) if tokens else x.to(first.device, first.dtype)
-    was_training = model.training
-    model.eval()  # shapes only: no running statistics updated, no dropout drawn
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(x)
-    except Exception as exc:  # fx wraps the model's own error in a RuntimeError
-        raise ValueError(f"trace: the model does not run on example_input of shape "
-                         f"{tuple(example_input.shape)}: {exc}") from exc
-    finally:
-        model.train(was_training)
-    result = _Builder(model, gm, init, bias_init).build(example_input)
+    # every submodule's own mode is put back (keep_modes), not model.train(flag),
+    # which would set them all to the top module's
+    with keep_modes(model):
+        model.eval()  # shapes only: no running statistics updated, no dropout drawn
+        try:
+            with torch.no_grad():
+                ShapeProp(gm).propagate(x)
+        except Exception as exc:  # fx wraps the model's own error in a RuntimeError
+            raise ValueError(f"trace: the model does not run on example_input of shape "
+                             f"{tuple(example_input.shape)}: {exc}") from exc
+    result = _Builder(model, gm, init, bias_init, input_kind).build(example_input)
     if anchor and result.measured:
-        from .profile import keep_modes, profile_traced
+        from .profile import profile_traced
         rows = max(int(example_input.shape[0]), 2)
         with keep_modes(model):
             measured = profile_traced(model, result, tuple(example_input.shape), seeds=(0,),
@@ -119,8 +135,10 @@ def trace(model: nn.Module, example_input: torch.Tensor, *, init: Any = None,
 
 
 class _Builder:
-    def __init__(self, model: nn.Module, gm: fx.GraphModule, init: Any, bias_init: Any):
+    def __init__(self, model: nn.Module, gm: fx.GraphModule, init: Any, bias_init: Any,
+                 input_kind: str = "auto"):
         self.model, self.gm, self.init, self.bias_init = model, gm, init, bias_init
+        self.input_kind = input_kind
         self.laws: list[list[_law.Law]] = []
         self.names: list[str] = []
         self.notes: list[str] = []
@@ -128,6 +146,7 @@ class _Builder:
         self.covered: dict[int, int] = {}  # id(parameter) -> numel, read by the theory
         self.measured: list[MeasuredOp] = []
         self.sequence, self.tokens = False, 0
+        self.steps_of: "str | None" = None  # a measured-only op handing on its steps
 
     # ------------------------------------------------------------------ the graph
     def build(self, x: torch.Tensor) -> TraceResult:
@@ -142,7 +161,7 @@ class _Builder:
         output = nodes[-1]
         used = [n for n in nodes if anc[output] >> index[n] & 1 or n is output]
         inputs = [n for n in used if n.op == "placeholder"]
-        self._setup_mode(x, used, inputs)
+        self.sequence, self.tokens = read_input(x, self.gm, used, inputs, self.input_kind)
         self.ops = {n: classify(n, self.gm, self.sequence) for n in used}
         bad = []
         if self.ops[output].kind == "unsupported":
@@ -161,9 +180,10 @@ class _Builder:
             raise ValueError("trace: the model has no Linear, Conv or Embedding layer varprop "
                              "can analyze outside its measured-only ops")
         shape = tuple(x.shape[1:])
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()) \
-                and not self.model.training:
-            self.notes.append("the model is in eval mode: its BatchNorm layers are analyzed "
+        # each BatchNorm's own mode: a model may hold one in eval while it trains
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training
+               for m in self.model.modules()):
+            self.notes.append("BatchNorm layers in eval mode are analyzed (and measured) "
                               "with batch statistics (training mode), as at the start of "
                               "training")
         name = f"{type(self.model).__name__} (traced from PyTorch)"
@@ -189,33 +209,6 @@ class _Builder:
     def _share(self) -> float:
         total = sum(p.numel() for p in self.model.parameters())
         return sum(self.covered.values()) / total if total else 1.0
-
-    def _setup_mode(self, x: torch.Tensor, used: list, inputs: list) -> None:
-        """Token indices, a sequence (batch, T, features) whose tokens are rows to the
-        theory, flat features, or channels-first images."""
-        if not x.is_floating_point():
-            embeds = [self.gm.get_submodule(str(u.target)) for i in inputs for u in i.users
-                      if u.op == "call_module"
-                      and isinstance(self.gm.get_submodule(str(u.target)), nn.Embedding)]
-            if not embeds:
-                raise ValueError("trace: integer example_input (token indices) must be read "
-                                 "by an nn.Embedding")
-            self.tokens, self.sequence = int(embeds[0].num_embeddings), x.dim() == 2
-            return
-        if x.dim() != 3:
-            return
-        spatial = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm,
-                   nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-                   nn.modules.pooling._AdaptiveAvgPoolNd)
-        names = ("conv1d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d", "batch_norm",
-                 "group_norm")
-        for n in used:
-            if n.op == "call_module" and isinstance(self.gm.get_submodule(str(n.target)),
-                                                    spatial):
-                return
-            if n.op == "call_function" and getattr(n.target, "__name__", "") in names:
-                return
-        self.sequence = True
 
     def _width(self, node: fx.Node) -> Any:
         """The feature shape varprop gives ``node``'s value: the last dim of a sequence,
@@ -317,6 +310,10 @@ class _Builder:
             if isinstance(item, tuple) and item[0] == "measured":
                 out.append(self._measured_layer(item[1], item[2], width))
                 width = out[-1].out_width
+                mixes = any(n.op == "call_module" and isinstance(
+                    self.gm.get_submodule(str(n.target)), (nn.RNNBase, nn.MultiheadAttention))
+                    for n in item[2])
+                self.steps_of = out[-1].name if mixes and isinstance(width, tuple) else None
                 continue
             if isinstance(item, tuple):
                 alpha, sub, node = item
@@ -364,11 +361,26 @@ class _Builder:
         last = len(torch_shape(region[-1])) == 2
         self.measured.append(MeasuredOp(name, reasons, start.name, region[-1].name,
                                         [n.name for n in region], len(self.names), module,
-                                        layer, steps, last))
+                                        layer, steps, last, any(map(self._pools, region))))
         return layer
+
+    def _pools(self, node: fx.Node) -> bool:
+        """Whether ``node`` reduces over a dim (a mean, sum or max, a pooling): in a
+        measured-only op after a recurrent layer, over its steps."""
+        if node.op == "call_module":
+            return isinstance(self.gm.get_submodule(str(node.target)), _POOLS)
+        return node.op in ("call_function", "call_method") and \
+            getattr(node.target, "__name__", node.target) in _REDUCTIONS
 
     def _layer(self, op: Op, node: fx.Node, width: Any) -> list:
         kind, m = op.kind, op.module
+        if kind in ("pool", "global_pool") and self.steps_of:  # docs/torch.md
+            self.notes.append(f"{op.name}: pools over the steps of {self.steps_of}'s output, "
+                              "which the theory takes as independent while the steps of one "
+                              "sequence are correlated (it under-predicts an average's "
+                              "variance): the theory of the layers from here on is approximate")
+        if kind in ("global_pool", "reshape"):
+            self.steps_of = None
         if kind == "weighted":
             return [self._weighted(str(node.target), m)]
         if kind == "act":
