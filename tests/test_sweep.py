@@ -28,6 +28,13 @@ def test_mup_adam_rules_are_table_3_of_tensor_programs_v():
     assert [r.lr_bias for r in rules] == [1.0, 1.0, 1.0]
     assert [r.init_factor for r in rules] == [1.0, 1.0, 0.25]
     assert [r.multiplier for r in rules] == [1.0, 1.0, 1.0]
+    # Adam's eps like each gradient (docs/sweep.md section 2): input weights and input and
+    # hidden biases 1/fan_out, hidden weights 1/fan_in, the readout's 1
+    assert [(r.eps_weight, r.eps_bias) for r in rules] == [(0.25, 0.25), (0.25, 0.25),
+                                                            (1.0, 1.0)]
+    for name in ("sp", "ntk"):  # a fixed eps, as practised
+        assert all(r.eps_weight == r.eps_bias == 1.0
+                   for r in layer_rules(name, [32, 512, 512, 10], 128, "adam"))
 
 
 def test_mup_sgd_rules_are_table_3_of_tensor_programs_v():
@@ -35,6 +42,7 @@ def test_mup_sgd_rules_are_table_3_of_tensor_programs_v():
     rules = layer_rules("mup", [32, 512, 512, 10], 128, "sgd")
     assert [r.lr_weight for r in rules] == [4.0, 1.0, 0.25]
     assert [r.lr_bias for r in rules] == [4.0, 4.0, 1.0]
+    assert all(r.eps_weight == r.eps_bias == 1.0 for r in rules)  # no eps in SGD
 
 
 def test_ntk_rules_keep_the_effective_variance_and_sp_equals_base():
@@ -48,7 +56,7 @@ def test_ntk_rules_keep_the_effective_variance_and_sp_equals_base():
 
 
 def test_expected_exponents_name_the_readout_exception():
-    assert expected_exponent("sp", "adam", "output", "dz") == 1.0
+    assert expected_exponent("sp", "adam", "output", "dz") == 1.5
     assert expected_exponent("mup", "adam", "output", "dz") == 0.0
     assert expected_exponent("depth_mup", "momentum", "hidden", "dz") == 0.0
     assert expected_exponent("mup", "adam", "output", "z") == -0.5
@@ -154,6 +162,7 @@ def test_cell_key_covers_config_version_and_stream(monkeypatch):
     a = Cell(width=64)
     assert cell_key(a) == cell_key(Cell(width=64, test_crash_marker="/x"))
     assert cell_key(a) != cell_key(Cell(width=64, seed=1))
+    assert cell_key(a) != cell_key(Cell(width=64, epsilon=1e-8))
     before = cell_key(a)
     monkeypatch.setattr(cell_mod, "RNG_STREAM_VERSION", cell_mod.RNG_STREAM_VERSION + 1)
     assert cell_key(a) != before
@@ -168,6 +177,7 @@ def test_cell_key_covers_config_version_and_stream(monkeypatch):
     ({"width": 8, "parameterization": "mupp"}, "parameterization"),
     ({"width": 8, "optimizer": "rmsprop"}, "optimizer"),
     ({"width": 8, "learning_rate": -1.0}, "learning_rate"),
+    ({"width": 8, "epsilon": 0.0}, "epsilon"),
     ({"width": 8, "steps": -1}, "steps"), ({"width": 8, "dtype": "float16"}, "dtype"),
     ({"width": 8, "activation": "nope"}, "activation"), ({"width": 8, "n_classes": 1}, "n_classes"),
 ])

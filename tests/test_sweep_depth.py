@@ -147,8 +147,9 @@ def test_resmlp_bad_input_names_the_argument():
 
 def test_depth_rules():
     r = depth_rule("depth_mup", 16, "adam")
-    assert (r.branch_multiplier, r.block_lr) == (0.25, 0.25)
+    assert (r.branch_multiplier, r.block_lr, r.block_eps) == (0.25, 0.25, 0.25)
     assert depth_rule("depth_mup", 16, "momentum").block_lr == 1.0
+    assert depth_rule("depth_mup", 16, "momentum").block_eps == 1.0  # no eps in SGD
     for name in ("sp", "ntk", "mup"):
         assert depth_rule(name, 16, "adam") == param_mod.DepthRule(1.0, 1.0)
     with pytest.raises(ValueError, match="n_blocks"):
@@ -181,7 +182,7 @@ def test_cells_validate_arch_and_depth():
     assert r["branch_multiplier"] is None and r["config"]["arch"] == "mlp"
     r = compute_cell(Cell(width=8, arch="residual", depth=4, steps=1,
                           parameterization="depth_mup"))
-    assert r["branch_multiplier"] == 0.5 and r["block_lr"] == 0.5
+    assert r["branch_multiplier"] == 0.5 and r["block_lr"] == r["block_eps"] == 0.5
     assert len(r["measured"]["z_rms"][0]) == 6 and r["kinds"][1:5] == ["hidden"] * 4
     with pytest.raises(ValueError, match="widths"):
         sweep.Grid(widths=(64,), depths=(4,))
@@ -260,7 +261,7 @@ def test_without_the_adam_depth_rule_the_update_grows_as_sqrt_depth(monkeypatch)
     # the multiplier alone with an unscaled Adam lr: each block moves the stream by
     # ~ lr / sqrt(L) and L blocks add up, so the update grows as L^(1/2): the reason for
     # Adam's lr ~ L^(-1/2) on the blocks (docs/sweep.md section 7)
-    monkeypatch.setitem(param_mod.DEPTH_TABLE, "depth_mup", (-0.5, 0.0, 0.0))
+    monkeypatch.setitem(param_mod.DEPTH_TABLE, "depth_mup", (-0.5, 0.0, 0.0, -0.5))
     s = sweep.run(_depth_grid(("depth_mup",)), executor="serial").series[0]
     e = s["slopes"]["dz"][1][1]
     assert e["slope"] - e["tol"] > 0, e

@@ -40,7 +40,8 @@ class Grid:
     """The axes of a sweep; :meth:`cells` is their product.
 
     Every axis is a tuple (a single value is taken as a one-element tuple); ``steps``,
-    ``batch``, ``dtype``, ``input_dim``, ``n_classes`` are single values. ``base_width``
+    ``batch``, ``dtype``, ``input_dim``, ``n_classes``, ``epsilon`` (Adam's, at the base
+    width) are single values. ``base_width``
     None means the smallest width. The defaults are those of ``varprop sweep``: a
     4-layer ReLU MLP under SP and muP, widths 64..2048, 3 Adam steps, 5 seeds.
     ``archs`` ``("residual",)`` builds residual MLPs whose ``depths`` are block counts
@@ -63,6 +64,7 @@ class Grid:
     input_dim: int = 32
     n_classes: int = 10
     base_width: int | None = None
+    epsilon: float = 1e-7
 
     def __post_init__(self) -> None:
         for f in ("widths", "depths", "archs", "initializers", "activations", "parameterizations",
@@ -103,7 +105,7 @@ class Grid:
                             parameterization=p, optimizer=o, learning_rate=lr,
                             steps=self.steps, batch=self.batch, seed=s, dtype=self.dtype,
                             input_dim=self.input_dim, n_classes=self.n_classes,
-                            base_width=base))
+                            base_width=base, epsilon=self.epsilon))
         return out
 
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .parameterization import expected_exponent
+from .parameterization import expected_exponent, first_order_only
 
 __all__ = ["fit_slope", "verdict", "tolerance", "analyze_results", "SLOPE_FLOOR",
            "FALSE_ALARM"]
@@ -197,6 +197,11 @@ def _slope_entry(per_seed: list[float], config: dict[str, Any], kind: str, q: st
     quantity = "z" if step == 0 else "dz"
     expected = expected_exponent(config["parameterization"], config["optimizer"], kind,
                                  quantity)
+    # SP and NTK-with-Adam updates grow with width at a fixed lr: the table gives the
+    # first order in lr, and the higher orders take over at large lr * width
+    # (docs/sweep.md section 3); flag it wherever the update is judged
+    first = q == quantity == "dz" and first_order_only(config["parameterization"],
+                                                       config["optimizer"])
     note = ""
     if q == quantity and expected != 0:
         note = (f"expected: {kind} {'init' if quantity == 'z' else 'update'} "
@@ -204,4 +209,8 @@ def _slope_entry(per_seed: list[float], config: dict[str, Any], kind: str, q: st
                 f"{config['optimizer']}")
     elif q == quantity and v not in ("stable", "undefined"):
         note = "unexpected: the theory of this parameterization says stable"
-    return {**stats, "expected": expected if q == quantity else None, "note": note}
+    if first:
+        note = (note + "; " if note else "") + ("first order in lr: higher orders grow "
+                                                "faster at large lr * width")
+    return {**stats, "expected": expected if q == quantity else None,
+            "first_order_only": first, "note": note}

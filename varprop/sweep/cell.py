@@ -68,6 +68,9 @@ class Cell:
         optimizer: ``sgd``, ``momentum`` or ``adam`` (Keras's defaults otherwise).
         learning_rate: the base learning rate (at ``base_width``; the parameterization
             scales it per layer).
+        epsilon: Adam's epsilon at ``base_width`` (Keras's 1e-7 by default; muP and
+            depth-muP scale it per layer like the gradients, docs/sweep.md section 2;
+            unused by SGD and momentum).
         steps: training steps; scales are recorded at steps 0..steps.
         batch: rows per training step; the probe batch the scales are measured on has
             as many rows.
@@ -88,6 +91,7 @@ class Cell:
     parameterization: str = "sp"
     optimizer: str = "adam"
     learning_rate: float = 0.01
+    epsilon: float = 1e-7
     steps: int = 3
     batch: int = 64
     seed: int = 0
@@ -118,6 +122,7 @@ class Cell:
                                            PARAMETERIZATIONS))
         s(self, "optimizer", one_of("optimizer", self.optimizer, _OPTIMIZERS))
         s(self, "learning_rate", finite_real("learning_rate", self.learning_rate, positive=True))
+        s(self, "epsilon", finite_real("epsilon", self.epsilon, positive=True))
         s(self, "steps", non_negative_int("steps", self.steps))
         s(self, "batch", positive_int("batch", self.batch))
         s(self, "seed", non_negative_int("seed", self.seed))
@@ -203,7 +208,8 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
         RMS of ``z`` over the probe batch and units; ``dz_rms``, the RMS of
         ``z_t - z_0``; ``a_rms`` of the activations) and ``loss`` (the training batch's
         cross-entropy before each step, then the probe's after the last);
-        ``branch_multiplier`` and ``block_lr`` (a residual MLP's depth rule, else None).
+        ``branch_multiplier``, ``block_lr`` and ``block_eps`` (a residual MLP's depth
+        rule, else None).
         For ``arch="residual"`` a layer's ``z`` is the residual stream after it (the
         input layer's output ``h_0``, then ``h_l`` after block l) and the readout's
         logits; ``a`` is ``phi`` of the stream (docs/sweep.md section 7).
@@ -249,16 +255,24 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
         mults = [r.multiplier for r in rules]
         mults_arg = None if all(m == 1.0 for m in mults) else mults
         lr_pairs = [[r.lr_weight, r.lr_bias] for r in rules]
+        eps_pairs = [[r.eps_weight, r.eps_bias] for r in rules]
         if drule is None:
             model: Any = MLP(weights, acts, multipliers=mults_arg)
         else:
             model = ResidualMLP(weights, cell.activation, multipliers=mults_arg,
                                 branch_multiplier=drule.branch_multiplier)
-            for pair in lr_pairs[1:-1]:  # the blocks' weights and biases (DEPTH_TABLE)
+            for pair, eps in zip(lr_pairs[1:-1], eps_pairs[1:-1]):  # blocks (DEPTH_TABLE)
                 pair[0] *= drule.block_lr
                 pair[1] *= drule.block_lr
+                eps[0] *= drule.block_eps
+                eps[1] *= drule.block_eps
         scales = [s for pair in lr_pairs for s in pair]
-        opt = get_optimizer(cell.optimizer, learning_rate=cell.learning_rate, lr_scales=scales)
+        extra: dict[str, Any] = {}
+        if optimizer_family(cell.optimizer) == "adam":
+            extra = {"epsilon": cell.epsilon,
+                     "eps_scales": [e for pair in eps_pairs for e in pair]}
+        opt = get_optimizer(cell.optimizer, learning_rate=cell.learning_rate,
+                            lr_scales=scales, **extra)
         x_train, y_train, x_probe, y_probe = _task(cell)
         z0: list[np.ndarray] = []
         z_rms, dz_rms, a_rms, loss = [], [], [], []
@@ -296,10 +310,12 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
         "widths": widths,
         "kinds": [r.kind for r in rules],
         "rules": [{"init_factor": r.init_factor, "multiplier": r.multiplier,
-                   "lr_weight": r.lr_weight, "lr_bias": r.lr_bias} for r in rules],
+                   "lr_weight": r.lr_weight, "lr_bias": r.lr_bias,
+                   "eps_weight": r.eps_weight, "eps_bias": r.eps_bias} for r in rules],
         # a plain MLP has no residual branch: depth-muP's 1/sqrt(L) applies to none
         "branch_multiplier": None if drule is None else drule.branch_multiplier,
         "block_lr": None if drule is None else drule.block_lr,
+        "block_eps": None if drule is None else drule.block_eps,
         "theory": {"z_rms": theory},
         "measured": {"z_rms": z_rms, "dz_rms": dz_rms, "a_rms": a_rms},
         "loss": loss,

@@ -59,6 +59,9 @@ def add_sweep_parser(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--seeds", type=int, default=5,
                    help="seeds per point: 0..N-1 (default: 5; the slope tolerance comes "
                         "from their spread)")
+    g.add_argument("--adam-eps", type=float, default=d.epsilon, metavar="EPS",
+                   help=f"Adam's epsilon at the base width (default: {d.epsilon:g}; muP "
+                        "scales it per layer like the gradients)")
     g.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
     g.add_argument("--batch", type=int, default=d.batch, help=f"rows per step (default: {d.batch})")
     g.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
@@ -100,7 +103,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                     activations=args.activations, parameterizations=args.parameterizations,
                     optimizers=args.optimizers, learning_rates=args.lr,
                     seeds=tuple(range(args.seeds)), steps=args.steps, batch=args.batch,
-                    dtype=args.dtype)
+                    dtype=args.dtype, epsilon=args.adam_eps)
         cells = grid.cells()
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None

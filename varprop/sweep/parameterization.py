@@ -17,7 +17,11 @@ paper's tables. For a layer whose initializer gives ``Var[W] = sigma^2 / fan_in`
   weights ``m W`` (variance ``m^2 sigma^2 r_in**a / fan_in``);
 * ``lr``: the optimizer's learning rate times ``r_in**e_in * r_out**e_out`` for the weight
   and for the bias of that layer (``lr_scales`` of :mod:`varprop.training.optimizers`),
-  one set of exponents for SGD (and momentum) and one for Adam.
+  one set of exponents for SGD (and momentum) and one for Adam;
+* ``eps`` (Adam only): Adam's epsilon times ``r_in**e_in * r_out**e_out`` for the weight
+  and for the bias (``eps_scales`` of :class:`varprop.training.Adam`): muP scales it like
+  the gradient of that parameter, so that ``m / (sqrt(v) + eps)`` does not change with
+  width (docs/sweep.md section 2).
 
 Biases are initialized to zero in every parameterization. Sources and the derivation of
 each row: docs/sweep.md.
@@ -33,14 +37,17 @@ from .._validate import one_of, positive_int
 
 __all__ = ["PARAMETERIZATIONS", "LayerRule", "Exponents", "layer_kind", "layer_rules",
            "optimizer_family", "expected_exponent", "TABLE", "DEPTH_TABLE", "DepthRule",
-           "depth_rule", "expected_depth_exponent", "DEPTH_GROUPS"]
+           "depth_rule", "expected_depth_exponent", "DEPTH_GROUPS", "FIRST_ORDER_ONLY",
+           "first_order_only"]
 
 
 @dataclass(frozen=True)
 class Exponents:
     """The exponents of one layer kind: ``init var ~ r_in**init``, ``multiplier ~
     r_in**mult``, learning rates ``~ r_in**lr_in * r_out**lr_out`` per optimizer family
-    (weights; the bias's exponents follow in ``bias_sgd``/``bias_adam`` as (in, out))."""
+    (weights; the bias's exponents follow in ``bias_sgd``/``bias_adam`` as (in, out)),
+    and Adam's epsilon ``~ r_in**in * r_out**out`` (``eps`` for the weight, ``bias_eps``
+    for the bias)."""
 
     init: float = 0.0
     mult: float = 0.0
@@ -48,6 +55,8 @@ class Exponents:
     adam: tuple[float, float] = (0.0, 0.0)
     bias_sgd: tuple[float, float] = (0.0, 0.0)
     bias_adam: tuple[float, float] = (0.0, 0.0)
+    eps: tuple[float, float] = (0.0, 0.0)
+    bias_eps: tuple[float, float] = (0.0, 0.0)
 
 
 _SAME = Exponents()
@@ -61,10 +70,17 @@ TABLE: dict[str, dict[str, Exponents]] = {
     "ntk": {kind: Exponents(init=1.0, mult=-0.5) for kind in ("input", "hidden", "output")},
     # muP, Tensor Programs V Table 3 (the form without multipliers): input weights and all
     # biases SGD lr ~ fan_out, Adam lr ~ 1; hidden SGD lr ~ 1, Adam lr ~ 1/fan_in; output
-    # init var ~ 1/fan_in^2, SGD and Adam lr ~ 1/fan_in
+    # init var ~ 1/fan_in^2, SGD and Adam lr ~ 1/fan_in. Adam's eps scales like each
+    # parameter's gradient (docs/sweep.md section 2): the backward signal of the input and
+    # hidden layers is ~ 1/width (the readout's weights are ~ 1/fan_in), so their weights'
+    # and biases' gradients are ~ 1/fan_out (input, biases) = 1/fan_in (hidden weights);
+    # the readout's are ~ 1. Check: Adam lr / eps equals the SGD lr in every row (an
+    # eps-dominated Adam step is an SGD step of lr / eps, which must then be muP's SGD).
     "mup": {
-        "input": Exponents(sgd=(0.0, 1.0), bias_sgd=(0.0, 1.0)),
-        "hidden": Exponents(adam=(-1.0, 0.0), bias_sgd=(0.0, 1.0)),
+        "input": Exponents(sgd=(0.0, 1.0), bias_sgd=(0.0, 1.0), eps=(0.0, -1.0),
+                           bias_eps=(0.0, -1.0)),
+        "hidden": Exponents(adam=(-1.0, 0.0), bias_sgd=(0.0, 1.0), eps=(-1.0, 0.0),
+                            bias_eps=(0.0, -1.0)),
         "output": Exponents(init=-1.0, sgd=(-1.0, 0.0), adam=(-1.0, 0.0)),
     },
 }
@@ -76,28 +92,44 @@ TABLE["depth_mup"] = TABLE["mup"]
 
 #: Depth rules of a residual MLP with L blocks (docs/sweep.md section 7): parameterization
 #: -> (exponent of L in the branch multiplier, in the blocks' SGD learning rate, in their
-#: Adam learning rate), for both the weights and the biases of every block. Depth-muP:
-#: multiplier 1/sqrt(L); SGD lr L^0; Adam lr L^-1/2 (each block's update moves the stream
-#: by a * lr for Adam, a^2 * lr for SGD, and L blocks add up coherently: L a lr = 1 needs
-#: lr ~ L^-1/2 under Adam, L a^2 lr = 1 holds with lr ~ 1 under SGD). The others have
-#: no depth rule: a standard residual network, multiplier 1.
-DEPTH_TABLE: dict[str, tuple[float, float, float]] = {"depth_mup": (-0.5, 0.0, -0.5)}
+#: Adam learning rate, in their Adam epsilon), for both the weights and the biases of
+#: every block. Depth-muP: multiplier 1/sqrt(L); SGD lr L^0; Adam lr L^-1/2 (each block's
+#: update moves the stream by a * lr for Adam, a^2 * lr for SGD, and L blocks add up
+#: coherently: L a lr = 1 needs lr ~ L^-1/2 under Adam, L a^2 lr = 1 holds with lr ~ 1
+#: under SGD); Adam eps L^-1/2, like the blocks' gradients (which carry the multiplier a).
+#: These are the alpha = 1/2 column of Table 1 of Dey et al. 2025 (CompleteP, arXiv
+#: 2505.01618: multiplier L^-alpha, Adam lr L^(alpha-1), eps L^-alpha), which names
+#: alpha = 1/2 the depth-muP of Tensor Programs VI. The others have no depth rule: a
+#: standard residual network, multiplier 1.
+DEPTH_TABLE: dict[str, tuple[float, float, float, float]] = {
+    "depth_mup": (-0.5, 0.0, -0.5, -0.5)}
 
 #: Names a cell accepts.
 PARAMETERIZATIONS: tuple[str, ...] = tuple(TABLE)
 
 #: Leading-order exponent of each layer's *update* ``|z_t - z_0|`` with width after the
-#: first steps, and of ``|z_0|`` at initialization, per (parameterization, optimizer
-#: family, layer kind): the abc-parameterization analysis of Tensor Programs IV/V
-#: (docs/sweep.md, "What to expect"). These name the expected exceptions in a verdict.
+#: first steps (to first order in the learning rate), and of ``|z_0|`` at initialization,
+#: per (parameterization, optimizer family, layer kind): the abc-parameterization analysis
+#: of Tensor Programs IV/V (docs/sweep.md, "What to expect"). These name the expected
+#: exceptions in a verdict. The readout's Adam update under SP and NTK carries the
+#: term ``W_out dx`` where ``dx`` is aligned with the readout's few (fixed) columns:
+#: ``width^(1/2)`` above the readout's own ``dW x`` (measured: SP 1.48, NTK 0.97 over
+#: widths 1024..4096, tests/test_sweep_exponents.py).
 _EXPECTED_UPDATE: dict[tuple[str, str], dict[str, float]] = {
-    ("sp", "adam"): {"input": 0.0, "hidden": 1.0, "output": 1.0},
+    ("sp", "adam"): {"input": 0.0, "hidden": 1.0, "output": 1.5},
     ("sp", "sgd"): {"input": -0.5, "hidden": 0.5, "output": 1.0},
-    ("ntk", "adam"): {"input": 0.0, "hidden": 0.5, "output": 0.5},
+    ("ntk", "adam"): {"input": 0.0, "hidden": 0.5, "output": 1.0},
     ("ntk", "sgd"): {"input": -0.5, "hidden": -0.5, "output": 0.0},
     ("mup", "adam"): {"input": 0.0, "hidden": 0.0, "output": 0.0},
     ("mup", "sgd"): {"input": 0.0, "hidden": 0.0, "output": 0.0},
 }
+#: (parameterization, optimizer family) pairs whose updates grow with width at a fixed
+#: learning rate: there the exponents above are those of the first order in lr, and the
+#: higher orders (lr^2 width^(more), ...) take over once lr * width^q is no longer
+#: small (docs/sweep.md section 3); the verdicts' notes say so.
+FIRST_ORDER_ONLY: frozenset[tuple[str, str]] = frozenset(
+    {("sp", "adam"), ("sp", "sgd"), ("ntk", "adam")})
+
 _EXPECTED_INIT: dict[str, dict[str, float]] = {
     "sp": {"input": 0.0, "hidden": 0.0, "output": 0.0},
     "ntk": {"input": 0.0, "hidden": 0.0, "output": 0.0},
@@ -110,13 +142,16 @@ _EXPECTED_INIT: dict[str, dict[str, float]] = {
 class LayerRule:
     """What one dense layer of a given network gets: ``init_factor`` multiplies the
     initializer's variance, ``multiplier`` its output ``x @ W``, ``lr_weight`` and
-    ``lr_bias`` the optimizer's learning rate."""
+    ``lr_bias`` the optimizer's learning rate, ``eps_weight`` and ``eps_bias`` Adam's
+    epsilon (1 for SGD and momentum)."""
 
     kind: str
     init_factor: float
     multiplier: float
     lr_weight: float
     lr_bias: float
+    eps_weight: float = 1.0
+    eps_bias: float = 1.0
 
     @property
     def effective_factor(self) -> float:
@@ -151,6 +186,8 @@ def layer_rules(parameterization: str, widths: "list[int]", base_width: int,
         [1.0, 0.25, 0.25]
         >>> rules[-1].init_factor                # output init var ~ 1/fan_in^2
         0.25
+        >>> [(r.eps_weight, r.eps_bias) for r in rules]   # Adam eps ~ the gradient
+        [(0.25, 0.25), (0.25, 0.25), (1.0, 1.0)]
     """
     name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
     family = optimizer_family(optimizer)
@@ -168,12 +205,15 @@ def layer_rules(parameterization: str, widths: "list[int]", base_width: int,
         r_in, r_out = widths[l] / base_in, widths[l + 1] / base_out
         lw = e.adam if family == "adam" else e.sgd
         lb = e.bias_adam if family == "adam" else e.bias_sgd
+        ew, eb = (e.eps, e.bias_eps) if family == "adam" else ((0.0, 0.0), (0.0, 0.0))
         rules.append(LayerRule(
             kind=kind,
             init_factor=r_in ** e.init,
             multiplier=r_in ** e.mult,
             lr_weight=r_in ** lw[0] * r_out ** lw[1],
             lr_bias=r_in ** lb[0] * r_out ** lb[1],
+            eps_weight=r_in ** ew[0] * r_out ** ew[1],
+            eps_bias=r_in ** eb[0] * r_out ** eb[1],
         ))
     return rules
 
@@ -192,14 +232,25 @@ def expected_exponent(parameterization: str, optimizer: str, kind: str,
     return _EXPECTED_UPDATE[(name, optimizer_family(optimizer))][kind]
 
 
+def first_order_only(parameterization: str, optimizer: str) -> bool:
+    """True where :func:`expected_exponent`'s update exponents are those of the first order
+    in the learning rate only (:data:`FIRST_ORDER_ONLY`): the parameterization's updates
+    grow with width at a fixed lr, so higher orders take over at large widths or lr."""
+    name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
+    name = "mup" if name == "depth_mup" else name
+    return (name, optimizer_family(optimizer)) in FIRST_ORDER_ONLY
+
+
 @dataclass(frozen=True)
 class DepthRule:
     """What the blocks of a residual MLP with ``n_blocks`` blocks get: the branch
-    multiplier ``a`` of ``h + a * branch`` and ``block_lr``, the factor on the learning
-    rates of every block's weight and bias (on top of the width rules)."""
+    multiplier ``a`` of ``h + a * branch``, ``block_lr``, the factor on the learning
+    rates of every block's weight and bias, and ``block_eps``, the factor on their Adam
+    epsilon (1 for SGD and momentum), on top of the width rules."""
 
     branch_multiplier: float
     block_lr: float
+    block_eps: float = 1.0
 
 
 def depth_rule(parameterization: str, n_blocks: int, optimizer: str) -> DepthRule:
@@ -207,16 +258,17 @@ def depth_rule(parameterization: str, n_blocks: int, optimizer: str) -> DepthRul
 
     Example:
         >>> depth_rule("depth_mup", 16, "adam")
-        DepthRule(branch_multiplier=0.25, block_lr=0.25)
+        DepthRule(branch_multiplier=0.25, block_lr=0.25, block_eps=0.25)
         >>> depth_rule("depth_mup", 16, "sgd").block_lr, depth_rule("sp", 16, "adam")
-        (1.0, DepthRule(branch_multiplier=1.0, block_lr=1.0))
+        (1.0, DepthRule(branch_multiplier=1.0, block_lr=1.0, block_eps=1.0))
     """
     name = one_of("parameterization", parameterization, PARAMETERIZATIONS)
     family = optimizer_family(optimizer)
     n_blocks = positive_int("n_blocks", n_blocks)
-    mult, sgd, adam = DEPTH_TABLE.get(name, (0.0, 0.0, 0.0))
+    mult, sgd, adam, eps = DEPTH_TABLE.get(name, (0.0, 0.0, 0.0, 0.0))
     return DepthRule(branch_multiplier=float(n_blocks) ** mult,
-                     block_lr=float(n_blocks) ** (adam if family == "adam" else sgd))
+                     block_lr=float(n_blocks) ** (adam if family == "adam" else sgd),
+                     block_eps=float(n_blocks) ** eps if family == "adam" else 1.0)
 
 
 #: The layer groups of a depth series (docs/sweep.md section 7): the input layer (the
@@ -252,9 +304,11 @@ def describe_rules(parameterization: str, optimizer: str) -> list[dict[str, Any]
     out = []
     for kind, e in TABLE[name].items():
         lw = e.adam if family == "adam" else e.sgd
-        out.append({"kind": kind, "init_var": _power("fan_in", e.init, "sigma^2/fan_in"),
-                    "multiplier": _power("fan_in", e.mult, "1"),
-                    "lr": _lr_text(lw)})
+        row = {"kind": kind, "init_var": _power("fan_in", e.init, "sigma^2/fan_in"),
+               "multiplier": _power("fan_in", e.mult, "1"), "lr": _lr_text(lw)}
+        if family == "adam":
+            row["eps"] = _lr_text(e.eps).replace("lr", "eps", 1)
+        out.append(row)
     return out
 
 

@@ -13,6 +13,8 @@ experiments (written in Keras) are reproduced as they were run:
   w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`` with the defaults
   ``lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-7`` (PyTorch puts eps inside the bias
   correction and defaults it to 1e-8; the two differ only when sqrt(v) ~ eps).
+  ``eps_scales`` gives each parameter array its own ``eps`` (muP scales it with the
+  gradient's size, docs/sweep.md section 2).
 
 The state (velocities, moments, step count) is created at the first step and kept in
 the optimizer, so one optimizer object belongs to one model. Updates run in the
@@ -158,17 +160,48 @@ class Adam(Optimizer):
         beta_1: 0.9 (first-moment decay, in [0, 1)).
         beta_2: 0.999 (second-moment decay, in [0, 1)).
         epsilon: 1e-7 (added to sqrt(v)).
+        eps_scales: None, or one positive factor per parameter array (``[W_0, b_0, W_1,
+            b_1, ...]``) on ``epsilon`` for that array. Adam's update ``m / (sqrt(v) +
+            eps)`` is invariant to the gradient's scale only while ``sqrt(v) >> eps``;
+            when a parameterization shrinks a group's gradients with width (muP's hidden
+            weights: ~ 1/fan_in), a fixed eps eventually dominates and the update
+            shrinks with them. Scaling eps like the gradient keeps the ratio, hence the
+            update, width-independent (docs/sweep.md section 2). None leaves every update
+            exactly as without it.
+
+    Example:
+        >>> g = [np.array([1e-6, -1e-6])]   # sqrt(v) after one step: 3.2e-8 < eps
+        >>> p = [np.zeros(2)]
+        >>> Adam(0.1, epsilon=1e-7).step(p, g); p[0].round(3)        # a quarter step
+        array([-0.024,  0.024])
+        >>> q = [np.zeros(2)]
+        >>> Adam(0.1, epsilon=1e-7, eps_scales=[1e-3]).step(q, g); q[0].round(3)
+        array([-0.1,  0.1])
     """
 
     name = "adam"
 
     def __init__(self, learning_rate: float = 1e-3, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-7, *,
-                 lr_scales: Sequence[float] | None = None) -> None:
+                 lr_scales: Sequence[float] | None = None,
+                 eps_scales: Sequence[float] | None = None) -> None:
         super().__init__(learning_rate, lr_scales=lr_scales)
         self.beta_1 = real_in_range("beta_1", beta_1, 0.0, 1.0, closed_high=False)
         self.beta_2 = real_in_range("beta_2", beta_2, 0.0, 1.0, closed_high=False)
         self.epsilon = finite_real("epsilon", epsilon, positive=True)
+        self.eps_scales = _lr_scales(eps_scales, "eps_scales")
+
+    def _eps(self, i: int) -> float:
+        """The epsilon of parameter ``i``: ``epsilon`` times its entry of ``eps_scales``."""
+        if self.eps_scales is None:
+            return self.epsilon
+        return self.epsilon * self.eps_scales[i]
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
+        if self.eps_scales is not None and len(self.eps_scales) != len(params):
+            raise ValueError(f"eps_scales has {len(self.eps_scales)} entries but the model has "
+                             f"{len(params)} parameters: give one per parameter (W_0, b_0, ...)")
+        super().step(params, grads)
 
     def _init_state(self, params):
         return [[np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]]
@@ -185,21 +218,25 @@ class Adam(Optimizer):
             v *= typ(self.beta_2)
             v += typ(1.0 - self.beta_2) * (g * g)
             denom = np.sqrt(v)
-            denom += typ(self.epsilon)
+            denom += typ(self._eps(i))
             p -= typ(alpha) * m / denom
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+        config = {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                  "epsilon": self.epsilon}
+        if self.eps_scales is not None:
+            config["eps_scales"] = list(self.eps_scales)
+        return config
 
 
-def _lr_scales(value: Any) -> tuple[float, ...] | None:
+def _lr_scales(value: Any, name: str = "lr_scales") -> tuple[float, ...] | None:
+    """A per-parameter list of positive factors (``lr_scales``, ``eps_scales``) or None."""
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"lr_scales must be a list of positive numbers or None, "
+        raise TypeError(f"{name} must be a list of positive numbers or None, "
                         f"got {type(value).__name__}")
-    return tuple(finite_real(f"lr_scales[{i}]", v, positive=True) for i, v in enumerate(value))
+    return tuple(finite_real(f"{name}[{i}]", v, positive=True) for i, v in enumerate(value))
 
 
 _CLASSES = {"sgd": SGD, "momentum": Momentum, "nesterov": Momentum, "adam": Adam}
