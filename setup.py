@@ -144,6 +144,16 @@ extensions = [
                  "csrc/vp_erfc_coeffs.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(
+        "varprop._gated",
+        # the LSTM and GRU steps run the dense kernels' sigmoid and tanh epilogues on each
+        # batch tile, so the epilogues are compiled in here too, as for varprop._rnn
+        sources=["varprop/_gated.pyx", "csrc/vp_gated.c", "csrc/vp_activations.c"],
+        include_dirs=["csrc"],
+        depends=["csrc/vp_gated.h", "csrc/vp_rnn.h", "csrc/vp_activations.h",
+                 "csrc/vp_math.h", "csrc/vp_erfc_coeffs.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
 ]
 
 setup(

@@ -273,3 +273,27 @@ def test_bad_input_through_the_command(argv, tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("varprop ")
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- recurrent archs
+def test_report_help_says_what_depth_and_width_mean_for_the_recurrent_archs(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{mlp,cnn,seeds_cnn,rnn,lstm,gru}" in text
+    assert "time steps with --arch rnn/lstm/gru" in text  # --depth
+    assert "state units (and input features) with --arch rnn/lstm/gru" in text  # --width
+    assert "with --arch lstm/gru the weight layouts" in text  # --activations
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+def test_report_recurrent_json_fits_the_schema_and_html_has_a_figure_per_section(tmp_path,
+                                                                                arch):
+    col = ["-a", "tanh"] if arch == "rnn" else ["-a", "keras"]
+    proc = run("report", "--arch", arch, "-i", "orthogonal", *col, "--depth", "4", "--width",
+               "8", "--batch", "8", "--seeds", "2", "--format", "json", "--out", "r.html",
+               "-q", cwd=tmp_path)
+    doc = json.loads(proc.stdout)
+    assert schema_errors(doc, load_schema("report")) == []
+    assert doc["settings"]["arch"] == arch
+    html_checks((tmp_path / "r.html").read_text(), 4)

@@ -8,7 +8,6 @@ import errno
 import os
 import signal
 import sys
-import tempfile
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ singular-value spread, and ``varprop report --arch rnn``."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 

@@ -113,6 +113,7 @@ def _output_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
     from .reporting.results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS,
+                                    GATED_DEFAULTS, GATED_INITIALIZERS, GATED_LAYOUTS,
                                     RNN_DEFAULTS, ReportSettings)
 
     d = ReportSettings()
@@ -120,35 +121,54 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
         "report", help="which initializers keep signal and gradient alive (the main job)",
         description="Analyze (mean-field theory) and measure (drawn networks) how the\n"
                     "variance of the signal and of the gradient travels through a deep MLP\n"
-                    "(or a CNN: --arch) for every initializer x activation; print a table and write a\n"
-                    "self-contained HTML report with figures.",
+                    "(or a CNN, an Elman RNN, an LSTM or a GRU: --arch) for every initializer x\n"
+                    "activation; print a table and write a self-contained HTML report with\n"
+                    "figures. For --arch lstm and gru the columns are the frameworks' weight\n"
+                    "layouts (keras, torch) instead of activations, and the rows may name the\n"
+                    "layout's defaults ('default') and chrono gate biases ('chrono').",
         epilog="examples:\n  varprop report\n  varprop report --analytic-only --depth 100\n"
+               "  varprop report --arch lstm\n"
+               "  varprop report --arch gru -i default chrono orthogonal -a torch --depth 50\n"
                "  varprop report --initializers he_normal orthogonal --activations relu tanh "
                "--format markdown --no-out\n  varprop report --format json --out report.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to analyze")
     g.add_argument("--initializers", "-i", nargs="+", metavar="NAME",
-                   help=f"initializer names (default: {' '.join(DEFAULT_INITIALIZERS)})")
+                   help=f"initializer names (default: {' '.join(DEFAULT_INITIALIZERS)}); with "
+                        f"--arch lstm/gru also 'default' (the layout's framework defaults: "
+                        f"Keras glorot_uniform/orthogonal/zeros, unit_forget_bias for the "
+                        f"LSTM; PyTorch U(-1/sqrt(H), 1/sqrt(H))) and 'chrono' (those "
+                        f"defaults with chrono gate biases, T_max = --depth) (default there: "
+                        f"{' '.join(GATED_INITIALIZERS)})")
     g.add_argument("--activations", "-a", nargs="+", metavar="NAME",
-                   help=f"activation names (default: {' '.join(DEFAULT_ACTIVATIONS)})")
-    g.add_argument("--arch", choices=("mlp", "cnn", "seeds_cnn", "rnn"), default="mlp",
+                   help=f"activation names (default: {' '.join(DEFAULT_ACTIVATIONS)}); with "
+                        f"--arch lstm/gru the weight layouts instead (default there: "
+                        f"{' '.join(GATED_LAYOUTS)})")
+    g.add_argument("--arch", choices=("mlp", "cnn", "seeds_cnn", "rnn", "lstm", "gru"),
+                   default="mlp",
                    help="the network: a square MLP (default); cnn, a stack of 3x3 'same' "
                         "convolutions on --image x --image x 1 inputs; seeds_cnn, the seeds' "
                         "CNN (8x8x1, 16 and 32 channels, 2x2 max pooling, dense classifier); "
                         "rnn, an Elman RNN through --depth time steps (the initializer "
-                        "draws its input and recurrent kernels)")
+                        "draws its input and recurrent kernels); lstm and gru, the gated "
+                        "cells through --depth time steps (docs/gated.md), the loss on "
+                        "the last state")
     g.add_argument("--depth", type=int, default=None,
                    help=f"dense layers, convolutions with --arch cnn, time steps with "
-                        f"--arch rnn (default: {d.depth}; cnn: {CNN_DEFAULTS['depth']}; "
-                        f"rnn: {RNN_DEFAULTS['depth']})")
+                        f"--arch rnn/lstm/gru (default: {d.depth}; cnn: "
+                        f"{CNN_DEFAULTS['depth']}; rnn: {RNN_DEFAULTS['depth']}; lstm, gru: "
+                        f"{GATED_DEFAULTS['depth']})")
     g.add_argument("--width", type=int, default=None,
                    help=f"units per layer, channels with --arch cnn, state units (and "
-                        f"input features) with --arch rnn (default: {d.width}; "
-                        f"cnn: {CNN_DEFAULTS['width']}; rnn: {RNN_DEFAULTS['width']})")
+                        f"input features) with --arch rnn/lstm/gru (default: {d.width}; "
+                        f"cnn: {CNN_DEFAULTS['width']}; rnn: {RNN_DEFAULTS['width']}; "
+                        f"lstm, gru: {GATED_DEFAULTS['width']})")
     g.add_argument("--image", type=int, default=None,
                    help=f"--arch cnn: side of the square input image (default: {d.image})")
     g.add_argument("--bias-var", type=float, default=d.bias_var, metavar="VAR",
-                   help="variance of the N(0, VAR) biases; 0 = zero biases (default: 0)")
+                   help="variance of the N(0, VAR) biases; 0 = zero biases (default: 0); "
+                        "with --arch lstm/gru, of the rows that name an initializer (the "
+                        "'default' and 'chrono' rows keep their framework's biases)")
     g = p.add_argument_group("measurement")
     g.add_argument("--analytic-only", action="store_true",
                    help="mean-field theory only, no drawn networks (a second or two)")

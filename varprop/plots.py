@@ -143,7 +143,8 @@ PAGE_WIDTH = 11.3
 _TEXT_PT = {"tick": 9.0, "label": 9.5, "title": 10.5, "legend": 9.5, "tag": 9.0}
 
 
-def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
+def variance_figure(report: "Report", field: str = "z_var",
+                    labels: "tuple[str, str] | None" = None) -> "Figure":
     """Per activation, ``field`` (``z_var`` or ``grad_var``) against layer on a log scale:
     theory as lines, measurement as points with 95% confidence bands, one colour per
     initializer. Zero variances (zeros init) cannot sit on a log axis and are left out.
@@ -160,7 +161,7 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
     legend_in = 0.2 * (math.ceil(n_legend / ncol) + 1) + 0.15
     fig = _figure(width, 2.45 * rows + 0.55 + 0.45 + legend_in)
     axes = fig.subplots(rows, cols, squeeze=False)
-    title, ylabel = _FIELD_LABEL[field]
+    title, ylabel = labels or _FIELD_LABEL[field]  # labels: (title, y label) to override
     layers = np.arange(1, report.settings.depth + 1)
     handles = {}
     to_label = []  # (axes, line ends, x of the ends): labelled once the layout is set
@@ -202,7 +203,7 @@ def variance_figure(report: "Report", field: str = "z_var") -> "Figure":
         if k % cols == 0:
             ax.set_ylabel(ylabel, fontsize=_TEXT_PT["label"])
         if k // cols == rows - 1 or k + cols >= len(acts):
-            ax.set_xlabel("time step $t$" if report.settings.arch == "rnn" else
+            ax.set_xlabel("time step $t$" if report.settings.axis == "time step" else
                           "dense layer $\\ell$", fontsize=_TEXT_PT["label"])
     for k in range(len(acts), rows * cols):
         axes[k // cols][k % cols].set_visible(False)

@@ -21,8 +21,9 @@ import numpy as np
 from .._json import json_clean
 from .._validate import checked, finite_real, non_negative_int
 from .output import OutputPath, Progress, UsageError, _isatty, check_positive, resolve_names
-from .results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, RNN_DEFAULTS,
-                      SPATIAL_ARCHS, ReportSettings)
+from .results import (CNN_DEFAULTS, DEFAULT_ACTIVATIONS, DEFAULT_INITIALIZERS, GATED_ARCHS,
+                      GATED_DEFAULTS, GATED_INITIALIZERS, GATED_LAYOUTS, GATED_PRESETS,
+                      RNN_DEFAULTS, SPATIAL_ARCHS, ReportSettings)
 
 __all__ = ["run_report", "run_phase", "run_init", "run_experiment",
            "DEFAULT_BATCH", "DEFAULT_SEEDS"]
@@ -151,19 +152,31 @@ def report_settings(args: Namespace) -> ReportSettings:
     from .compute import estimate_report_bytes
 
     arch = getattr(args, "arch", "mlp") or "mlp"
+    gated = arch in GATED_ARCHS
     inits = _split_names(args.initializers, "--initializers") or [
-        n for n in DEFAULT_INITIALIZERS if arch not in SPATIAL_ARCHS or n not in DENSE_ONLY]
-    acts = _split_names(args.activations, "--activations") or list(DEFAULT_ACTIVATIONS)
+        n for n in (GATED_INITIALIZERS if gated else DEFAULT_INITIALIZERS)
+        if arch not in SPATIAL_ARCHS or n not in DENSE_ONLY]
+    acts = _split_names(args.activations, "--activations") or list(
+        GATED_LAYOUTS if gated else DEFAULT_ACTIVATIONS)
     usable = [n for n in available_initializers() if n not in REPORT_UNSUITABLE]
-    inits = resolve_names("initializer", inits, usable, resolve_name,
-                          available_initializers(aliases=True))
+    presets = [n for n in inits if gated and n.lower() in GATED_PRESETS]
+    named = resolve_names("initializer", [n for n in inits if n not in presets], usable,
+                          resolve_name, available_initializers(aliases=True))
+    # the rows in the order given, the presets among them
+    by_given = dict(zip([n for n in inits if n not in presets], named))
+    inits = list(dict.fromkeys(n.lower() if n in presets else by_given[n] for n in inits))
     for name in inits:
         if name in REPORT_UNSUITABLE:
             raise UsageError(f"report cannot use initializer {name!r}: {REPORT_UNSUITABLE[name]}")
         if arch in SPATIAL_ARCHS and name in DENSE_ONLY:
             raise UsageError(f"--arch {arch} cannot use initializer {name!r}: "
                              f"{DENSE_ONLY[name]}")
-    acts = _activation_names(acts)
+    if gated:  # the "activations" of a gated report are the frameworks' weight layouts
+        acts = resolve_names(f"--arch {arch} layout (its gates are sigmoid and tanh; "
+                             "--activations picks the weight layouts)", acts,
+                             list(GATED_LAYOUTS))
+    else:
+        acts = _activation_names(acts)
     defaults = ReportSettings()
     image = defaults.image if getattr(args, "image", None) is None else \
         check_positive("--image", args.image)
@@ -174,7 +187,8 @@ def report_settings(args: Namespace) -> ReportSettings:
         if given:
             raise UsageError(f"--arch seeds_cnn is a fixed network: drop {' and '.join(given)}")
         args.depth, args.width = 3, 16  # its weighted layers and first channels
-    sizes = {"cnn": CNN_DEFAULTS, "rnn": RNN_DEFAULTS}.get(
+    sizes = {"cnn": CNN_DEFAULTS, "rnn": RNN_DEFAULTS, "lstm": GATED_DEFAULTS,
+             "gru": GATED_DEFAULTS}.get(
         arch, {"depth": defaults.depth, "width": defaults.width, "batch": DEFAULT_BATCH})
     if args.depth is None:
         args.depth = sizes["depth"]
@@ -255,8 +269,9 @@ def _render_report(report: Any, fmt: str, pngs: dict[str, bytes] | None = None) 
     if fmt == "html":
         from .html import report_html
         return report_html(report, pngs)
-    from .. import plots  # png / svg: the key figure, variance against depth
-    return plots.figure_bytes(plots.variance_figure(report, "z_var"), fmt, dpi=110)
+    from .. import plots  # png / svg: the key figure, variance against depth (time)
+    from .figures import report_variance_figure
+    return plots.figure_bytes(report_variance_figure(report, "z_var"), fmt, dpi=110)
 
 
 # ----------------------------------------------------------------------------- phase

@@ -21,9 +21,10 @@ from ..initializers import Initializer
 from ..initializers import get as get_initializer
 from ..network import dense_stack
 from ..profile import Profile
-from .results import Entry, Report, ReportSettings
+from .results import GATED_ARCHS, GATED_PRESETS, Entry, Report, ReportSettings
 
-__all__ = ["build_report", "SharedDraws", "bias_initializer", "estimate_report_bytes"]
+__all__ = ["build_report", "SharedDraws", "bias_initializer", "estimate_report_bytes",
+           "gated_cell", "chrono_t_max"]
 
 
 class SharedDraws(Initializer):
@@ -90,8 +91,34 @@ def bias_initializer(bias_var: float) -> Any:
     return get_initializer("random_normal", mean=0.0, stddev=math.sqrt(bias_var))
 
 
+def chrono_t_max(steps: int) -> float:
+    """The chrono rows' ``T_max``: the report's sequence length, the longest dependency
+    it can show (Tallec and Ollivier 2018 set T_max to the expected range of the
+    dependencies), at least 3 (the law ``log U(1, T_max - 1)`` needs ``T_max > 2``)."""
+    return float(max(steps, 3))
+
+
+def gated_cell(settings: ReportSettings, init: Any, layout: str, bias: Any) -> Any:
+    """The gated report's cell (``settings.arch`` "lstm" or "gru") for one row and one
+    layout: ``init`` is a preset of :data:`~.results.GATED_PRESETS` (the layout's
+    framework defaults, with chrono biases for "chrono") or an initializer drawing both
+    kernels, with ``bias`` (the LSTM's keras layout keeps Keras's unit_forget_bias)."""
+    from ..recurrent import gated as g
+    f = h = settings.width
+    if isinstance(init, str) and init in GATED_PRESETS:
+        make = {("lstm", "keras"): g.keras_lstm, ("lstm", "torch"): g.torch_lstm,
+                ("gru", "keras"): g.keras_gru, ("gru", "torch"): g.torch_gru}[settings.arch, layout]
+        chrono = chrono_t_max(settings.depth) if init == "chrono" else None
+        return make(f, h, chrono=chrono)
+    cls = g.LSTM if settings.arch == "lstm" else g.GRU
+    return cls(f, h, init, init, bias, layout)
+
+
 def build_network(settings: ReportSettings, activation: str, init: Any, bias: Any) -> Any:
-    """The report's network for one initializer x activation (``settings.arch``)."""
+    """The report's network for one initializer x activation (``settings.arch``; for
+    the gated cells ``activation`` is the weight layout)."""
+    if settings.arch in GATED_ARCHS:
+        return gated_cell(settings, init, activation, bias)
     if settings.arch == "cnn":
         from ..network_cnn import cnn
         return cnn((settings.image, settings.image, 1), [settings.width] * settings.depth,
@@ -159,6 +186,9 @@ def _moments_key(net: Any) -> tuple[Any, ...]:
 
 
 def _analyze(settings: ReportSettings, net: Any) -> Profile:
+    if settings.arch in GATED_ARCHS:
+        from ..recurrent.gated import analyze_gated
+        return analyze_gated(net, settings.depth, input_var=settings.input_var)
     if settings.arch == "rnn":
         from ..recurrent import analyze_rnn
         return analyze_rnn(net, settings.depth, input_var=settings.input_var)
@@ -173,13 +203,16 @@ def _run(settings: ReportSettings, entries: list[Entry], bias: Any, analytic_sha
     # "the analytic side reads the initializers' moments"), and many initializers share
     # them (glorot/lecun normal/uniform and orthogonal on square layers): analyze each
     # distinct network once.
-    analyzed: dict[tuple[Any, ...], Profile] = {}
-    nets: list[tuple[Any, SharedDraws]] = []
+    analyzed: dict[Any, Profile] = {}
+    nets: list[tuple[Any, SharedDraws | None]] = []
     for init_name in settings.initializers:
-        shared = SharedDraws(get_initializer(init_name))
+        shared = None if init_name in GATED_PRESETS and settings.arch in GATED_ARCHS \
+            else SharedDraws(get_initializer(init_name))
         for act_name in settings.activations:
-            net = build_network(settings, act_name, shared, bias)
-            key = _moments_key(net)
+            net = build_network(settings, act_name, init_name if shared is None else shared,
+                                bias)
+            # a gated cell: one theory per row and layout (no two share their moments)
+            key = (init_name, act_name) if settings.arch in GATED_ARCHS else _moments_key(net)
             if key not in analyzed:
                 analyzed[key] = _analyze(settings, net)
             prof_a = _copy_profile(analyzed[key], net.describe())
@@ -230,7 +263,13 @@ def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tupl
                     done[i] = k / max(total, 1)
                     progress(analytic_share + (1 - analytic_share) * sum(done) / len(nets),
                              label)
-        if settings.arch == "rnn":
+        if settings.arch in GATED_ARCHS:
+            from ..recurrent.gated import measure_gated
+            with single_threaded_blas():  # one network per core, side by side (numpy path too)
+                prof = measure_gated(net, settings.depth, batch=settings.batch,
+                                     seeds=settings.seeds, input_var=settings.input_var,
+                                     n_threads=1, progress=tick)
+        elif settings.arch == "rnn":
             from ..recurrent.measure import measure_rnn
             prof = measure_rnn(net, settings.depth, batch=settings.batch,
                                seeds=settings.seeds, input_var=settings.input_var,
@@ -239,6 +278,8 @@ def _measure_all(settings: ReportSettings, entries: list[Entry], nets: list[tupl
             prof = measure(net, batch=settings.batch, seeds=settings.seeds,
                            input_var=settings.input_var, n_threads=1, progress=tick)
         e.measured, e.measured_verdict = prof, verdict(prof)
+        if shared is None:  # a gated preset: no shared draws
+            return
         with lock:
             left[id(shared)] -= 1
             if left[id(shared)] == 0:
@@ -269,6 +310,9 @@ def estimate_report_bytes(settings: ReportSettings) -> float:
             batch *= float(settings.image) ** 2 * 10.0
         elif settings.arch == "rnn":  # the whole sequence is held for the backward
             batch *= depth
+        elif settings.arch in GATED_ARCHS:  # every gate of the whole sequence is held
+            batch *= depth * 8.0
+            width *= 2.0  # the recurrent kernel holds 4 (3) gates: (H, 4H) ~ (2H)^2
         workers = float(min(resolve_n_threads(settings.n_threads), max(n_nets, 1.0)))
         need *= 2.0
         need += n_nets * seeds * _BYTES_PER_SEED

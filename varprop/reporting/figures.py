@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import plots
 
-__all__ = ["FIGURES", "render_png", "FigureWorker"]
+__all__ = ["FIGURES", "render_png", "FigureWorker", "report_variance_figure"]
 
 #: The report's figures in the order of its sections.
 FIGURES = ("verdicts", "forward", "backward", "weights")
@@ -35,12 +35,15 @@ def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
         return b""
     if name == "verdicts":
         fig = plots.verdict_figure(obj)
-    elif name == "forward":
-        fig = plots.variance_figure(obj, "z_var")
-    elif name == "backward":
-        fig = plots.variance_figure(obj, "grad_var")
+    elif name in ("forward", "backward"):
+        fig = report_variance_figure(obj, "z_var" if name == "forward" else "grad_var")
     elif name == "weights":
-        fig = plots.weight_histograms(obj.initializers, (obj.width, obj.width))
+        from .results import GATED_ARCHS, GATED_PRESETS
+        names = [n for n in obj.initializers
+                 if not (obj.arch in GATED_ARCHS and n in GATED_PRESETS)]
+        if not names:  # only the gated presets, whose draws are the frameworks' own
+            return b""
+        fig = plots.weight_histograms(names, (obj.width, obj.width))
     elif name == "pixel_maps":
         from .. import spatial_plots
         fig = spatial_plots.pixel_map_figure(obj)
@@ -51,6 +54,35 @@ def render_png(name: str, obj: Any, dpi: int = 100) -> bytes:
         raise ValueError(f"render_png: unknown figure {name!r}; one of {FIGURES} "
                          f"or {SPATIAL_FIGURES}")
     return plots.figure_bytes(fig, "png", dpi=dpi)
+
+
+#: The gated reports' figure labels: their forward figure shows the state ``h_t`` (their
+#: ``z`` is the LSTM's cell state or the GRU's candidate, docs/gated.md) and their
+#: gradient is the state's, ``dL/dh_t``.
+_GATED_LABELS = {
+    "a_var": ("Forward: variance of the state through time", "Var[$h_t$]"),
+    "grad_var": ("Backward: variance of the gradient through time",
+                 "Var[$\\partial L/\\partial h_t$]"),
+}
+_TIME_LABELS = {
+    "z_var": ("Forward: variance of the pre-activations through time", "Var[$z_t$]"),
+    "grad_var": ("Backward: variance of the gradient through time",
+                 "Var[$\\partial L/\\partial z_t$]"),
+}
+
+
+def report_variance_figure(report: Any, field: str) -> Any:
+    """:func:`varprop.plots.variance_figure`, with the recurrent reports' labels: per
+    time step, and for the gated cells ``Var h_t`` forward (``a_var``) and ``dL/dh_t``
+    backward."""
+    from .results import GATED_ARCHS, TIME_ARCHS
+    arch = report.settings.arch
+    if arch not in TIME_ARCHS:
+        return plots.variance_figure(report, field)
+    if arch in GATED_ARCHS and field == "z_var":
+        field = "a_var"
+    labels = _GATED_LABELS if arch in GATED_ARCHS else _TIME_LABELS
+    return plots.variance_figure(report, field, labels=labels[field])
 
 
 def _worker_signals() -> None:

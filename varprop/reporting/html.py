@@ -10,7 +10,7 @@ import math
 from typing import Any, Sequence
 
 from .. import plots
-from .results import SPATIAL_ARCHS, Report
+from .results import GATED_ARCHS, GATED_PRESETS, SPATIAL_ARCHS, TIME_ARCHS, Report
 from .text import (TEST_LEGEND, VERDICT_SHORT, agreement_sentence, approximate_note,
                    describe_settings, fmt, fmt_ci, test_cell)
 
@@ -66,7 +66,7 @@ def _meta_line(version: str, created: str, command: str) -> str:
 
 def _table(report: Report) -> str:
     measured = not report.settings.analytic_only
-    head = ['<th class="l">initializer</th>', '<th class="l">activation</th>',
+    head = ['<th class="l">initializer</th>', f'<th class="l">{report.settings.column}</th>',
             "<th>Var[out]/Var[in]<br>theory</th>"]
     if measured:
         head.append("<th>Var[out]/Var[in]<br>measured</th>")
@@ -89,11 +89,14 @@ def _table(report: Report) -> str:
                 f"</span>{e.initializer}" if first else "")
         cells = [f'<td class="l">{name}</td>', f'<td class="l">{e.activation}</td>',
                  f"<td>{fmt(a.forward)}</td>"]
+        over_fwd, over_grad = e.overflowed()
         if measured:
-            cells.append(f"<td>{html.escape(fmt_ci(m.forward, m.forward_ci))}</td>")
+            text = "overflow" if over_fwd else fmt_ci(m.forward, m.forward_ci)
+            cells.append(f"<td>{html.escape(text)}</td>")
         cells.append(f"<td>{fmt(a.gradient)}</td>")
         if measured:
-            cells.append(f"<td>{html.escape(fmt_ci(m.gradient, m.gradient_ci))}</td>")
+            text = "overflow" if over_grad else fmt_ci(m.gradient, m.gradient_ci)
+            cells.append(f"<td>{html.escape(text)}</td>")
         verdict = e.verdict.kind if e.verdicts_agree else \
             f"{e.verdict.kind} (theory: {e.analytic_verdict.kind})"
         cells.append(f'<td class="l v-{e.verdict.kind}" title="{html.escape(e.verdict.message)}">'
@@ -107,6 +110,22 @@ def _table(report: Report) -> str:
             + "\n</tbody>\n</table>")
 
 
+def _step_table(report: Report) -> str:
+    """The per-step table of a recurrent report (:mod:`.steps`), or ""."""
+    from .steps import STEP_LEGEND, step_rows
+    header, rows = step_rows(report)
+    if not rows:
+        return ""
+    head = "".join(f'<th class="{"l" if i < 3 else ""}">{html.escape(h)}</th>'
+                   for i, h in enumerate(header))
+    body = "\n".join(
+        f'<tr class="{"first" if row[0] else ""}">' + "".join(
+            f'<td class="{"l" if i < 3 else ""}">{html.escape(c)}</td>'
+            for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+            f'<p class="note">{html.escape(STEP_LEGEND)}</p>')
+
+
 def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     """The HTML report: verdicts (heat map and the full table), forward and backward
     variance through depth, and the weights as drawn. ``pngs`` may hold the figures
@@ -117,9 +136,10 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
     for name in ("verdicts", "forward", "backward"):
         if name not in pngs:
             pngs[name] = render_png(name, report)
-    if "weights" not in pngs:
-        pngs["weights"] = render_png("weights", report.settings)
     s = report.settings
+    drawn = [n for n in s.initializers if not (s.arch in GATED_ARCHS and n in GATED_PRESETS)]
+    if "weights" not in pngs and drawn:
+        pngs["weights"] = render_png("weights", report.settings)
     side = "theory" if s.analytic_only else "measurement"
     counts = report.counts()
     summary = ", ".join(f"{counts[k]} {k}" for k in VERDICT_SHORT if counts.get(k))
@@ -145,25 +165,36 @@ def report_html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
         "for its sentence" + ("" if s.analytic_only else
                               "; * marks a network whose theory the log-space test rejects. "
                               + html.escape(TEST_LEGEND) + " Hover a test for its summary")
-        + ".") + "\n" + _table(report)))
+        + ".") + "\n" + _table(report) + _step_table(report)))
     meas = "" if s.analytic_only else (" Points: measured (mean over seeds); bands: the 95% "
                                         "confidence interval over seeds, of the log (m &times; "
                                         "exp(&plusmn;ci/m)).")
+    gated = s.arch in GATED_ARCHS
+    what = ("the state h_t at each time step" if gated else
+            f"the pre-activations z of each {s.axis}")
+    grad = "dL/dh_t (the state's total gradient)" if gated else "dL/dz"
     sections.append(("forward", "Forward signal", figure_html(
-        pngs["forward"], "pre-activation variance against depth",
-        f"Variance of the pre-activations z of each {s.axis}. Lines: mean-field "
+        pngs["forward"], f"variance against {'time step' if s.arch in TIME_ARCHS else 'depth'}",
+        f"Variance of {what}. Lines: mean-field "
         "theory (infinite width); each initializer has its own colour and line style "
         "(and marker), and the short tags at a line's end name curves that coincide."
         f"{meas} Zeros gives exactly 0, which a log axis cannot "
         "show; values beyond 1e-30 or 1e30 are drawn at the edge.")))
     sections.append(("backward", "Backward gradient", figure_html(
-        pngs["backward"], "gradient variance against depth",
-        f"Variance of dL/dz at each {s.axis} for a standard normal gradient at the "
-        f"output: read it from the right (output) to the left (input).{meas}")))
-    sections.append(("weights", "Weights as drawn", figure_html(
-        pngs["weights"], "weight histograms per initializer",
-        f"One {s.width} x {s.width} draw of each initializer: the shape of every hidden "
-        "layer of the report's networks. Same colours as the curves above.")))
+        pngs["backward"], "gradient variance against "
+        + ("time step" if s.arch in TIME_ARCHS else "depth"),
+        f"Variance of {grad} at each {s.axis} for a standard normal gradient at the "
+        + ("last state: read it from the right (the loss) to the left (step 0)." if
+           s.arch in TIME_ARCHS else "output: read it from the right (output) to the "
+           "left (input).") + meas)))
+    if pngs.get("weights"):
+        sections.append(("weights", "Weights as drawn", figure_html(
+            pngs["weights"], "weight histograms per initializer",
+            f"One {s.width} x {s.width} draw of each initializer"
+            + (" (the rows that name one; the gated cells call it on their own layout's "
+               "shapes, docs/gated.md)" if gated else
+               ": the shape of every hidden layer of the report's networks")
+            + ". Same colours as the curves above.")))
     if s.arch in SPATIAL_ARCHS:
         sections += _spatial_sections(report, pngs)
     footer = _meta_line(report.version, report.created, report.command)

@@ -14,8 +14,10 @@ from ..agreement import ALPHA, POWER, Agreement
 from ..compare import Verdict
 from ..profile import Profile
 
-__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "RNN_DEFAULTS", "SPATIAL_ARCHS", "ReportSettings", "Entry", "Report",
-           "Ratios", "REPORT_SCHEMA_VERSION", "verdict_dict"]
+__all__ = ["DEFAULT_INITIALIZERS", "DEFAULT_ACTIVATIONS", "CNN_DEFAULTS", "RNN_DEFAULTS",
+           "GATED_DEFAULTS", "GATED_ARCHS", "GATED_PRESETS", "GATED_INITIALIZERS",
+           "GATED_LAYOUTS", "TIME_ARCHS", "SPATIAL_ARCHS", "ReportSettings", "Entry",
+           "Report", "Ratios", "REPORT_SCHEMA_VERSION", "verdict_dict"]
 
 #: Version of the JSON document of :meth:`Report.to_dict` (``report.schema.json``). 2: a
 #: result's ``agree`` is the log-space test (docs/comparison.md), no longer the verdicts'
@@ -37,6 +39,27 @@ CNN_DEFAULTS = {"depth": 10, "width": 64, "batch": 32}
 SPATIAL_ARCHS = ("cnn", "seeds_cnn")
 #: The report's sizes for ``--arch rnn`` when not given: 50 time steps of 128 units.
 RNN_DEFAULTS = {"depth": 50, "width": 128, "batch": 64}
+#: The gated cells of ``--arch lstm`` and ``--arch gru`` (docs/gated.md).
+GATED_ARCHS = ("lstm", "gru")
+#: The report's architectures whose rows are time steps.
+TIME_ARCHS = ("rnn",) + GATED_ARCHS
+#: The report's sizes for ``--arch lstm``/``gru`` when not given: 30 time steps of 64
+#: units (and 64 input features). The GRU's mean field integrates its candidate by a
+#: 40 x 40 Gauss-Hermite rule at every step (docs/gated.md, section 2.2), 0.05 to 0.1 s a
+#: step on a shared two-core machine, so its 8 default networks take 10 to 20 s of the
+#: report; measuring them (batch 64 x 3 seeds) about a second.
+GATED_DEFAULTS = {"depth": 30, "width": 64, "batch": 64}
+#: The gated report's columns: each framework's weight layout (docs/gated.md, section 1).
+GATED_LAYOUTS = ("keras", "torch")
+#: The gated report's rows that are not registry initializers: the layout's framework
+#: defaults (Keras: glorot_uniform / orthogonal / zeros with unit_forget_bias for the
+#: LSTM; PyTorch: U(-1/sqrt(H), 1/sqrt(H)) everywhere), and those defaults with chrono
+#: gate biases (Tallec and Ollivier 2018) for T_max = the report's time steps.
+GATED_PRESETS = ("default", "chrono")
+#: The gated report's default rows: the presets, then registry initializers drawing the
+#: input and recurrent kernels (biases zero, or N(0, --bias-var); the LSTM's keras
+#: layout keeps Keras's unit_forget_bias).
+GATED_INITIALIZERS = GATED_PRESETS + ("orthogonal", "he_normal")
 
 
 @dataclass(frozen=True)
@@ -76,13 +99,23 @@ class ReportSettings:
     #: (the seeds' CNN preset, :func:`varprop.cnn_preset`; depth and width unused) or
     #: "rnn" (an Elman RNN of ``width`` units on ``width`` Gaussian input features over
     #: ``depth`` time steps, the initializer drawing both kernels, read at the last step)
+    #: "lstm" and "gru" (the gated cells of docs/gated.md: ``width`` units on ``width``
+    #: Gaussian features over ``depth`` time steps, read at the last step); their
+    #: ``activations`` are the weight layouts ("keras", "torch") and their
+    #: ``initializers`` may name the presets of :data:`GATED_PRESETS`.
     arch: str = "mlp"
     image: int = 8
 
     @property
     def axis(self) -> str:
         """What a row of the report's profiles is: "time step" or "dense layer"."""
-        return "time step" if self.arch == "rnn" else "dense layer"
+        return "time step" if self.arch in TIME_ARCHS else "dense layer"
+
+    @property
+    def column(self) -> str:
+        """What the report's second axis is: "layout" for the gated cells (their
+        activations are fixed), else "activation"."""
+        return "layout" if self.arch in GATED_ARCHS else "activation"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,7 +136,8 @@ def _ratio(method: Any, num: float, den: float) -> float:
     """``method()`` (the Profile's definition), with IEEE semantics for a zero denominator
     (x/0 = inf, 0/0 = NaN) instead of Python's ZeroDivisionError."""
     try:
-        return float(method())
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # numpy scalars
+            return float(method())
     except ZeroDivisionError:
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(num) / np.float64(den))
@@ -166,6 +200,15 @@ class Entry:
         if g0 and g1 and math.isfinite(g0) and math.isfinite(g1):
             grad_ci = abs(grad) * math.hypot(p[0].grad_var_ci / g0, p[-1].grad_var_ci / g1)
         return Ratios(fwd, grad, fwd_ci, grad_ci)
+
+    def overflowed(self) -> tuple[bool, bool]:
+        """Whether the measured forward ratio (its last step's ``a_var``) and gradient
+        ratio (the first or last step's ``grad_var``) rest on a value that overflowed
+        float32 (``meta["overflow"]`` of a recurrent measurement)."""
+        over = {} if self.measured is None else self.measured.meta.get("overflow") or {}
+        last = len(self.measured) - 1 if self.measured is not None else -1
+        grad = over.get("grad_var", [])
+        return last in over.get("a_var", []), (0 in grad or last in grad)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"initializer": self.initializer, "activation": self.activation,

@@ -7,7 +7,7 @@ import textwrap
 from typing import Any, Sequence
 
 from .._approximations import APPROXIMATION_SUMMARIES
-from .results import Entry, Report
+from .results import GATED_ARCHS, TIME_ARCHS, Entry, Report
 
 __all__ = ["fmt", "fmt_ci", "report_table", "report_markdown", "VERDICT_SHORT", "describe_settings",
            "test_cell", "agreement_sentence", "TEST_LEGEND"]
@@ -52,6 +52,20 @@ def describe_settings(report: Report) -> str:
                 f"{s.depth} time steps (rows: time steps), the initializer drawing W_x and "
                 f"W_h, {bias}, {s.width} input features ~ N(0, {fmt(s.input_var)}) per step, "
                 "the loss on the last state.")
+    elif s.arch in GATED_ARCHS:
+        from .compute import chrono_t_max
+        line = (f"{s.arch.upper()} of {s.width} units over {s.depth} time steps (rows: time "
+                f"steps; columns: each framework's weight layout), {s.width} input features "
+                f"~ N(0, {fmt(s.input_var)}) per step, the loss on the last state. 'default': "
+                "the layout's framework defaults (Keras: glorot_uniform kernel, orthogonal "
+                "recurrent kernel, zero bias" + (", unit_forget_bias" if s.arch == "lstm"
+                                                   else "") +
+                "; PyTorch: U(-1/sqrt(H), 1/sqrt(H)) everywhere); 'chrono': those defaults "
+                f"with chrono gate biases, T_max = {chrono_t_max(s.depth):g}; other rows: the "
+                f"initializer drawing the input and recurrent kernels, {bias}. Forward: Var "
+                "h_t; fwd in the test: Var of " + ("the cell state c_t" if s.arch == "lstm"
+                                                    else "the candidate's pre-activation") +
+                "; gradient: Var dL/dh_t (docs/gated.md).")
     else:
         line = (f"MLP of {s.depth} dense layers x {s.width} units (each followed by the "
                 f"activation), {bias}, inputs ~ N(0, {fmt(s.input_var)}).")
@@ -122,12 +136,13 @@ def _rows(report: Report) -> list[list[str]]:
         a, m = e.ratios("analytic"), e.ratios("measured")
         name = e.initializer if e.initializer != previous else ""
         previous = e.initializer
+        over_fwd, over_grad = e.overflowed()
         row = [name, e.activation, fmt(a.forward)]
         if not report.settings.analytic_only:
-            row.append(fmt_ci(m.forward, m.forward_ci))
+            row.append("overflow" if over_fwd else fmt_ci(m.forward, m.forward_ci))
         row.append(fmt(a.gradient))
         if not report.settings.analytic_only:
-            row.append(fmt_ci(m.gradient, m.gradient_ci))
+            row.append("overflow" if over_grad else fmt_ci(m.gradient, m.gradient_ci))
         row.append(_verdict_cell(e))
         if not report.settings.analytic_only:
             row.append(test_cell(e))
@@ -137,10 +152,11 @@ def _rows(report: Report) -> list[list[str]]:
 
 def _headers(report: Report) -> tuple[list[str], list[str]]:
     """Two header lines: the quantity, then theory/measured."""
+    col = report.settings.column
     if report.settings.analytic_only:
-        return (["initializer", "activation", "Var[out]/Var[in]", "Var[g_in]/Var[g_out]", "verdict"],
+        return (["initializer", col, "Var[out]/Var[in]", "Var[g_in]/Var[g_out]", "verdict"],
                 ["", "", "theory", "theory", ""])
-    return (["initializer", "activation", "Var[out]/Var[in]", "", "Var[g_in]/Var[g_out]", "",
+    return (["initializer", col, "Var[out]/Var[in]", "", "Var[g_in]/Var[g_out]", "",
              "verdict", "test"],
             ["", "", "theory", "measured", "theory", "measured", "", ""])
 
@@ -183,6 +199,18 @@ _LEGEND = ("Var[out]/Var[in]: variance of the last activation over the input's. 
            "(standard normal output gradient). A network 'preserves' when both stay within a "
            "factor 10 over the depth. nan: 0/0, or a float32 overflow (inf-inf) while "
            "measuring.")
+#: The legend of the recurrent reports: time steps instead of layers, and overflow named.
+_TIME_LEGEND = ("Var[out]/Var[in]: variance of the last state h_(T-1) over the input's. "
+                "Var[g_in]/Var[g_out]: the gradient's variance at step 0 over that at the "
+                "last step (standard normal gradient on the last state). A network "
+                "'preserves' when both stay within a factor 10 over the steps. overflow: "
+                "the float32 measurement overflowed (inf) at that end; nan: 0/0.")
+
+
+def legend(report: Report) -> str:
+    """The table's legend for the report's architecture."""
+    text = _TIME_LEGEND if report.settings.arch in TIME_ARCHS else _LEGEND
+    return text if report.settings.analytic_only else text + " " + TEST_LEGEND
 
 
 def _spanned(report: Report) -> list[str]:
@@ -224,14 +252,25 @@ def approximate_note(report: Report) -> str:
     or ""."""
     # one sentence per kind: the networks (with their own numbers), then why
     kinds: dict[str, list[str]] = {}
+    gated: list[str] = []  # the gated cells' own reason, said once (docs/gated.md)
     for e in report.entries:
         for a in e.analytic.meta.get("approximations", []):
             name = f"{e.initializer} x {e.activation}"
             detail = a.get("detail", "")
+            if detail == "gated":
+                gated.append(name)
+                continue
             kinds.setdefault(a["kind"], []).append(f"{name} ({detail})" if detail else name)
-    return " ".join(
-        f"Theory is approximate for {', '.join(names)}: "
-        f"{APPROXIMATION_SUMMARIES.get(kind, kind)}." for kind, names in kinds.items())
+    out = []
+    if gated:
+        from ..recurrent.gated import GATED_REASONS
+        who = (f"every network of this report ({len(gated)})" if len(gated) == len(report.entries)
+               else ", ".join(gated))
+        out.append(f"Theory is approximate for {who}: {GATED_REASONS['gated']} "
+                   "(docs/gated.md, section 3).")
+    out += [f"Theory is approximate for {', '.join(names)}: "
+            f"{APPROXIMATION_SUMMARIES.get(kind, kind)}." for kind, names in kinds.items()]
+    return " ".join(out)
 
 
 def report_table(report: Report) -> str:
@@ -240,13 +279,29 @@ def report_table(report: Report) -> str:
     out += _spanned(report)
     note = approximate_note(report)
     out += [*textwrap.wrap(note, 100), ""] if note else []
-    legend = _LEGEND if report.settings.analytic_only else _LEGEND + " " + TEST_LEGEND
-    out += [*textwrap.wrap(legend, 100), "", "Verdicts at a glance (" +
+    out += _step_lines(report)
+    out += [*textwrap.wrap(legend(report), 100), "", "Verdicts at a glance (" +
             ("theory" if report.settings.analytic_only else "measured") + "):"]
     mat = _matrix(report)
     out += ["  " + line for line in _align(mat, [False] * len(mat[0]))]
     out += ["", *textwrap.wrap(_summary(report), 100), _timing_line(report)]
     return "\n".join(out) + "\n"
+
+
+def _step_lines(report: Report) -> list[str]:
+    """The per-step table of a recurrent report (:mod:`.steps`), or nothing."""
+    from .steps import STEP_LEGEND, step_rows
+    header, rows = step_rows(report)
+    if not rows:
+        return []
+    lines = _align([header, *rows], [False, False, False] + [True] * (len(header) - 3))
+    rule = "-" * max(len(line) for line in lines)
+    out = [lines[0], rule]
+    for i, line in enumerate(lines[1:]):
+        if i and rows[i][0]:
+            out.append("")
+        out.append(line)
+    return [*out, rule, *textwrap.wrap(STEP_LEGEND, 100), ""]
 
 
 def _timing_line(report: Report) -> str:
@@ -284,8 +339,14 @@ def report_markdown(report: Report) -> str:
     out = ["## varprop report", "", describe_settings(report), ""]
     out += _md_table(header, rows, right)
     note = approximate_note(report)
-    legend = _LEGEND if report.settings.analytic_only else _LEGEND + " " + TEST_LEGEND
-    out += ["", *([note, ""] if note else []), legend, "", "### Verdicts at a glance", ""]
+    from .steps import STEP_LEGEND, step_rows
+    header_s, rows_s = step_rows(report)
+    if rows_s:
+        out += ["", "### Per time step", ""]
+        out += _md_table(header_s, rows_s, [False, False, False] + [True] * (len(header_s) - 3))
+        out += ["", STEP_LEGEND]
+    out += ["", *([note, ""] if note else []), legend(report), "", "### Verdicts at a glance",
+            ""]
     out += _md_table(["initializer", *mat[0][1:]],
                      [[f"`{r[0]}`", *r[1:]] for r in mat[1:]], [False] * len(mat[0]))
     out += ["", _summary(report), ""]
