@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests._env import subprocess_env
+from _env import subprocess_env
 from varprop.agreement import agreement
 from varprop.profile import Profile
 from varprop.recurrent.gated import analyze_gated, keras_gru, keras_lstm, torch_gru

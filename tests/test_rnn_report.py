@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests._env import subprocess_env
+from _env import subprocess_env
 from varprop.agreement import agreement
 from varprop.recurrent import SimpleRNN, analyze_rnn, rnn_preset
 from varprop.recurrent.measure import FIELDS, measure_rnn, step_records, underflow_floor
