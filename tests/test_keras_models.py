@@ -238,7 +238,7 @@ def test_an_lstm_classifier_is_measured_only_and_the_theory_re_anchored_on_it():
     from varprop.recurrent.gated import LSTM, analyze_gated
     hand = analyze_gated(LSTM(8, 32, "glorot_uniform", "orthogonal", "zeros", "keras",
                               unit_forget_bias=True), 12, input_var=row["in_var"])
-    assert cmp.measured_only[0]["gated_theory"]["var"] == pytest.approx(hand[-1].a_var,
+    assert cmp.measured_only[0]["recurrent_theory"]["var"] == pytest.approx(hand[-1].a_var,
                                                                       rel=1e-12)
     assert abs(row["in_var"] - 1.0) < 0.1  # 4 seeds x 64 x 12 x 8 standard normals
     with pytest.raises(ValueError, match="measured-only layers .*LSTM 'lstm'"):

@@ -54,7 +54,7 @@ def test_pooling_over_the_steps_is_measured_with_the_recurrent_layer(units):
     assert m.layer.out_width == units  # the op hands on the pooled (batch, units)
     cmp = vk.compare(model, _x((64, 24, 8)), seeds=3)
     assert cmp.agree, cmp.table()
-    assert cmp.measured_only[0]["gated_theory"] is None  # per-step theory: not beside it
+    assert cmp.measured_only[0]["recurrent_theory"] is None  # per-step theory: not beside it
     assert cmp.approximate == []
 
 

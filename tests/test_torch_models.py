@@ -176,7 +176,7 @@ def test_lstm_classifier_is_one_measured_op_with_the_gated_theory_beside_it():
     cmp = vt.compare(model, x, seeds=4)
     assert cmp.agree, cmp.table()
     (row,) = cmp.measured_only
-    gated = row["gated_theory"]
+    gated = row["recurrent_theory"]
     # the gated mean field is approximate (docs/gated.md): within a factor 1.5 of the
     # state's measured variance, which the seeds pin to a few per cent here
     assert 1 / 1.5 < gated["var"] / row["out_var"] < 1.5

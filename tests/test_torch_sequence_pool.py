@@ -54,7 +54,7 @@ def test_mean_over_time_is_measured_and_has_no_gated_theory_beside_it(width, cel
     assert op.pooled and op.name.startswith(f"{cell.__name__} at 'rnn'")
     cmp = vt.compare(model, x, seeds=3)
     assert cmp.agree, cmp.table()
-    assert cmp.measured_only[0]["gated_theory"] is None
+    assert cmp.measured_only[0]["recurrent_theory"] is None
     assert "gated theory beside it" not in cmp.table()
 
 
@@ -64,7 +64,7 @@ def test_last_step_keeps_its_gated_theory():
     (op,) = vt.trace(model, torch.randn(16, 24, 8)).measured
     assert not op.pooled and op.last
     cmp = vt.compare(model, torch.randn(64, 24, 8), seeds=2)
-    assert cmp.measured_only[0]["gated_theory"]["what"] == "Var[h] at the last step"
+    assert cmp.measured_only[0]["recurrent_theory"]["what"] == "Var[h] at the last step"
 
 
 def test_adaptive_pool_after_an_lstm_sequence_vs_image_reading():

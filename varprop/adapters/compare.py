@@ -42,7 +42,7 @@ APPROXIMATE = "the theory of the layers from here on is approximate"
 class MeasuredComparison(Comparison):
     """A :class:`varprop.Comparison` with the model's measured-only ops: ``measured_only``
     holds one dict per op (``op``, ``after``: the record it precedes, ``out_var``,
-    ``grad_var`` at its input, their ``_ci``, optionally ``gated_theory``), shown in
+    ``grad_var`` at its input, their ``_ci``, optionally ``recurrent_theory``), shown in
     :meth:`table` as rows without theory or verdict, and also in ``rows``
     (``"measured_only": True``, ``analytic`` NaN, ``test`` None) so that the JSON carries
     them."""
@@ -70,9 +70,9 @@ class MeasuredComparison(Comparison):
                     measured = f"{v:.4g}" + (f"±{ci:.2g}" if math.isfinite(ci) else "")
                     cells.append(f" {'measured only':>14} {measured:>16}")
                 out.append(f"{'m':>5}" + "".join(cells) + f"  {row['op']}")
-                if row.get("gated_theory"):
-                    g = row["gated_theory"]
-                    out.append(f"{'':>5} gated theory beside it ({g['what']}): {g['var']:.4g}")
+                if row.get("recurrent_theory"):
+                    g = row["recurrent_theory"]
+                    out.append(f"{'':>5} {g['label']} beside it ({g['what']}): {g['var']:.4g}")
             if i < len(body):
                 out.append(body[i])
         out += lines[2 + len(self.analytic):]
@@ -95,7 +95,7 @@ def with_measured(cmp: Comparison, measured_only: list[dict[str, Any]],
                              "measured_only": True, "analytic": math.nan,
                              "measured": row[key], "ci": row[key + "_ci"],
                              "after": row["after"], "test": None,
-                             "gated_theory": row.get("gated_theory")})
+                             "recurrent_theory": row.get("recurrent_theory")})
     return out
 
 

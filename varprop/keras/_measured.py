@@ -23,7 +23,7 @@ import numpy as np
 from ..layers.measured import Measured
 
 __all__ = ["RECURRENT_MEASURED", "MeasuredLayer", "measured_layer", "out_stats",
-           "gated_beside"]
+           "recurrent_beside"]
 
 #: The Keras layers kept as measured only (with ``return_state=False``: one output).
 RECURRENT_MEASURED = ("LSTM", "GRU", "SimpleRNN")
@@ -73,38 +73,47 @@ def out_stats(y: np.ndarray) -> tuple[float, float, float]:
     return float(y.mean()), float(y.var()), float((per_unit.mean(0) ** 2).mean())
 
 
-def gated_beside(m: MeasuredLayer, in_var: float) -> "dict[str, Any] | None":
-    """The gated mean field (docs/gated.md, :func:`varprop.recurrent.gated.analyze_gated`)
-    of a Keras ``LSTM`` or ``GRU`` (``reset_after=True``) with its default tanh/sigmoid
-    activations, read from its configured initializers in Keras's layout
-    (``unit_forget_bias`` included), on Gaussian inputs of the measured variance
-    ``in_var``: ``{"cell", "var", "what", "rule"}`` with the predicted variance of the
-    state it hands on (its last step's, or the mean over steps of the per-step
-    variance), else None; None too when the op pools over its steps."""
-    from ..recurrent.gated import GRU, LSTM, analyze_gated
+def recurrent_beside(m: MeasuredLayer, in_var: float) -> "dict[str, Any] | None":
+    """varprop's recurrent theory beside a Keras ``SimpleRNN`` (Elman mean field,
+    docs/recurrent.md; any registry activation), ``LSTM`` or ``GRU`` (``reset_after=True``;
+    gated mean field, docs/gated.md; their default tanh/sigmoid activations), read from
+    its configured initializers in Keras's layout (``unit_forget_bias`` included), on
+    Gaussian inputs of the measured variance ``in_var``:
+    :func:`varprop.recurrent.beside.theory_beside`'s dict, else None; None too when the
+    op pools over its steps."""
+    from ..activations import get_activation
+    from ..recurrent.beside import theory_beside
+    from ..recurrent.gated import GRU, LSTM
+    from ..recurrent.spec import SimpleRNN
     from .init import from_keras
     op, kind = m.node.op, type(m.node.op).__name__
     cfg = op.get_config()
     steps = m.layer.in_width[0] if isinstance(m.layer.in_width, tuple) else 0
     # pooled over the steps: the variance of their mean needs the correlation between
-    # steps, which the gated mean field does not give (docs/keras.md)
-    if m.pooled or kind not in ("LSTM", "GRU") or not steps or not in_var > 0 \
-            or cfg.get("go_backwards") \
-            or cfg.get("activation") != "tanh" or cfg.get("recurrent_activation") != "sigmoid" \
-            or (kind == "GRU" and not cfg.get("reset_after", True)):
+    # steps, which the mean field does not give (docs/keras.md)
+    if m.pooled or kind not in ("SimpleRNN", "LSTM", "GRU") or not steps or not in_var > 0 \
+            or cfg.get("go_backwards"):
+        return None
+    if kind != "SimpleRNN" and (
+            cfg.get("activation") != "tanh" or cfg.get("recurrent_activation") != "sigmoid"
+            or (kind == "GRU" and not cfg.get("reset_after", True))):
         return None
     inits = [from_keras(cfg.get(key))[0] for key in ("kernel_initializer",
                                                       "recurrent_initializer")]
     bias = from_keras(cfg.get("bias_initializer"))[0] if cfg.get("use_bias", True) else None
     if any(i is None for i in inits) or (cfg.get("use_bias", True) and bias is None):
         return None  # a custom initializer: no law to read
-    extra = {"unit_forget_bias": bool(cfg.get("unit_forget_bias")) and bias is not None} \
-        if kind == "LSTM" else {}
-    cell = (LSTM if kind == "LSTM" else GRU)(int(m.layer.in_width[-1]), int(cfg["units"]),
-                                             inits[0], inits[1], bias, "keras", **extra)
-    values = [r.a_var for r in analyze_gated(cell, int(steps), input_var=in_var)]
-    last = not cfg.get("return_sequences")
-    return {"cell": cell.describe(), "var": float(values[-1] if last else np.mean(values)),
-            "what": "Var[h] at the last step" if last else "Var[h] over the steps",
-            "rule": "gated mean field (docs/gated.md), laws from the layer's configured "
-                    "initializers, Gaussian inputs of the measured input variance"}
+    inputs, units = int(m.layer.in_width[-1]), int(cfg["units"])
+    if kind == "SimpleRNN":
+        try:
+            act = get_activation(cfg.get("activation"))
+        except (TypeError, ValueError):
+            return None  # an activation outside varprop's registry
+        spec: Any = SimpleRNN(inputs, units, act, inits[0], inits[1], bias)
+    else:
+        extra = {"unit_forget_bias": bool(cfg.get("unit_forget_bias")) and bias is not None} \
+            if kind == "LSTM" else {}
+        spec = (LSTM if kind == "LSTM" else GRU)(inputs, units, inits[0], inits[1], bias,
+                                                 "keras", **extra)
+    return theory_beside(spec, int(steps), in_var, last=not cfg.get("return_sequences"),
+                         source="laws from the layer's configured initializers")

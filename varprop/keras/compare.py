@@ -10,7 +10,7 @@ from ..adapters.compare import DEFAULT_BATCH, MEASURES, traced, with_measured
 from ..analytic import analyze
 from ..compare import Comparison
 from ..compare import compare as _compare
-from ._measured import gated_beside
+from ._measured import recurrent_beside
 from .init import to_numpy
 from .profile import profile_traced
 from .trace import trace
@@ -95,7 +95,7 @@ def compare(model: Any, example_input: Any, *, seeds: "int | Sequence[int]" = 3,
     analytic = analyze(result.network, input_mean=0.0, input_var=1.0, batch=rows)
     cmp = _compare(result.network, batch=rows, analytic=analytic, empirical=empirical)
     if result.measured:  # their measured rows, in the table and the JSON
-        rows = [{**row, "gated_theory": gated_beside(m, row["in_var"])}
+        rows = [{**row, "recurrent_theory": recurrent_beside(m, row["in_var"])}
                 for m, row in zip(result.measured, empirical.meta["measured_only"])]
         return with_measured(cmp, rows, result.notes)
     return cmp

@@ -108,9 +108,9 @@ class _Doc:
         from ..reporting.text import fmt, fmt_ci
         out = fmt_ci(op["out_var"], op["out_var_ci"])
         verdict = "measured only"
-        gated = op.get("gated_theory")
+        gated = op.get("recurrent_theory")
         if gated:
-            verdict += f"; gated theory beside it ({gated['what']}): {fmt(gated['var'])}"
+            verdict += f"; {gated['label']} beside it ({gated['what']}): {fmt(gated['var'])}"
         return ["m", op["op"], "—", out, "—", out, "—",
                 fmt_ci(op["grad_var"], op["grad_var_ci"]), verdict]
 

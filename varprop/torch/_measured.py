@@ -23,8 +23,9 @@ import torch.fx as fx
 from torch import nn
 
 from ..layers.measured import Measured
+from ..recurrent.spec import SimpleRNN
 
-__all__ = ["MeasuredOp", "find_region", "gated_beside"]
+__all__ = ["MeasuredOp", "find_region", "recurrent_beside"]
 
 
 @dataclass
@@ -88,43 +89,52 @@ def find_region(end: fx.Node, nodes: list[fx.Node], index: dict, anc: dict,
     raise ValueError(f"trace: no single tensor feeds the op ending at node {end.name!r}")
 
 
-def gated_beside(op: MeasuredOp, in_var: float) -> "dict[str, Any] | None":
-    """The gated mean field (docs/gated.md, :func:`varprop.recurrent.gated.analyze_gated`)
-    of a one-layer, one-direction ``nn.LSTM``/``nn.GRU`` op, with each weight's law read
-    from its entries (mean and variance: all the mean field reads) and Gaussian inputs
-    of the measured variance ``in_var``: ``{"cell", "var"}`` with the predicted variance
-    of the state the op hands on (its last step's, or the mean over steps of the per-step
-    variance), else None. None too for an op that pools over its steps (``op.pooled``):
-    the variance of their mean needs the correlation between steps, which the gated
-    mean field does not give; beside it, a per-step variance would read as a prediction
-    of the pooled output it is not."""
+def recurrent_beside(op: MeasuredOp, in_var: float) -> "dict[str, Any] | None":
+    """varprop's recurrent theory beside a one-layer, one-direction ``nn.RNN`` (Elman
+    mean field, docs/recurrent.md), ``nn.LSTM`` or ``nn.GRU`` (gated mean field,
+    docs/gated.md) op, with each weight's law read from its entries as ``trace`` reads
+    a Linear's (:func:`varprop.torch._law.read_weight`: a recurrent matrix that is a
+    multiple of the identity is read as the identity, whose exact law differs from a
+    Gaussian's of the same moments) and Gaussian inputs of the measured
+    variance ``in_var``: :func:`varprop.recurrent.beside.theory_beside`'s dict, else None.
+    None too for an op that pools over its steps (``op.pooled``): the variance of their
+    mean needs the correlation between steps, which the mean field does not give; beside
+    it, a per-step variance would read as a prediction of the pooled output it is not."""
     m = op.module
-    if op.pooled or not isinstance(m, (nn.LSTM, nn.GRU)) or m.num_layers != 1 \
+    if op.pooled or not isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) or m.num_layers != 1 \
             or m.bidirectional \
             or getattr(m, "proj_size", 0) or op.steps < 1 or not in_var > 0:
         return None
-    from ..recurrent.gated import GRU, LSTM, analyze_gated
+    from ..recurrent.beside import theory_beside
+    from ..recurrent.gated import GRU, LSTM
+    from ._law import for_layer, read_bias, read_weight
 
-    def law(t: Any) -> dict[str, Any]:
-        w = t.detach().double()
-        return {"name": "random_normal", "mean": float(w.mean()),
-                "stddev": float(w.std(unbiased=False))}
-
+    # each tensor's law as the trace reads a Linear's (docs/torch.md): a scheme it fits,
+    # a constant, gain * eye, or its sample moments with a mean within noise of 0 read as 0
+    w_ih = read_weight(op.name, m.weight_ih_l0.detach().numpy()).initializer
+    w_hh = read_weight(op.name, m.weight_hh_l0.detach().numpy()).initializer
     biases = None
-    if m.bias:
-        b = (m.bias_ih_l0.detach().double(), m.bias_hh_l0.detach().double())
-        # both biases are drawn with one law in the torch layout: their mean law
-        biases = {"name": "random_normal", "mean": float((b[0].mean() + b[1].mean()) / 2),
-                  "stddev": math.sqrt(float((b[0].var(unbiased=False)
-                                             + b[1].var(unbiased=False)) / 2))}
-    kind = LSTM if isinstance(m, nn.LSTM) else GRU
-    extra = {"unit_forget_bias": False} if kind is LSTM else {}
-    cell = kind(m.input_size, m.hidden_size, law(m.weight_ih_l0), law(m.weight_hh_l0),
-                biases, "torch", **extra)
-    theory = analyze_gated(cell, op.steps, input_var=in_var)
-    values = [r.a_var for r in theory]
-    var = values[-1] if op.last else sum(values) / len(values)
-    return {"cell": cell.describe(), "var": float(var),
-            "what": "Var[h] at the last step" if op.last else "Var[h] over the steps",
-            "rule": "gated mean field (docs/gated.md), weights' laws read from the module, "
-                    "Gaussian inputs of the measured input variance"}
+    if m.bias:  # the moments of bias_ih and bias_hh, each as its law gives them
+        b = [read_bias(op.name, t.detach().numpy(), m.hidden_size).initializer
+             .moments(tuple(t.shape)) for t in (m.bias_ih_l0, m.bias_hh_l0)]
+    if isinstance(m, nn.RNN):  # varprop's SimpleRNN is in Keras's layout: z = x @ W
+        if m.bias:  # z = x W_ih' + b_ih + h W_hh' + b_hh: one bias, their sum
+            biases = _law_of(b[0].mean + b[1].mean, b[0].var + b[1].var)
+        spec: Any = SimpleRNN(m.input_size, m.hidden_size, m.nonlinearity,
+                              for_layer(w_ih, "dense"), for_layer(w_hh, "dense"), biases)
+    else:
+        if m.bias:  # both biases are drawn with one law in the torch layout: their mean law
+            biases = _law_of((b[0].mean + b[1].mean) / 2, (b[0].var + b[1].var) / 2)
+        kind = LSTM if isinstance(m, nn.LSTM) else GRU
+        extra = {"unit_forget_bias": False} if kind is LSTM else {}
+        spec = kind(m.input_size, m.hidden_size, w_ih, w_hh, biases, "torch", **extra)
+    return theory_beside(spec, op.steps, in_var, last=op.last,
+                         source="weights' laws read from the module")
+
+
+def _law_of(mean: float, var: float) -> dict[str, Any]:
+    """A Gaussian of the given moments, or the constant when ``var`` is 0 (zeroed
+    biases: a Gaussian of standard deviation 0 is not a law the registry accepts)."""
+    if var > 0.0:
+        return {"name": "random_normal", "mean": mean, "stddev": math.sqrt(var)}
+    return {"name": "constant", "value": mean}

@@ -163,15 +163,15 @@ def _assemble(result: TraceResult, plan: "_Plan", bases: list[int], rows: int,
 
 def measured_rows(result: TraceResult, measured: np.ndarray) -> list[dict[str, Any]]:
     """Per measured-only op, what was measured (mean over seeds, 95% half-widths), and
-    the gated theory beside a recurrent layer (docs/torch.md)."""
-    from ._measured import gated_beside
+    the recurrent theory beside a recurrent layer (docs/torch.md)."""
+    from ._measured import recurrent_beside
     mean, ci = _summarize(measured)
     rows = []
     for k, op in enumerate(result.measured):
         row: dict[str, Any] = {"op": op.name, "reasons": list(op.reasons), "after": op.after}
         for j, name in enumerate(am.MEASURED_FIELDS):
             row[name], row[name + "_ci"] = float(mean[j, k]), float(ci[j, k])
-        row["gated_theory"] = gated_beside(op, row["in_var"])
+        row["recurrent_theory"] = recurrent_beside(op, row["in_var"])
         rows.append(row)
     return rows
 
