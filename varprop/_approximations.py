@@ -64,8 +64,9 @@ APPROXIMATION_SUMMARIES = {
                  "non_centred (recurrent weights with a mean), tied_weights (a random "
                  "recurrent kernel at or near criticality, whose leading modes one draw "
                  "follows), identity_input (identity "
-                 "recurrence fed repeated tokens) or coarse_chain (an identity chain "
-                 "spread beyond its grid) (docs/recurrent.md)",
+                 "recurrence fed repeated tokens), coarse_chain (an identity chain "
+                 "spread beyond its grid) or rare_paths (an expected gradient carried by "
+                 "chains too rare for a measurement to sample) (docs/recurrent.md)",
 }
 
 

@@ -21,6 +21,22 @@ far below any measurement's error. The gradient runs the chain backwards:
 ``F_t(z) = phi'(z)^2 (r_t + g^2 E[F_{t+1}(z_{t+1}) | z_t = z])`` with ``r_t`` = 1 where
 the loss reads ``h_t``, and ``Var dL/dz_t = E[F_t(z_t)]``. A random bias is integrated
 with Gauss-Hermite nodes.
+
+Rare paths. With the loss on the last state, ``Var dL/dz_t = E[P_t]`` for the product
+``P_t`` of the factors ``g^2 phi'(z_s)^2`` along the chain from ``t`` on. That
+expectation can be carried by paths no measurement samples: an all-ones tanh network
+keeps ``|z|`` near 128, where ``phi'`` is ~1e-111, and its expected gradient comes from
+chains that stay near 0 at every step, with a probability that falls geometrically. The
+paths that carry it are the typical paths of the measure tilted by ``P_t``, and their
+probability is about ``exp(-D_t)``, ``D_t`` the relative entropy of the tilted measure
+to the chain's own: ``D_t = E[P_t log P_t] / E[P_t] - log E[P_t]``. Both expectations
+come out of the same backward pass (``L_t = E[P_t log P_t | z_t]`` obeys
+``L_t = c_t (log c_t E[F_{t+1} | z_t] + E[L_{t+1} | z_t])``, ``c_t`` the step's factor).
+Where ``D_t`` passes ``log(1e6)`` a measured mean of any practical sample falls far
+short of the expectation, and those steps are flagged (``rare_paths``). For ReLU with
+``g = 1``, ``P_t`` is the indicator that the walk stays positive, so ``D_0 =
+-log P(S_1 > 0, ..., S_T > 0) = -log(C(2T, T) / 4^T)`` (Sparre Andersen): a few nats,
+not flagged.
 """
 
 from __future__ import annotations
@@ -32,7 +48,8 @@ import numpy as np
 
 from ..profile import LayerRecord
 
-__all__ = ["identity_profile", "chain_moments", "relu_walk_second_moment", "GRID_POINTS"]
+__all__ = ["identity_profile", "chain_moments", "relu_walk_second_moment", "GRID_POINTS",
+           "RARE_PATHS_NATS", "tilted_entropy"]
 
 #: Points of the grid that carries the law of z_t.
 GRID_POINTS = 601
@@ -43,6 +60,9 @@ _SPAN = 9.0
 _NEGLIGIBLE = 1e-3
 #: Gauss-Hermite nodes for a random bias.
 _BIAS_NODES = 16
+#: Relative entropy (nats) of the gradient's tilted paths above which they are too rare
+#: for a measurement to sample: probability about exp(-RARE_PATHS_NATS) = 1e-6 (module doc).
+RARE_PATHS_NATS = math.log(1e6)
 
 
 def relu_walk_second_moment(n: int, sigma2: float = 1.0) -> float:
@@ -102,9 +122,11 @@ def _kernel(grid: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
 def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
                   reads: np.ndarray, n: int = GRID_POINTS, fresh_share: float = 1.0
                   ) -> np.ndarray:
-    """Per step ``[E z, E z^2, E phi, E phi^2, Var dL/dz, coarse]`` (shape
-    ``(steps, 6)``) of one unit's chain with a fixed drift (input mean plus bias);
-    ``coarse`` is 1 where the grid could not resolve non-negligible input noise.
+    """Per step ``[E z, E z^2, E phi, E phi^2, Var dL/dz, coarse, E[P log P]]`` (shape
+    ``(steps, 7)``) of one unit's chain with a fixed drift (input mean plus bias);
+    ``coarse`` is 1 where the grid could not resolve non-negligible input noise; the
+    last column is the rare-path term of the module doc when the loss reads only the
+    last step (else NaN): :func:`tilted_entropy` turns it into ``D_t``.
 
     ``fresh_share`` is what the first hop back keeps of a loss gradient read at a step:
     1 for identity recurrence (each unit passes its own gradient on), ``1 / H`` when every
@@ -121,18 +143,23 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
     for _ in range(1, steps):
         laws.append(_next_law(points, weights, act, gain, drift, sigma, n))
         points, weights = laws[-1][:2]
-    out = np.empty((steps, 6))
+    out = np.empty((steps, 7))
     out[:, 5] = [law[3] for law in laws]  # 1: the grid could not resolve the noise
-    f_next = read_next = None  # F_{t+1} and its part from the read at t+1 alone
+    # the rare-path term needs the gradient to be one product along the chain
+    product = bool(reads[-1] == 1.0 and not np.any(reads[:-1]))
+    f_next = read_next = l_next = None  # F_{t+1}, its part from the read at t+1, L_{t+1}
     for t in range(steps - 1, -1, -1):
         points, weights = laws[t][:2]
         a = phi(points)
         out[t, :4] = (weights @ points, weights @ points ** 2, weights @ a, weights @ (a * a))
-        carried = 0.0
+        carried = carried_l = 0.0
         if f_next is not None:
             g_next = f_next - (1.0 - fresh_share) * read_next
+            # the first hop back scales the product by fresh_share: so its P log P term
+            h_next = l_next if t < steps - 2 or fresh_share == 1.0 else \
+                fresh_share * (l_next + math.log(fresh_share) * f_next)
             if not laws[t + 1][2]:  # the points moved deterministically
-                carried = g_next
+                carried, carried_l = g_next, h_next
             else:
                 k = _kernel(laws[t + 1][0], gain * a + drift, sigma)
                 # a centre beyond the next grid (kernel row 0) carried no mass forward
@@ -140,11 +167,30 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
                 total = k.sum(axis=1)
                 carried = np.divide(k @ g_next, total, out=np.zeros_like(total),
                                     where=total > 0)
+                carried_l = np.divide(k @ h_next, total, out=np.zeros_like(total),
+                                      where=total > 0) if product else 0.0
         slope2 = dphi(points) ** 2
         read_next = slope2 * reads[t]
         f_next = read_next + slope2 * (gain * gain * carried)
         out[t, 4] = weights @ f_next
+        if product:  # L_t = c_t (log c_t * E[F_{t+1} | z_t] + E[L_{t+1} | z_t]), 0 log 0 = 0
+            c = slope2 if t == steps - 1 else gain * gain * slope2
+            log_c = np.log(c, out=np.zeros_like(c), where=c > 0)
+            l_next = c * (log_c * (1.0 if t == steps - 1 else carried) + carried_l)
+            out[t, 6] = weights @ l_next
+        else:
+            out[t, 6] = math.nan
     return out
+
+
+def tilted_entropy(expected: np.ndarray, expected_log: np.ndarray) -> np.ndarray:
+    """``D_t = E[P log P] / E[P] - log E[P]`` per step (module doc, "Rare paths") from
+    ``E[P]`` (the gradient's variance) and ``E[P log P]``; NaN where either is not a
+    finite number or ``E[P]`` is 0 (no gradient: nothing to sample)."""
+    with np.errstate(all="ignore"):
+        d = expected_log / expected - np.log(expected)
+    ok = np.isfinite(expected) & np.isfinite(expected_log) & (expected > 0)
+    return np.where(ok, d, math.nan)
 
 
 def _variance(mean: float, second: float) -> float:
@@ -180,7 +226,7 @@ def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float], lo
                                    fresh_share=share) for d, wj in zip(drifts, node_w))
     records = []
     for t in range(steps):
-        z_mean, z_second, a_mean, a_second, grad, _ = m[t]
+        z_mean, z_second, a_mean, a_second, grad = m[t, :5]
         records.append(LayerRecord(t, rnn.input_size + n_units, n_units, z_mean=z_mean,
                                    z_var=_variance(z_mean, z_second), a_mean=a_mean,
                                    a_var=_variance(a_mean, a_second), grad_var=grad,
@@ -189,6 +235,9 @@ def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float], lo
     coarse = [t for t in range(steps) if m[t, 5] > 0]
     if coarse:
         flags["coarse_chain"] = coarse
+    rare = np.flatnonzero(tilted_entropy(m[:, 4], m[:, 6]) > RARE_PATHS_NATS).tolist()
+    if rare:
+        flags["rare_paths"] = rare
     if u.one_hot and u.var > 0:
         flags["identity_input"] = list(range(1, steps))
     return records, flags

@@ -61,6 +61,12 @@ RECURRENT_REASONS = {
     "coarse_chain": "the one-unit chain has spread so far (an identity-recurrent network "
                     "over many hundred steps) that its grid no longer resolves the input "
                     "noise of a step, which these steps drop",
+    "rare_paths": "the expected gradient is carried by chains too rare for a measurement "
+                  "to sample: the paths that carry it have a probability below 1e-6 (an "
+                  "all-ones tanh network, whose units stay near saturation, where the "
+                  "derivative is ~0, except along chains that stay near 0 at every step); "
+                  "the expectation is exact, a measured mean falls far short of it "
+                  "(docs/recurrent.md)",
     "identity_input": "identity recurrence with correlated input terms (one-hot tokens "
                       "seen twice, or a random bias fixed over time) is a one-unit chain "
                       "whose steps are not independent; the exact chain assumes fresh "
