@@ -17,7 +17,11 @@ function errs by about ``exp(-2 pi^2 sigma^2 / h^2)``; against a kinked one (ReL
 ``phi^2``, its step ``phi'^2``) by O(h^2), with the kink placed midway between two
 points: measured against the exact ReLU walk (Spitzer's second moment, Sparre
 Andersen's ``P(z_{T-1} > 0) = 1 - C(2T, T) / 4^T``), 1e-4 relative at 100 steps,
-far below any measurement's error. The gradient runs the chain backwards:
+far below any measurement's error. Where the chain spreads so far that no uniform grid
+resolves the noise (an exploding chain, a very long IRNN), a piecewise-linear activation
+splits the law: the chains within 9 sd of the kink onto a fine grid, refined there by the
+map's stretch, and the others into atoms that their linear piece carries exactly
+(:func:`_next_law`; docs/recurrent.md, section 6). The gradient runs the chain backwards:
 ``F_t(z) = phi'(z)^2 (r_t + g^2 E[F_{t+1}(z_{t+1}) | z_t = z])`` with ``r_t`` = 1 where
 the loss reads ``h_t``, and ``Var dL/dz_t = E[F_t(z_t)]``. A random bias is integrated
 with Gauss-Hermite nodes.
@@ -42,7 +46,7 @@ not flagged.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,6 +62,12 @@ _SPAN = 9.0
 #: Input noise below this share of the spread of the chain is negligible (its effect on
 #: the moments is of the order of its square).
 _NEGLIGIBLE = 1e-3
+#: Most points of the fine grid, and most atoms, of a "split" law (:func:`_next_law`);
+#: beyond them the chain moves deterministically and the steps are flagged coarse.
+_MAX_FINE = 4 * GRID_POINTS
+#: Spacing of a split law's fine grid, in units of the narrowest Gaussian spread on it.
+_FINE_SPACING = 1.0 / 3.0
+_MAX_ATOMS = 20_000
 #: Gauss-Hermite nodes for a random bias.
 _BIAS_NODES = 16
 #: Relative entropy (nats) of the gradient's tilted paths above which they are too rare
@@ -75,37 +85,181 @@ def relu_walk_second_moment(n: int, sigma2: float = 1.0) -> float:
     return sigma2 * (n / 2.0 + pairs / (2.0 * math.pi))
 
 
-def _next_law(points: np.ndarray, weights: np.ndarray, act: Any, gain: float, drift: float,
-              sigma: float, n: int) -> tuple[np.ndarray, np.ndarray, bool, bool]:
-    """``(grid, masses, smoothed, coarse)``: the law of the next pre-activation.
+class _Law(NamedTuple):
+    """The law of ``z_t``: ``points`` with ``weights``, each point a Gaussian of its own
+    variance ``extra`` around it (0: a grid point of a smooth density; > 0: an *atom*,
+    a chain far from every kink of a piecewise-linear activation, whose law a linear
+    piece carries exactly). ``mode`` says how it came from the law before: "start",
+    "det" (each point moved as it was), "grid" (spread onto a uniform grid) or "split"
+    (the centres near a kink spread onto a fine grid, the first ``fine`` points, the
+    others kept as atoms, in order: ``near`` marks the former among the parents)."""
 
-    Without input noise the points move deterministically (``smoothed`` False). So they
-    do when the chain has spread so far that the grid cannot resolve the noise (spacing
-    above sigma): an exploding chain, where the noise no longer matters (below
-    ``_NEGLIGIBLE`` of the spread), or a very long IRNN, where it does (``coarse``
-    True: the caller flags those steps)."""
-    centres = gain * act.value(points) + drift
-    mean = float(weights @ centres)
-    spread2 = float(weights @ (centres - mean) ** 2)
+    points: np.ndarray
+    weights: np.ndarray
+    extra: np.ndarray
+    mode: str
+    coarse: bool = False
+    fine: int = 0
+    near: "np.ndarray | None" = None
+    widths: "np.ndarray | None" = None  # the fine grid's cell widths ("split")
+
+
+def _centres(law: _Law, act: Any, gain: float, drift: float, sigma: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's next centre and the variance around it: the input noise, plus an
+    atom's own variance through its linear piece."""
+    p = law.points
+    var = sigma * sigma + gain * gain * act.derivative(p) ** 2 * law.extra \
+        if law.extra.any() else np.full(p.shape, sigma * sigma)
+    return gain * act.value(p) + drift, var
+
+
+def _next_law(law: _Law, act: Any, gain: float, drift: float, sigma: float, n: int
+              ) -> _Law:
+    """The law of the next pre-activation.
+
+    Where the uniform grid over ``mean +- 9 sd`` resolves the input noise, the centres'
+    Gaussians are spread onto it ("grid"). Without input noise the points move as they
+    are ("det"). When the chain has spread so far that the grid cannot resolve the
+    noise (an exploding chain, a very long IRNN), a piecewise-linear activation keeps
+    the law exact ("split"): the noise matters only for the chains within 9 sd of the
+    kink, which are spread onto a fine grid there, and every other chain becomes an atom
+    that its linear piece carries with its mean and variance (an exploding all-ones
+    ReLU chain came out ~25% low in P(z > 0) before, tests/test_rnn_report.py). Other
+    activations, or a split past :data:`_MAX_FINE` or :data:`_MAX_ATOMS` points, move
+    deterministically and drop the noise (``coarse``: the caller flags those steps),
+    unless the noise is negligible for a linear chain."""
+    centres, var = _centres(law, act, gain, drift, sigma)
+    w = law.weights
+    mean = float(w @ centres)
+    spread2 = float(w @ ((centres - mean) ** 2 + var))
     if sigma == 0.0:
-        return centres, weights, False, False
-    sd = math.sqrt(spread2 + sigma * sigma) if math.isfinite(spread2) else math.inf
-    if not 2.0 * _SPAN * sd / (n - 1) <= sigma:
-        # negligible for the spread, the noise still decides the side of a kink or bend
-        # for the chains near it (an exploding all-ones ReLU chain came out ~25% low in
-        # P(z > 0), tests/test_rnn_report.py): only a linear chain is exempt
-        negligible = sigma <= _NEGLIGIBLE * sd and act.name == "linear"
-        return centres, weights, False, not negligible
-    grid = _grid(mean, sd, n, act)
-    masses = weights @ _kernel(grid, centres, sigma)
-    return grid, masses / masses.sum(), True, False
+        return _Law(centres, w, np.zeros_like(w), "det")
+    sd = math.sqrt(spread2) if math.isfinite(spread2) else math.inf
+    # a law with atoms stays split: its atoms are exact, and they have their own widths
+    if not law.extra.any() and _resolves(2.0 * _SPAN * sd / (n - 1), act, gain, sigma):
+        grid = _grid(mean, sd, n, act)
+        masses = w @ _kernel(grid, centres, sigma)
+        return _Law(grid, masses / masses.sum(), np.zeros(n), "grid")
+    split = _split(law, act, gain, sigma, centres, var) if act.piecewise_linear else None
+    if split is not None:
+        return split
+    negligible = sigma <= _NEGLIGIBLE * sd and act.name == "linear"
+    return _Law(centres, w, var - sigma * sigma, "det", coarse=not negligible)
+
+
+def _resolves(h: float, act: Any, gain: float, sigma: float) -> bool:
+    """Whether a uniform grid of spacing ``h`` carries the law: it resolves the input
+    noise and, for a piecewise-linear activation (which has the split law to fall back
+    on), so do its images ``gain * phi(point)`` at the next step: a grid stretched by
+    the map past the noise's width carries the chains near the kink too coarsely."""
+    if not h <= sigma:
+        return False
+    if not act.piecewise_linear:
+        return True
+    return h * abs(gain) * max(abs(x) for x in act.slopes) <= sigma
+
+
+def _split(law: _Law, act: Any, gain: float, sigma: float, centres: np.ndarray,
+           var: np.ndarray) -> "_Law | None":
+    """The "split" law of :func:`_next_law`, or None past the size limits."""
+    sd = np.sqrt(var)
+    near = np.zeros(centres.shape, bool)
+    for kink in act.kinks:  # beyond 9 sd a chain crosses the kink with probability 2e-19
+        near |= np.abs(centres - kink) < _SPAN * sd
+    far = ~near
+    if int(far.sum()) > _MAX_ATOMS:
+        return None
+    w = law.weights
+    if near.any():
+        h = float(sd[near].min()) * _FINE_SPACING
+        lo = float((centres - _SPAN * sd)[near].min())
+        hi = float((centres + _SPAN * sd)[near].max())
+        fine, widths = _fine_grid(lo - h, hi + h, h, act, gain, sigma)
+        if fine.size > _MAX_FINE:
+            return None
+        c, v = centres[near], var[near]
+        k = _kernel(fine, c, var=v) * widths
+        total = k.sum(axis=1)
+        masses = np.divide(w[near], total, out=np.zeros_like(total), where=total > 0) @ k
+    else:
+        fine, widths, masses = np.empty(0), np.empty(0), np.empty(0)
+    return _Law(np.concatenate([fine, centres[far]]), np.concatenate([masses, w[far]]),
+                np.concatenate([np.zeros(fine.size), var[far]]), "split",
+                fine=fine.size, near=near, widths=widths)
+
+
+def _stretch(act: Any, gain: float) -> float:
+    """How far the next step pulls two nearby chains apart, at most (piecewise linear)."""
+    return abs(gain) * max(abs(x) for x in act.slopes)
+
+
+def _fine_grid(lo: float, hi: float, h: float, act: Any, gain: float, sigma: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoints and widths of cells covering ``[lo, hi]``: width ``h``, and, where the
+    next step stretches the chains by ``s = |gain| * max slope > 1``, width
+    ``sigma / (3 s)`` (their images a third of the noise apart) within ``9 sigma / s +
+    h`` of the kink (the chains the next step puts within 9 sigma of it). The chain's
+    gradient varies there on the scale the map shrinks the noise to (``F(z)`` of a ReLU
+    chain rises from 1/2 to 1 within ``sigma / gain`` of 0+): cells of width ``h`` left
+    the gradient of an all-ones ReLU chain 3e-3 high (tests/test_rnn_report.py). The
+    kink is a cell boundary (midpoints straddle it), as in :func:`_grid_from`."""
+    stretch = _stretch(act, gain)
+    kink = act.kinks[0] if act.kinks else None
+    if kink is None or not lo < kink < hi:
+        edges = lo + h * np.arange(int(math.ceil((hi - lo) / h)) + 1)
+    elif stretch <= 1.0:
+        edges = kink + h * np.arange(-int(math.ceil((kink - lo) / h)),
+                                     int(math.ceil((hi - kink) / h)) + 1)
+    else:
+        small = min(h, sigma * _FINE_SPACING / stretch)
+        reach = min(_SPAN * sigma / stretch + h, kink - lo, hi - kink)
+        m = int(math.ceil(reach / small))
+        inner = kink + small * np.arange(-m, m + 1)
+        left = inner[0] - h * np.arange(int(math.ceil((inner[0] - lo) / h)), 0, -1)
+        right = inner[-1] + h * np.arange(1, int(math.ceil((hi - inner[-1]) / h)) + 1)
+        edges = np.concatenate([left, inner, right])
+    return 0.5 * (edges[1:] + edges[:-1]), np.diff(edges)
+
+
+def _carry(law: _Law, before: _Law, act: Any, gain: float, drift: float, sigma: float,
+           values: np.ndarray) -> np.ndarray:
+    """``E[values(z_{t+1}) | z_t]`` at each point of ``before`` (the law of ``z_t``), for
+    ``values`` given at the points of ``law`` (the law of ``z_{t+1}``), one column per
+    function (``(points, k)``): the transition of :func:`_next_law` run backwards. A
+    centre beyond the next grid (a kernel row of zeros) carried no mass forward, and
+    carries nothing back either, not 0/0."""
+    if law.mode == "det":
+        return values
+    centres, var = _centres(before, act, gain, drift, sigma)
+    if law.mode == "grid":  # from a law without atoms: every centre has the noise's width
+        return _average(_kernel(law.points, centres, sigma), values)
+    out = np.empty((centres.size, values.shape[1]))
+    out[~law.near] = values[law.fine:]
+    if law.fine:
+        fine = law.points[:law.fine]
+        k = _kernel(fine, centres[law.near], var=var[law.near]) * law.widths
+        out[law.near] = _average(k, values[:law.fine])
+    return out
+
+
+def _average(k: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each row of the kernel ``k`` as weights over the rows of ``values`` (0 for an
+    empty row)."""
+    total = k.sum(axis=1)[:, None]
+    return np.divide(k @ values, total, out=np.zeros((k.shape[0], values.shape[1])),
+                     where=total > 0)
 
 
 def _grid(mean: float, sd: float, n: int, act: Any) -> np.ndarray:
-    """``n`` uniform points over ``mean +- 9 sd``, shifted (by under one spacing) so that
-    a kink of the activation falls midway between two points: a Riemann sum of phi'^2,
-    a step at the kink, then errs by O(h^2) instead of O(h)."""
-    lo, h = mean - _SPAN * sd, 2.0 * _SPAN * sd / (n - 1)
+    """``n`` uniform points over ``mean +- 9 sd`` (:func:`_grid_from`)."""
+    return _grid_from(mean - _SPAN * sd, 2.0 * _SPAN * sd / (n - 1), n, act)
+
+
+def _grid_from(lo: float, h: float, n: int, act: Any) -> np.ndarray:
+    """``n`` points ``lo + k h``, shifted (by under one spacing) so that a kink of the
+    activation falls midway between two points: a Riemann sum of phi'^2, a step at the
+    kink, then errs by O(h^2) instead of O(h)."""
     kinks = getattr(act, "kinks", ())
     if kinks and h > 0:
         offset = ((lo - kinks[0]) / h) % 1.0
@@ -113,10 +267,16 @@ def _grid(mean: float, sd: float, n: int, act: Any) -> np.ndarray:
     return lo + h * np.arange(n)
 
 
-def _kernel(grid: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
-    """``K[i, k]`` = Gaussian density of grid point k around centre i (unnormalized)."""
-    d = (grid[None, :] - centres[:, None]) / sigma
-    return np.exp(-0.5 * d * d)
+def _kernel(grid: np.ndarray, centres: np.ndarray, sigma: float = 0.0,
+            var: "np.ndarray | None" = None) -> np.ndarray:
+    """``K[i, k]`` = Gaussian density of grid point k around centre i (unnormalized), of
+    standard deviation ``sigma``, or per centre ``sqrt(var[i])``."""
+    scale = sigma if var is None else np.sqrt(var)[:, None]
+    d = grid[None, :] - centres[:, None]
+    d /= scale  # in place: this is the chain's inner loop
+    d *= d
+    d *= -0.5
+    return np.exp(d, out=d)
 
 
 def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
@@ -135,41 +295,43 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
     phi, dphi = act.value, act.derivative
     if sigma == 0.0:
         points, weights = np.array([drift]), np.array([1.0])
+    elif act.piecewise_linear and _stretch(act, gain) > 1.0:
+        # an expanding chain: cells refined near the kink (_fine_grid)
+        h = 2.0 * _SPAN * sigma / (n - 1)
+        points, widths = _fine_grid(drift - _SPAN * sigma, drift + _SPAN * sigma, h, act,
+                                    gain, sigma)
+        weights = np.exp(-0.5 * ((points - drift) / sigma) ** 2) * widths
+        weights /= weights.sum()
     else:
         points = _grid(drift, sigma, n, act)
         weights = np.exp(-0.5 * ((points - drift) / sigma) ** 2)
         weights /= weights.sum()
-    laws = [(points, weights, sigma > 0.0, False)]
+    laws = [_Law(points, weights, np.zeros(points.size), "start")]
     for _ in range(1, steps):
-        laws.append(_next_law(points, weights, act, gain, drift, sigma, n))
-        points, weights = laws[-1][:2]
+        laws.append(_next_law(laws[-1], act, gain, drift, sigma, n))
     out = np.empty((steps, 7))
-    out[:, 5] = [law[3] for law in laws]  # 1: the grid could not resolve the noise
+    out[:, 5] = [law.coarse for law in laws]  # 1: the grid could not resolve the noise
     # the rare-path term needs the gradient to be one product along the chain
     product = bool(reads[-1] == 1.0 and not np.any(reads[:-1]))
     f_next = read_next = l_next = None  # F_{t+1}, its part from the read at t+1, L_{t+1}
     for t in range(steps - 1, -1, -1):
-        points, weights = laws[t][:2]
-        a = phi(points)
-        out[t, :4] = (weights @ points, weights @ points ** 2, weights @ a, weights @ (a * a))
+        points, weights, extra = laws[t][:3]
+        a, slope2 = phi(points), dphi(points) ** 2
+        # an atom's own variance: exact through its linear piece (_Law)
+        out[t, :4] = (weights @ points, weights @ (points ** 2 + extra), weights @ a,
+                      weights @ (a * a + slope2 * extra))
         carried = carried_l = 0.0
         if f_next is not None:
             g_next = f_next - (1.0 - fresh_share) * read_next
             # the first hop back scales the product by fresh_share: so its P log P term
             h_next = l_next if t < steps - 2 or fresh_share == 1.0 else \
                 fresh_share * (l_next + math.log(fresh_share) * f_next)
-            if not laws[t + 1][2]:  # the points moved deterministically
-                carried, carried_l = g_next, h_next
-            else:
-                k = _kernel(laws[t + 1][0], gain * a + drift, sigma)
-                # a centre beyond the next grid (kernel row 0) carried no mass forward
-                # (_next_law): it carries no gradient back either, not 0/0
-                total = k.sum(axis=1)
-                carried = np.divide(k @ g_next, total, out=np.zeros_like(total),
-                                    where=total > 0)
-                carried_l = np.divide(k @ h_next, total, out=np.zeros_like(total),
-                                      where=total > 0) if product else 0.0
-        slope2 = dphi(points) ** 2
+            # one kernel for the gradient and, where it is one product, its P log P term
+            both = _carry(laws[t + 1], laws[t], act, gain, drift, sigma,
+                          np.stack([g_next, h_next], axis=1) if product else g_next[:, None])
+            carried = both[:, 0]
+            if product:
+                carried_l = both[:, 1]
         read_next = slope2 * reads[t]
         f_next = read_next + slope2 * (gain * gain * carried)
         out[t, 4] = weights @ f_next
