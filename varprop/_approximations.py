@@ -66,7 +66,7 @@ APPROXIMATION_SUMMARIES = {
                  "follows), identity_input (identity "
                  "recurrence fed repeated tokens), coarse_chain (an identity chain "
                  "spread beyond its grid) or rare_paths (an expected gradient carried by "
-                 "chains too rare for a measurement to sample) (docs/recurrent.md)",
+                 "chains too rare for the measurement to sample or pin down) (docs/recurrent.md)",
 }
 
 

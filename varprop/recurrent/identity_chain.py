@@ -36,11 +36,15 @@ probability is about ``exp(-D_t)``, ``D_t`` the relative entropy of the tilted m
 to the chain's own: ``D_t = E[P_t log P_t] / E[P_t] - log E[P_t]``. Both expectations
 come out of the same backward pass (``L_t = E[P_t log P_t | z_t]`` obeys
 ``L_t = c_t (log c_t E[F_{t+1} | z_t] + E[L_{t+1} | z_t])``, ``c_t`` the step's factor).
-Where ``D_t`` passes ``log(1e6)`` a measured mean of any practical sample falls far
-short of the expectation, and those steps are flagged (``rare_paths``). For ReLU with
-``g = 1``, ``P_t`` is the indicator that the walk stays positive, so ``D_0 =
--log P(S_1 > 0, ..., S_T > 0) = -log(C(2T, T) / 4^T)`` (Sparre Andersen): a few nats,
-not flagged.
+A measurement averages ``(G P_t)`` over ``N`` chains (``G`` the standard normal read of
+the loss, ``E[G^4] = 3``): its mean falls short where ``D_t > log N``, and its relative
+standard error is ``sqrt((3 E[P_t^2] / E[P_t]^2 - 1) / N)``, which the same pass gives
+(``S_t = E[P_t^2 | z_t] = c_t^2 E[S_{t+1} | z_t]``). Steps where either says that ``N``
+chains cannot pin the expectation (the shortfall, or a relative standard error above
+1) are flagged (``rare_paths``); ``N`` is the measurement's when the caller knows it,
+else :data:`RARE_PATHS_CHAINS`. For ReLU with ``g = 1``, ``P_t`` is the indicator that
+the walk stays positive, so ``D_0 = -log P(S_1 > 0, ..., S_T > 0) = -log(C(2T, T) /
+4^T)`` (Sparre Andersen) and ``E[P^2] = E[P]``: a few nats, not flagged.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import numpy as np
 from ..profile import LayerRecord
 
 __all__ = ["identity_profile", "chain_moments", "relu_walk_second_moment", "GRID_POINTS",
-           "RARE_PATHS_NATS", "tilted_entropy"]
+           "RARE_PATHS_CHAINS", "RARE_PATHS_NATS", "tilted_entropy", "rare_steps"]
 
 #: Points of the grid that carries the law of z_t.
 GRID_POINTS = 601
@@ -70,9 +74,12 @@ _FINE_SPACING = 1.0 / 3.0
 _MAX_ATOMS = 20_000
 #: Gauss-Hermite nodes for a random bias.
 _BIAS_NODES = 16
+#: Chains a measurement is taken to average when the caller does not say (module doc,
+#: "Rare paths"): more than any practical measurement of one network.
+RARE_PATHS_CHAINS = 1e6
 #: Relative entropy (nats) of the gradient's tilted paths above which they are too rare
-#: for a measurement to sample: probability about exp(-RARE_PATHS_NATS) = 1e-6 (module doc).
-RARE_PATHS_NATS = math.log(1e6)
+#: for RARE_PATHS_CHAINS chains to sample: probability below about 1e-6.
+RARE_PATHS_NATS = math.log(RARE_PATHS_CHAINS)
 
 
 def relu_walk_second_moment(n: int, sigma2: float = 1.0) -> float:
@@ -282,11 +289,11 @@ def _kernel(grid: np.ndarray, centres: np.ndarray, sigma: float = 0.0,
 def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
                   reads: np.ndarray, n: int = GRID_POINTS, fresh_share: float = 1.0
                   ) -> np.ndarray:
-    """Per step ``[E z, E z^2, E phi, E phi^2, Var dL/dz, coarse, E[P log P]]`` (shape
-    ``(steps, 7)``) of one unit's chain with a fixed drift (input mean plus bias);
+    """Per step ``[E z, E z^2, E phi, E phi^2, Var dL/dz, coarse, E[P log P], E[P^2]]``
+    (shape ``(steps, 8)``) of one unit's chain with a fixed drift (input mean plus bias);
     ``coarse`` is 1 where the grid could not resolve non-negligible input noise; the
-    last column is the rare-path term of the module doc when the loss reads only the
-    last step (else NaN): :func:`tilted_entropy` turns it into ``D_t``.
+    last two columns are the rare-path terms of the module doc when the loss reads only
+    the last step (else NaN): :func:`rare_steps` reads them.
 
     ``fresh_share`` is what the first hop back keeps of a loss gradient read at a step:
     1 for identity recurrence (each unit passes its own gradient on), ``1 / H`` when every
@@ -309,29 +316,34 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
     laws = [_Law(points, weights, np.zeros(points.size), "start")]
     for _ in range(1, steps):
         laws.append(_next_law(laws[-1], act, gain, drift, sigma, n))
-    out = np.empty((steps, 7))
+    out = np.empty((steps, 8))
     out[:, 5] = [law.coarse for law in laws]  # 1: the grid could not resolve the noise
     # the rare-path term needs the gradient to be one product along the chain
     product = bool(reads[-1] == 1.0 and not np.any(reads[:-1]))
-    f_next = read_next = l_next = None  # F_{t+1}, its part from the read at t+1, L_{t+1}
+    # F_{t+1}, its part from the read at t+1, L_{t+1} = E[P log P | z], S_{t+1} = E[P^2 | z]
+    f_next = read_next = l_next = s_next = None
     for t in range(steps - 1, -1, -1):
         points, weights, extra = laws[t][:3]
         a, slope2 = phi(points), dphi(points) ** 2
         # an atom's own variance: exact through its linear piece (_Law)
         out[t, :4] = (weights @ points, weights @ (points ** 2 + extra), weights @ a,
                       weights @ (a * a + slope2 * extra))
-        carried = carried_l = 0.0
+        carried = carried_l = carried_s = 0.0
         if f_next is not None:
             g_next = f_next - (1.0 - fresh_share) * read_next
-            # the first hop back scales the product by fresh_share: so its P log P term
-            h_next = l_next if t < steps - 2 or fresh_share == 1.0 else \
-                fresh_share * (l_next + math.log(fresh_share) * f_next)
-            # one kernel for the gradient and, where it is one product, its P log P term
+            # the first hop back scales the product by fresh_share: so its P log P and
+            # P^2 terms
+            first = t == steps - 2 and fresh_share != 1.0
+            h_next = fresh_share * (l_next + math.log(fresh_share) * f_next) if first \
+                else l_next
+            q_next = fresh_share ** 2 * s_next if first else s_next
+            # one kernel for the gradient and, where it is one product, its rare-path terms
             both = _carry(laws[t + 1], laws[t], act, gain, drift, sigma,
-                          np.stack([g_next, h_next], axis=1) if product else g_next[:, None])
+                          np.stack([g_next, h_next, q_next], axis=1) if product
+                          else g_next[:, None])
             carried = both[:, 0]
             if product:
-                carried_l = both[:, 1]
+                carried_l, carried_s = both[:, 1], both[:, 2]
         read_next = slope2 * reads[t]
         f_next = read_next + slope2 * (gain * gain * carried)
         out[t, 4] = weights @ f_next
@@ -339,9 +351,10 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
             c = slope2 if t == steps - 1 else gain * gain * slope2
             log_c = np.log(c, out=np.zeros_like(c), where=c > 0)
             l_next = c * (log_c * (1.0 if t == steps - 1 else carried) + carried_l)
-            out[t, 6] = weights @ l_next
+            s_next = c * c * (1.0 if t == steps - 1 else carried_s)
+            out[t, 6], out[t, 7] = weights @ l_next, weights @ s_next
         else:
-            out[t, 6] = math.nan
+            out[t, 6:8] = math.nan
     return out
 
 
@@ -355,6 +368,19 @@ def tilted_entropy(expected: np.ndarray, expected_log: np.ndarray) -> np.ndarray
     return np.where(ok, d, math.nan)
 
 
+def rare_steps(moments: np.ndarray, chains: float = RARE_PATHS_CHAINS) -> list[int]:
+    """The steps whose expected gradient ``chains`` chains cannot pin (module doc, "Rare
+    paths"), from :func:`chain_moments`' columns: the tilted paths rarer than one in
+    ``chains`` (``D_t > log chains``), or a measured mean's relative standard error
+    ``sqrt((3 E[P^2] / E[P]^2 - 1) / chains)`` above 1."""
+    expected = moments[:, 4]
+    d = tilted_entropy(expected, moments[:, 6])
+    with np.errstate(all="ignore"):
+        spread = (3.0 * moments[:, 7] / (expected * expected) - 1.0) / chains
+    ok = np.isfinite(expected) & (expected > 0)
+    return np.flatnonzero(ok & ((d > math.log(chains)) | (spread > 1.0))).tolist()
+
+
 def _variance(mean: float, second: float) -> float:
     """``second - mean^2``, clipped at 0; an overflowed chain's variance is inf."""
     if not math.isfinite(second):
@@ -363,11 +389,14 @@ def _variance(mean: float, second: float) -> float:
 
 
 def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float], loss: str,
-                     identical: bool = False
+                     identical: bool = False, samples: "int | None" = None
                      ) -> tuple[list[LayerRecord], dict[str, list[int]]]:
     """Per-step records of an identity-recurrent ``rnn`` (see the module doc), and the
     steps whose theory is approximate, by cause. ``identical``: every unit is the same
-    (constant kernels, no random bias): one chain with gain ``H m``, exact too."""
+    (constant kernels, no random bias): one chain with gain ``H m``, exact too.
+    ``samples``: the sequences a measurement averages (batch x seeds), for the rare-path
+    check: ``samples`` chains when the units are identical, ``samples * H`` otherwise
+    (None: :data:`RARE_PATHS_CHAINS`)."""
     n_units = rnn.units
     gain = rnn.recurrent_init.moments(rnn.recurrent_shape).mean * n_units
     b_mean, b_var = bias
@@ -397,7 +426,9 @@ def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float], lo
     coarse = [t for t in range(steps) if m[t, 5] > 0]
     if coarse:
         flags["coarse_chain"] = coarse
-    rare = np.flatnonzero(tilted_entropy(m[:, 4], m[:, 6]) > RARE_PATHS_NATS).tolist()
+    chains = RARE_PATHS_CHAINS if samples is None else \
+        float(samples) * (1 if identical else n_units)
+    rare = rare_steps(m, chains)
     if rare:
         flags["rare_paths"] = rare
     if u.one_hot and u.var > 0:

@@ -61,12 +61,13 @@ RECURRENT_REASONS = {
     "coarse_chain": "the one-unit chain has spread so far (an identity-recurrent network "
                     "over many hundred steps) that its grid no longer resolves the input "
                     "noise of a step, which these steps drop",
-    "rare_paths": "the expected gradient is carried by chains too rare for a measurement "
-                  "to sample: the paths that carry it have a probability below 1e-6 (an "
-                  "all-ones tanh network, whose units stay near saturation, where the "
-                  "derivative is ~0, except along chains that stay near 0 at every step); "
-                  "the expectation is exact, a measured mean falls far short of it "
-                  "(docs/recurrent.md)",
+    "rare_paths": "the expected gradient is carried by chains too rare for the "
+                  "measurement to sample: the paths that carry it are rarer than one in "
+                  "the chains it averages, or a few chains decide its mean (a relative "
+                  "standard error above 1). An all-ones tanh network is an example: its "
+                  "units stay near saturation, where the derivative is ~0, except along "
+                  "chains that stay near 0 at every step. The expectation is exact; a "
+                  "measured mean falls short of it or scatters (docs/recurrent.md)",
     "identity_input": "identity recurrence with correlated input terms (one-hot tokens "
                       "seen twice, or a random bias fixed over time) is a one-unit chain "
                       "whose steps are not independent; the exact chain assumes fresh "
@@ -136,7 +137,7 @@ def check_run(steps: Any, inputs: Any, loss: Any) -> tuple[int, str, str]:
 
 def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
                 input_var: float = 1.0, input_correlation: float | None = None,
-                loss: str = "last") -> Profile:
+                loss: str = "last", samples: int | None = None) -> Profile:
     """Per-step mean-field statistics of ``rnn`` over a sequence of ``steps`` inputs.
 
     Args:
@@ -149,6 +150,10 @@ def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
             inputs only): fills each record's ``z_corr``.
         loss: ``"last"`` (a standard normal gradient on ``h_{T-1}``) or ``"sequence"``
             (an independent one on every state).
+        samples: the input sequences a measurement to compare with averages (batch x
+            seeds). Identity recurrence only: the steps whose expected gradient that many
+            chains cannot pin are flagged ``rare_paths`` (docs/recurrent.md, section 3,
+            "Rare paths"); None judges them against a million chains.
 
     Returns:
         A :class:`~varprop.profile.Profile` with one record per time step (``index`` =
@@ -165,6 +170,8 @@ def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
     if not isinstance(rnn, SimpleRNN):
         raise TypeError(f"rnn must be a varprop.recurrent.SimpleRNN, got {type(rnn).__name__}")
     steps, inputs, loss = check_run(steps, inputs, loss)
+    if samples is not None:
+        samples = positive_int("samples", samples)
     input_var = finite_real("input_var", input_var, non_negative=True)
     if input_correlation is not None:
         input_correlation = correlation("input_correlation", input_correlation)
@@ -181,7 +188,8 @@ def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
     if w.structure == "identity" or identical:
         # nothing mixes the units, or every unit is the same: a one-unit Markov chain
         from .identity_chain import identity_profile
-        records, flags = identity_profile(rnn, steps, u, (b_mean, b_var), loss, identical)
+        records, flags = identity_profile(rnn, steps, u, (b_mean, b_var), loss, identical,
+                                          samples)
         rule = "identity chain" if w.structure == "identity" else "identical units"
     else:
         records, chi = _mean_field(rnn, steps, u, b_mean, b_var, w, loss, input_correlation)
