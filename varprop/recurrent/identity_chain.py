@@ -69,9 +69,9 @@ _NEGLIGIBLE = 1e-3
 #: Most points of the fine grid, and most atoms, of a "split" law (:func:`_next_law`);
 #: beyond them the chain moves deterministically and the steps are flagged coarse.
 _MAX_FINE = 4 * GRID_POINTS
+_MAX_ATOMS = 20_000
 #: Spacing of a split law's fine grid, in units of the narrowest Gaussian spread on it.
 _FINE_SPACING = 1.0 / 3.0
-_MAX_ATOMS = 20_000
 #: Gauss-Hermite nodes for a random bias.
 _BIAS_NODES = 16
 #: Chains a measurement is taken to average when the caller does not say (module doc,
@@ -164,7 +164,7 @@ def _resolves(h: float, act: Any, gain: float, sigma: float) -> bool:
         return False
     if not act.piecewise_linear:
         return True
-    return h * abs(gain) * max(abs(x) for x in act.slopes) <= sigma
+    return h * _stretch(act, gain) <= sigma
 
 
 def _split(law: _Law, act: Any, gain: float, sigma: float, centres: np.ndarray,
@@ -210,7 +210,7 @@ def _fine_grid(lo: float, hi: float, h: float, act: Any, gain: float, sigma: flo
     gradient varies there on the scale the map shrinks the noise to (``F(z)`` of a ReLU
     chain rises from 1/2 to 1 within ``sigma / gain`` of 0+): cells of width ``h`` left
     the gradient of an all-ones ReLU chain 3e-3 high (tests/test_rnn_report.py). The
-    kink is a cell boundary (midpoints straddle it), as in :func:`_grid_from`."""
+    kink is a cell boundary (midpoints straddle it), as in :func:`_grid`."""
     stretch = _stretch(act, gain)
     kink = act.kinks[0] if act.kinks else None
     if kink is None or not lo < kink < hi:
@@ -259,14 +259,10 @@ def _average(k: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _grid(mean: float, sd: float, n: int, act: Any) -> np.ndarray:
-    """``n`` uniform points over ``mean +- 9 sd`` (:func:`_grid_from`)."""
-    return _grid_from(mean - _SPAN * sd, 2.0 * _SPAN * sd / (n - 1), n, act)
-
-
-def _grid_from(lo: float, h: float, n: int, act: Any) -> np.ndarray:
-    """``n`` points ``lo + k h``, shifted (by under one spacing) so that a kink of the
-    activation falls midway between two points: a Riemann sum of phi'^2, a step at the
-    kink, then errs by O(h^2) instead of O(h)."""
+    """``n`` uniform points over ``mean +- 9 sd``, shifted (by under one spacing) so that
+    a kink of the activation falls midway between two points: a Riemann sum of phi'^2,
+    a step at the kink, then errs by O(h^2) instead of O(h)."""
+    lo, h = mean - _SPAN * sd, 2.0 * _SPAN * sd / (n - 1)
     kinks = getattr(act, "kinks", ())
     if kinks and h > 0:
         offset = ((lo - kinks[0]) / h) % 1.0
