@@ -25,26 +25,9 @@ def test_split_chain_matches_monte_carlo(act_name, gain, drift, loss):
     out = chain_moments(act, gain, drift, sigma, steps, reads)
     assert not out[:, 5].any()  # exact: no step flagged coarse
     rng = np.random.default_rng(5)
-    mc = _drifted(act, gain, drift, sigma, steps, 20_000, rng, loss) if drift else \
-        _chains(act, gain, sigma, steps, 20_000, rng, 0.0, loss)
+    mc = _chains(act, gain, sigma, steps, 20_000, rng, 0.0, loss, drift)
     for t in (0, 3, steps - 1):
         theory = (out[t, 1], out[t, 3], out[t, 4])
         for j, value in enumerate(theory):
             assert abs(mc[:, j, t].mean() - value) < _bound(mc[:, j, t]), (t, j)
 
-
-def _drifted(act, gain, drift, sigma, steps, n, rng, loss):
-    """:func:`_chains` with a fixed drift added at every step."""
-    out = np.zeros((20, 3, steps))
-    for k in range(20):
-        z = drift + rng.normal(0, sigma, n)
-        zs = [z]
-        for _ in range(1, steps):
-            z = gain * act.value(z) + drift + rng.normal(0, sigma, n)
-            zs.append(z)
-        g = np.zeros(n)
-        for t in range(steps - 1, -1, -1):
-            read = rng.standard_normal(n) if (loss == "sequence" or t == steps - 1) else 0.0
-            g = (read + gain * g) * act.derivative(zs[t])
-            out[k, :, t] = np.mean(zs[t] ** 2), np.mean(act.value(zs[t]) ** 2), np.mean(g * g)
-    return out

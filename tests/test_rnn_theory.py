@@ -72,13 +72,14 @@ def test_identity_chain_without_input_noise_is_the_deterministic_orbit():
 
 
 # --------------------------------------------------------------------------- Monte Carlo
-def _chains(act, gain, sigma, steps, n, rng, bias_sd=0.0, loss="last"):
+def _chains(act, gain, sigma, steps, n, rng, bias_sd=0.0, loss="last", drift=0.0):
     """One unit's chain simulated: per step E z^2 and E phi^2 and Var dL/dz, as arrays of
-    per-batch means (20 batches) for the spread."""
+    per-batch means (20 batches) for the spread. ``drift``: a fixed input mean added at
+    every step (with a random bias of standard deviation ``bias_sd`` around it)."""
     batches = 20
     out = np.zeros((batches, 3, steps))
     for k in range(batches):
-        b = rng.normal(0, bias_sd, n) if bias_sd else 0.0
+        b = drift + (rng.normal(0, bias_sd, n) if bias_sd else 0.0)
         z = rng.normal(0, sigma, n) + b
         zs = [z]
         for _ in range(1, steps):
