@@ -62,7 +62,7 @@ from .initializers import (
 from .initializers import get as get_initializer
 from .kernels import activation_apply, dense_backward, dense_forward
 from .network import Act, BatchNorm, Dense, LayerNorm, Network, Residual, mlp
-from .layers import AvgPool, Conv, Flatten, GlobalAvgPool, GroupNorm, MaxPool
+from .layers import AvgPool, Conv, Flatten, GlobalAvgPool, GroupNorm, MaxPool, Recurrent
 from .network_cnn import CNN_PRESETS, cnn, cnn_preset
 from .profile import LayerRecord, Profile
 from .recurrent import SimpleRNN, analyze_rnn, compare_rnn, measure_rnn, rnn_preset
@@ -98,5 +98,5 @@ __all__ = [
     "theory", "truncated_normal", "variance_scaling", "verdict", "xavier_normal",
     "xavier_uniform", "zeros",
     "Conv", "MaxPool", "AvgPool", "GlobalAvgPool", "Flatten", "GroupNorm", "cnn",
-    "cnn_preset", "CNN_PRESETS",
+    "cnn_preset", "CNN_PRESETS", "Recurrent",
 ]

@@ -124,12 +124,37 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
             "finite_width_sigma": None,
             "input": "dataset" if inputs is not None else "white noise",
             "pixel_pairs": bool(analyzer.track_cross)}
+    meta["approximations"] += _recurrent_entries(getattr(analyzer, "recurrent_flags", {}))
     if behind:
         for entry in meta["approximations"]:
             if entry["kind"] == "spatial":
                 entry["detail"] = "; ".join(_NOTES[why] for why in sorted(backward))
     return Profile("analytic", records, net.describe(), in_var, in_mean, meta,
                    maps=analyzer.maps)
+
+
+def _recurrent_entries(flags: dict[int, tuple[dict[str, list[int]], Any]]
+                       ) -> list[dict[str, Any]]:
+    """``meta["approximations"]`` entries for recurrent layers (:class:`~varprop.layers.
+    Recurrent`) whose theory is approximate at some steps: kind ``recurrent`` per cause
+    (the steps in ``detail``), and ``finite_width`` where the spread of one network
+    around the mean field passes the threshold (docs/recurrent.md)."""
+    from ._approximations import approximations, layer_ranges
+    from .recurrent.theory import RECURRENT_REASONS
+    out: list[dict[str, Any]] = []
+    for index, (causes, regime) in sorted(flags.items()):
+        for cause, steps in causes.items():
+            ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}"
+                               for a, b in layer_ranges(steps))
+            out.append({"kind": "recurrent", "layers": [[index, index]],
+                        "reason": RECURRENT_REASONS[cause],
+                        "detail": f"{cause} at time steps {ranges}"})
+        if regime is not None:
+            for entry in approximations([], [], finite_width=regime):
+                entry["layers"] = [[index, index]]
+                entry["detail"] += f" (through time, steps {', '.join(f'{a}-{b}' for a, b in layer_ranges(regime.layers))})"
+                out.append(entry)
+    return out
 
 
 def _downstream(flagged: set[int], n: int) -> list[int]:

@@ -64,7 +64,8 @@ APPROXIMATION_SUMMARIES = {
                  "non_centred (recurrent weights with a mean), tied_weights (a random "
                  "recurrent kernel at or near criticality, whose leading modes one draw "
                  "follows), identity_input (identity "
-                 "recurrence fed repeated tokens), coarse_chain (an identity chain "
+                 "recurrence fed repeated tokens), varying_input (identity recurrence fed "
+                 "an input variance that changes with time), coarse_chain (an identity chain "
                  "spread beyond its grid) or rare_paths (an expected gradient carried by "
                  "chains too rare for the measurement to sample or pin down) (docs/recurrent.md)",
 }

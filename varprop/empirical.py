@@ -231,6 +231,8 @@ def measure(
 
 def _weight_moments(layer: Any) -> Any:
     """The moments of a weighted layer's initializer at the shape it draws."""
+    if hasattr(layer, "moments_as_drawn"):  # a recurrent layer: which kernel decides
+        return layer.moments_as_drawn()
     if hasattr(layer, "drawn_shape"):  # a convolution, maybe in PyTorch's layout
         return layer._init_for_layout().moments(layer.drawn_shape)
     return layer.init.moments((layer.n_in, layer.n_out))

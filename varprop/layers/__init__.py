@@ -9,7 +9,8 @@ from .norm import BatchNorm, GroupNorm, LayerNorm
 from .residual import Residual
 from .conv import Conv
 from .pool import AvgPool, Flatten, GlobalAvgPool, MaxPool
+from .recurrent import Recurrent
 
 __all__ = ["Layer", "Step", "walk", "iter_steps", "plain_chain", "Dense", "Act",
            "BatchNorm", "LayerNorm", "Residual", "Conv", "MaxPool", "AvgPool",
-           "GlobalAvgPool", "Flatten", "GroupNorm"]
+           "GlobalAvgPool", "Flatten", "GroupNorm", "Recurrent"]

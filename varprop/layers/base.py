@@ -58,6 +58,9 @@ class Layer:
     weighted = False
     #: True for layers that hold a branch of layers (``self.branch``).
     has_branch = False
+    #: False for a weighted layer with an activation of its own (a recurrent cell): an
+    #: Act after it is then a step of its own, not fused into it.
+    fuses_activation = True
     #: True for ``z = x @ W + b`` over the whole input (Dense): chains of these take the
     #: analyzer's fast path and have the finite-width theory.
     fully_connected = False
@@ -116,12 +119,13 @@ def walk(layers: Sequence[Layer], input_width: "int | tuple[int, ...]",
         if not isinstance(layer, Layer):
             raise TypeError(f"{position}: expected a varprop layer (Dense, Conv, Act, "
                             f"BatchNorm, LayerNorm, GroupNorm, Residual, MaxPool, AvgPool, "
-                            f"GlobalAvgPool, Flatten), got {type(layer).__name__} {layer!r}")
+                            f"GlobalAvgPool, Flatten, Recurrent), got {type(layer).__name__} {layer!r}")
         width_in = width
         width = layer.output_width(width, position)
         if layer.weighted:
             nxt = layers[i + 1] if i + 1 < n else None
-            act = nxt.activation if isinstance(nxt, Act) else None
+            act = nxt.activation if isinstance(nxt, Act) and layer.fuses_activation \
+                else None
             steps.append(Step(layer, act, counter[0]))
             counter[0] += 1
             i += 2 if act is not None else 1

@@ -384,22 +384,21 @@ def _variance(mean: float, second: float) -> float:
     return max(second - mean * mean, 0.0)
 
 
-def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float], loss: str,
-                     identical: bool = False, samples: "int | None" = None
+def identity_profile(rnn: Any, steps: int, u: Any, bias: tuple[float, float],
+                     reads: np.ndarray, identical: bool = False,
+                     samples: "int | None" = None
                      ) -> tuple[list[LayerRecord], dict[str, list[int]]]:
     """Per-step records of an identity-recurrent ``rnn`` (see the module doc), and the
     steps whose theory is approximate, by cause. ``identical``: every unit is the same
     (constant kernels, no random bias): one chain with gain ``H m``, exact too.
     ``samples``: the sequences a measurement averages (batch x seeds), for the rare-path
     check: ``samples`` chains when the units are identical, ``samples * H`` otherwise
-    (None: :data:`RARE_PATHS_CHAINS`)."""
+    (None: :data:`RARE_PATHS_CHAINS`). ``reads[t]``: Var dL/dh_t from outside the
+    recurrence (:func:`varprop.recurrent.theory.loss_reads`)."""
     n_units = rnn.units
     gain = rnn.recurrent_init.moments(rnn.recurrent_shape).mean * n_units
     b_mean, b_var = bias
-    reads = np.zeros(steps)
-    reads[-1] = 1.0
-    if loss == "sequence":
-        reads[:] = 1.0
+    reads = np.asarray(reads, dtype=float)
     act = rnn.activation
     if b_var > 0:
         nodes, w = np.polynomial.hermite_e.hermegauss(_BIAS_NODES)

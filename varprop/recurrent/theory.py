@@ -30,7 +30,8 @@ from ..profile import LayerRecord, Profile
 from ..theory.gaussian import gaussian_cross_moments, gaussian_moments
 from .spec import INPUT_KINDS, LOSSES, SimpleRNN
 
-__all__ = ["analyze_rnn", "InputTerm", "input_term", "RECURRENT_REASONS", "MAX_STEPS"]
+__all__ = ["analyze_rnn", "InputTerm", "input_term", "RECURRENT_REASONS", "MAX_STEPS",
+           "through_time", "loss_reads"]
 
 #: Quadrature nodes over the units' input variances (:meth:`InputTerm.spread`).
 _SPREAD_NODES = 16
@@ -72,6 +73,9 @@ RECURRENT_REASONS = {
                       "seen twice, or a random bias fixed over time) is a one-unit chain "
                       "whose steps are not independent; the exact chain assumes fresh "
                       "Gaussian input terms (the bias is integrated exactly)",
+    "varying_input": "identity recurrence inside a network whose layer below hands it an "
+                     "input variance that changes from step to step: the exact chain takes "
+                     "one input variance for every step, and gets their average",
 }
 
 
@@ -179,27 +183,9 @@ def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
             raise ValueError("input_correlation applies to Gaussian inputs; one-hot "
                              "sequences are not correlated by a number")
     u = input_term(rnn, inputs, input_var)
-    b_mean, b_var = _bias(rnn)
-    w = rnn.recurrent_init.moments(rnn.recurrent_shape)
-    flags: dict[str, list[int]] = {}
-    regime = None
-    kernel = rnn.kernel_init.moments(rnn.kernel_shape)
-    identical = bool(w.symmetric and kernel.symmetric and b_var == 0.0)
-    if w.structure == "identity" or identical:
-        # nothing mixes the units, or every unit is the same: a one-unit Markov chain
-        from .identity_chain import identity_profile
-        records, flags = identity_profile(rnn, steps, u, (b_mean, b_var), loss, identical,
-                                          samples)
-        rule = "identity chain" if w.structure == "identity" else "identical units"
-    else:
-        records, chi = _mean_field(rnn, steps, u, b_mean, b_var, w, loss, input_correlation)
-        rule = "mean field"
-        if w.mean != 0.0 and not w.symmetric:
-            flags["non_centred"] = list(range(steps))
-        elif w.var > 0 and loss == "last":
-            regime = _finite_width(rnn, records, u.var + b_var)
-        if w.var > 0:
-            flags["tied_weights"] = _tied_steps(chi, rnn.units, steps, loss)
+    records, flags, rule, regime = through_time(
+        rnn, steps, u, loss_reads(loss, steps), input_correlation=input_correlation,
+        samples=samples)
     if inputs == "one_hot" and rnn.activation.name not in ("identity", "relu") \
             and u.var > 0:
         flags.setdefault("one_hot", list(range(steps)))
@@ -213,6 +199,65 @@ def analyze_rnn(rnn: SimpleRNN, steps: int, *, inputs: str = "gaussian",
                          "input_correlation": input_correlation,
                          "finite_width_sigma": None if regime is None else regime.sigma,
                          "approximations": approx})
+
+
+def loss_reads(loss: str, steps: int) -> np.ndarray:
+    """Var dL/dh_t that the loss puts on each state: 1 at the last step (``"last"``) or
+    at every step (``"sequence"``)."""
+    reads = np.zeros(steps)
+    reads[-1] = 1.0
+    if loss == "sequence":
+        reads[:] = 1.0
+    return reads
+
+
+def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
+                 input_scale: np.ndarray | None = None,
+                 input_correlation: float | None = None, samples: int | None = None
+                 ) -> tuple[list[LayerRecord], dict[str, list[int]], str, Any]:
+    """The theory's per-step records and flags, for any per-step input and gradient.
+
+    ``reads[t]`` is Var dL/dh_t coming from outside the recurrence (the loss, or the
+    layers above a recurrent layer inside a network): the backward recursion is linear
+    in it. ``input_scale[t]`` multiplies step t's input term ``u.var`` (a layer below
+    whose output variance changes with time; None: 1). The identity chain takes one
+    input variance for every step: with a varying one it gets their average and the
+    steps are flagged ``"varying_input"``.
+
+    Returns ``(records, flags by cause, rule name, finite-width regime or None)``.
+    """
+    b_mean, b_var = _bias(rnn)
+    w = rnn.recurrent_init.moments(rnn.recurrent_shape)
+    flags: dict[str, list[int]] = {}
+    regime = None
+    kernel = rnn.kernel_init.moments(rnn.kernel_shape)
+    identical = bool(w.symmetric and kernel.symmetric and b_var == 0.0)
+    scale = np.ones(steps) if input_scale is None else np.asarray(input_scale, float)
+    if w.structure == "identity" or identical:
+        # nothing mixes the units, or every unit is the same: a one-unit Markov chain
+        from .identity_chain import identity_profile
+        varying = bool(np.ptp(scale) > 1e-12 * max(float(np.max(scale)), 1e-300))
+        chain_u = u
+        if varying or scale[0] != 1.0:
+            chain_u = InputTerm(u.mean, u.var * float(np.mean(scale)), u.per_corr,
+                                u.one_hot, u.fan_in)
+        records, flags = identity_profile(rnn, steps, chain_u, (b_mean, b_var), reads,
+                                          identical, samples)
+        if varying and u.var > 0:
+            flags["varying_input"] = list(range(steps))
+        rule = "identity chain" if w.structure == "identity" else "identical units"
+    else:
+        records, chi = _mean_field(rnn, steps, u, b_mean, b_var, w, reads,
+                                   input_correlation, scale)
+        rule = "mean field"
+        last_only = bool(np.all(reads[:-1] == 0))
+        if w.mean != 0.0 and not w.symmetric:
+            flags["non_centred"] = list(range(steps))
+        elif w.var > 0 and last_only and np.ptp(scale) == 0:
+            regime = _finite_width(rnn, records, u.var * scale[0] + b_var)
+        if w.var > 0:
+            flags["tied_weights"] = _tied_steps(chi, rnn.units, steps, last_only)
+    return records, flags, rule, regime
 
 
 def _finite_width(rnn: SimpleRNN, records: list[LayerRecord], injected: float) -> Any:
@@ -243,7 +288,8 @@ def recurrent_approximations(flags: dict[str, list[int]]) -> list[dict[str, Any]
 
 
 def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: float,
-                w: Any, loss: str, c_in: float | None) -> list[LayerRecord]:
+                w: Any, reads: np.ndarray, c_in: float | None, scale: np.ndarray
+                ) -> tuple[list[LayerRecord], list[float]]:
     act, n = rnn.activation, rnn.units
     symmetric = bool(w.symmetric and rnn.kernel_init.moments(rnn.kernel_shape).symmetric)
     # per-unit recurrent factors: H v_h on the variance, H m_h on the mean (and, for
@@ -256,14 +302,14 @@ def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: 
         mean = u.mean + f_mean * h_mean + b_mean
         shared = f_var * h_second + f_mean * f_mean * max(h_second - h_mean ** 2, 0.0) \
             / n + b_var
-        var = u.var + shared
-        phi, phi2, dphi2_nodes = _node_moments(act, spread + shared, mean)
+        var = u.var * scale[t] + shared
+        phi, phi2, dphi2_nodes = _node_moments(act, spread * scale[t] + shared, mean)
         e_phi, e_phi2 = float(node_w @ phi), float(node_w @ phi2)
         rec = LayerRecord(t, rnn.input_size + n, n, z_mean=mean, z_var=var,
                           a_mean=e_phi, a_var=max(e_phi2 - e_phi * e_phi, 0.0),
                           symmetric=symmetric)
         if c_in is not None:
-            cov = u.cross(c_in) + f_var * h_cross + b_var
+            cov = u.cross(c_in) * scale[t] + f_var * h_cross + b_var
             rec.z_corr = cov / var if var > 0 else math.nan
             cm = gaussian_cross_moments(act, var, var, q12=min(cov, var), mean=mean)
             h_cross = float(cm.e_phi_phi)
@@ -272,14 +318,13 @@ def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: 
         h_mean, h_second = e_phi, e_phi2
     outer = 0.0  # Var dL/dh_t coming from the later steps
     for t in range(steps - 1, -1, -1):
-        read = 1.0 if (loss == "sequence" or t == steps - 1) else 0.0
-        grad_h = read + outer
+        grad_h = float(reads[t]) + outer
         records[t].grad_var = grad_h * dphi2[t]
         outer = (f_var + f_mean * f_mean / n) * records[t].grad_var
     return records, [f_var * d for d in dphi2]
 
 
-def _tied_steps(chi: list[float], units: int, steps: int, loss: str) -> list[int]:
+def _tied_steps(chi: list[float], units: int, steps: int, last_only: bool) -> list[int]:
     """The steps where the same random kernel at every step makes one network stray from
     the mean field (docs/recurrent.md, section 2).
 
@@ -299,7 +344,7 @@ def _tied_steps(chi: list[float], units: int, steps: int, loss: str) -> list[int
     if top > 0 and math.log(top) + excess > 0:
         return list(range(steps))
     reach = math.sqrt(units)
-    if loss == "sequence":  # every step reads the loss: its own gradient is near
+    if not last_only:  # the loss reads earlier steps too: their own gradient is near
         return []
     return [t for t in range(steps) if steps - 1 - t > reach]
 

@@ -80,6 +80,19 @@ class _Run:
         pass
 
 
+def _trainable(net: Any) -> list[Any]:
+    """The weighted layers of ``net``, or a TypeError for one that ConvNet cannot
+    train (it holds one ``(W, b)`` pair per layer)."""
+    from ..layers import Conv, Dense
+    layers = list(net.dense_layers())
+    for layer in layers:
+        if not isinstance(layer, (Conv, Dense)):
+            raise TypeError(f"net: ConvNet trains Dense and Conv layers, not "
+                            f"{type(layer).__name__} (a recurrent network trains with "
+                            f"varprop.recurrent.train.fit_rnn)")
+    return layers
+
+
 class ConvNet(Trainable):
     """A classifier made of a varprop network whose output is the logits (its last
     weighted layer linear). ``weights[l] = (W, b)`` per weighted layer in forward order,
@@ -90,7 +103,7 @@ class ConvNet(Trainable):
         from ..network import Network
         if not isinstance(net, Network):
             raise TypeError(f"net must be a varprop Network, got {type(net).__name__}")
-        layers = list(net.dense_layers())
+        layers = _trainable(net)
         if len(weights) != len(layers):
             raise ValueError(f"weights: one (W, b) pair per weighted layer ({len(layers)}), "
                              f"got {len(weights)}")
@@ -121,6 +134,7 @@ class ConvNet(Trainable):
             raise TypeError(f"net must be a varprop Network (e.g. varprop.cnn(...)), got "
                             f"{type(net).__name__}")
         dt = float_dtype("dtype", dtype, kernels=True)
+        _trainable(net)
         rng = as_generator(seed)
         weights = []
         for layer in net.dense_layers():

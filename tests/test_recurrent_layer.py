@@ -1,0 +1,188 @@
+"""The Elman recurrent layer inside a Network (varprop.layers.Recurrent): its arrays
+against the plain-numpy recurrence, its records against statistics of those arrays,
+its theory's wiring against analyze_rnn, and its theory against measurement in stacked
+networks whose per-step inputs and gradients vary (false-alarm rate ALPHA per check,
+fixed seeds)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from varprop import (Act, Conv, Dense, Flatten, Network, Recurrent, analyze, compare,
+                     measure)
+from varprop._empirical_run import FIELDS, SeedRun
+from varprop._reference_rnn import rnn_backward as ref_backward
+from varprop._reference_rnn import rnn_forward as ref_forward
+from varprop.recurrent import SimpleRNN, analyze_rnn
+
+ALPHA = 1e-4
+
+
+def _bound(values: np.ndarray) -> float:
+    """Half-width of the mean of ``values`` at the false-alarm rate ALPHA."""
+    n = len(values)
+    return float(stats.t.ppf(1 - ALPHA / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+
+
+def _cell(act="tanh", units=16, inputs=5, **kw):
+    return SimpleRNN(inputs, units, act, bias_init=kw.pop("bias_init", "random_normal"), **kw)
+
+
+# --------------------------------------------------------------------------- arrays
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("sequences", [False, True])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_forward_and_backward_are_the_numpy_recurrence(dtype, rtol, sequences, act):
+    steps, batch = 7, 6
+    layer = Recurrent(_cell(act), return_sequences=sequences)
+    net = Network((steps, 5), [layer])
+    rng = np.random.default_rng(3)
+    # a batch-major input that is not C-contiguous in the kernels' time-major order
+    x = np.asfortranarray(rng.standard_normal((batch, steps, 5)).astype(dtype))
+    run = SeedRun(net.steps, 1, 11, np.dtype(dtype), 1)
+    y, _, cache = run.forward(net.steps[0], x, None, keep=True, record=True)
+    (w_x, w_h), b = layer.draw(run, 0)
+    ref = ref_forward(np.swapaxes(x, 0, 1), w_x, w_h, b, activation=act)
+    want = np.swapaxes(ref.h, 0, 1) if sequences else ref.h[-1]
+    np.testing.assert_allclose(y, want, rtol=rtol, atol=rtol)
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    gx = run.backward(net.steps[0], cache, grad)
+    grad_h = np.zeros_like(ref.h)
+    if sequences:
+        grad_h[...] = np.swapaxes(grad, 0, 1)
+    else:
+        grad_h[-1] = grad
+    g = ref_backward(np.swapaxes(x, 0, 1), w_x, w_h, ref.z, ref.h, grad_h, activation=act)
+    np.testing.assert_allclose(gx, np.swapaxes(g.grad_x, 0, 1), rtol=rtol * 10,
+                               atol=rtol * 10)
+    # the records are the statistics of those arrays
+    row = {name: run.values[i, 0] for i, name in enumerate(FIELDS)}
+    z, gz = np.asarray(ref.z, np.float64), np.asarray(g.grad_z, np.float64)
+    assert row["z_var"] == pytest.approx(z.var(), rel=rtol * 10)
+    assert row["a_var"] == pytest.approx(np.var(np.asarray(ref.h, np.float64)), rel=rtol * 10)
+    assert row["grad_var"] == pytest.approx(gz.var(), rel=rtol * 10)
+    assert row["weight_grad_var"] == pytest.approx(
+        np.var(np.asarray(g.grad_w_x, np.float64)) / batch, rel=rtol * 100)
+    maps = run.maps[0]
+    np.testing.assert_allclose(maps["z_var"], z.reshape(steps, -1).var(axis=1),
+                               rtol=rtol * 10)
+    np.testing.assert_allclose(maps["grad_var"], gz.reshape(steps, -1).var(axis=1),
+                               rtol=rtol * 10)
+
+
+def test_measure_is_bitwise_the_same_for_any_thread_count():
+    net = Network((9, 5), [Recurrent(_cell("tanh", 48), return_sequences=True),
+                           Recurrent(_cell("relu", 32, 48)), Dense(32, 3, "glorot_normal")])
+    one = measure(net, batch=40, seeds=2, n_threads=1)
+    two = measure(net, batch=40, seeds=2, n_threads=2)
+    for field in ("z_var", "a_var", "grad_var", "weight_grad_var"):
+        assert np.array_equal(one.column(field), two.column(field)), field
+    assert np.array_equal(one.maps[0]["grad_var"], two.maps[0]["grad_var"])
+
+
+# --------------------------------------------------------------------------- the walk
+def test_an_act_after_it_is_a_step_of_its_own():
+    net = Network((4, 3), [Recurrent(_cell(inputs=3)), Act("relu"), Dense(16, 2, "he_normal")])
+    assert [type(s.layer).__name__ for s in net.steps] == ["Recurrent", "Act", "Dense"]
+    assert net.steps[0].act is None and net.depth == 2
+
+
+@pytest.mark.parametrize("build,error,match", [
+    (lambda: Recurrent("rnn"), TypeError, "cell must be a varprop.recurrent.SimpleRNN"),
+    (lambda: Recurrent(_cell(), return_sequences="yes"), TypeError, "return_sequences"),
+    (lambda: Network(5, [Recurrent(_cell())]), ValueError, r"layer 0: Recurrent needs"),
+    (lambda: Network((4, 6), [Recurrent(_cell())]), ValueError,
+     "expects 5 input features per step but receives 6"),
+    (lambda: Network((4, 4, 5), [Recurrent(_cell())]), ValueError, "is 1-D"),
+    (lambda: Network((4, 5), [Recurrent(_cell()), Recurrent(_cell(inputs=16))]),
+     ValueError, "layer 1: Recurrent needs"),
+])
+def test_bad_input_is_refused_by_name(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+# --------------------------------------------------------------------------- theory wiring
+@pytest.mark.parametrize("cell", [
+    SimpleRNN(8, 64, "tanh", recurrent_init="orthogonal"),
+    SimpleRNN(8, 64, "relu", kernel_init="he_normal", recurrent_init="identity"),
+    SimpleRNN(8, 64, "sigmoid", recurrent_init="glorot_normal", bias_init="ones"),
+])
+@pytest.mark.parametrize("sequences", [False, True])
+def test_alone_it_is_analyze_rnn_step_by_step(cell, sequences):
+    """A network of the layer alone, read at its last state (or every state, which the
+    network's loss then reads with variance 1 each), is analyze_rnn's loss "last" (or
+    "sequence"), step by step: the per-step maps are the spec's records, the row their
+    pooled values."""
+    steps = 12
+    p = analyze(Network((steps, 8), [Recurrent(cell, return_sequences=sequences)]))
+    want = analyze_rnn(cell, steps, loss="sequence" if sequences else "last")
+    for field in ("z_var", "a_var", "grad_var"):
+        np.testing.assert_allclose(p.maps[0][field], [getattr(r, field) for r in want],
+                                   rtol=1e-12, err_msg=field)
+    z_mean = np.array([r.z_mean for r in want])
+    second = np.mean([r.z_var + r.z_mean ** 2 for r in want])
+    assert p[0].z_var == pytest.approx(second - z_mean.mean() ** 2, rel=1e-12)
+    assert p[0].grad_var == pytest.approx(np.mean([r.grad_var for r in want]), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- against measurement
+def _per_seed_maps(net: Network, seeds: range, batch: int) -> dict[str, np.ndarray]:
+    """Per seed (rows) the per-step maps of layer ``index`` of each weighted layer."""
+    out: dict[tuple[int, str], list[np.ndarray]] = {}
+    for s in seeds:
+        m = measure(net, batch=batch, seeds=[s])
+        for index, maps in m.maps.items():
+            for name, values in maps.items():
+                out.setdefault((index, name), []).append(values)
+    return {key: np.array(v) for key, v in out.items()}
+
+
+@pytest.mark.parametrize("upper", [
+    SimpleRNN(128, 192, "tanh", recurrent_init="orthogonal"),
+    SimpleRNN(128, 192, "relu", kernel_init="he_normal", recurrent_init="glorot_normal",
+              bias_init="zeros"),
+])
+def test_stacked_layers_agree_with_measurement_step_by_step(upper):
+    """A convolution with 'same' padding hands the first recurrent layer a smaller
+    input variance at the two border steps; the first hands the second a variance that
+    grows over the first steps, and gets back from it a gradient at every step: the
+    per-step input and reads paths of the theory, against the measurement."""
+    steps = 12
+    net = Network((steps, 16), [
+        Conv(16, 64, 5, "he_normal", padding="same", spatial_dims=1), Act("relu"),
+        Recurrent(SimpleRNN(64, 128, "tanh", recurrent_init="orthogonal"),
+                  return_sequences=True),
+        Recurrent(upper), Dense(upper.units, 4, "glorot_normal")])
+    p = analyze(net)
+    sim = _per_seed_maps(net, range(12), 64)
+    checked = 0
+    for index in (1, 2):
+        for name in ("z_var", "a_var", "grad_var"):
+            theory = p.maps[index][name]
+            assert theory[0] != theory[steps // 2]  # the steps do differ
+            for t in (0, 1, steps // 2, steps - 1):
+                ratio = sim[(index, name)][:, t] / theory[t]
+                assert abs(ratio.mean() - 1) < _bound(ratio), (index, name, t)
+                checked += 1
+    assert checked == 24
+
+
+def test_compare_lines_theory_and_measurement_up_and_flags_the_pool_after_sequences():
+    """Flatten after every state reads them as independent units: exact for the
+    variance. (A pooling over time needs the states' correlation across steps, which
+    is not carried: the layers from there on are flagged.)"""
+    steps = 10
+    net = Network((steps, 8), [Recurrent(SimpleRNN(8, 96, "tanh"), return_sequences=True),
+                               Flatten(), Dense(steps * 96, 3, "glorot_normal")])
+    cmp = compare(net, batch=128, seeds=4)
+    assert cmp.agree
+    from varprop import GlobalAvgPool
+    pooled = Network((steps, 8), [Recurrent(SimpleRNN(8, 96, "tanh"), return_sequences=True),
+                                  GlobalAvgPool(), Dense(96, 3, "glorot_normal")])
+    kinds = {a["kind"] for a in analyze(pooled).meta["approximations"]}
+    assert "spatial" in kinds

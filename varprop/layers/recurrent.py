@@ -1,0 +1,277 @@
+"""A simple (Elman) recurrent layer inside a :class:`~varprop.network.Network`:
+validation, parameter draw, array forward and backward through time on the recurrent
+kernels, and the mean-field rule through time, side by side.
+
+The layer reads a sequence ``(batch, T, F)`` (a 1-D "spatial" input whose axis is
+time, channels last, as Keras lays out ``SimpleRNN``'s input) and hands on the last
+state ``(batch, H)`` or every state ``(batch, T, H)`` (``return_sequences``). Its cell
+is a :class:`~varprop.recurrent.SimpleRNN`, the same spec that
+:func:`~varprop.recurrent.analyze_rnn` and :func:`~varprop.recurrent.measure_rnn` take,
+so one spec holds the cell's facts wherever it is used.
+
+Mean-field rule (docs/recurrent.md): the layer below hands a per-step second moment
+``E[x_t^2]``; each step's input term is ``F (v_x + m_x^2) E[x_t^2]`` and the recursion
+through time is :func:`~varprop.recurrent.theory.through_time`'s, the identity chain's
+exact law included. Backward, the layers above hand ``Var dL/dh_t`` (at the last step
+only, or per step), which is the recursion's "reads"; ``Var dL/dx_t = H (v_x + m_x^2)
+Var dL/dz_t``. The profile row of the layer pools every step, as the measurement pools
+``(batch, T, H)``; ``profile.maps[layer]`` holds the per-step values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._validate import boolean
+from ..profile import LayerRecord
+from ._spatial import SpatialGradient, numel, spatial_of
+from .base import Layer, Step
+
+__all__ = ["Recurrent"]
+
+
+class _PooledStats(NamedTuple):
+    """What :meth:`SeedRun.record_forward` reads of a kernel's statistics."""
+
+    z_pooled_mean: float
+    z_pooled_var: float
+    a_pooled_mean: float
+    a_pooled_var: float
+    z_mean: np.ndarray
+    z_var: np.ndarray
+
+
+@dataclass(frozen=True)
+class Recurrent(Layer):
+    """An Elman recurrent layer ``h_t = phi(x_t W_x + h_{t-1} W_h + b)`` over a sequence.
+
+    Args:
+        cell: a :class:`~varprop.recurrent.SimpleRNN` (sizes, activation and the three
+            initializers).
+        return_sequences: hand on every state ``(T, H)`` (True) or the last one, a flat
+            width ``H`` (False, the default, as Keras).
+
+    Its input is a sequence: a ``(T, F)`` feature shape with ``F == cell.input_size``
+    (``Network(input_width=(T, F), ...)``, or a 1-D convolution's output). Its
+    parameters are drawn from the weighted layer's streams ``(3, i, 0)`` (``W_x``),
+    ``(3, i, 1)`` (``b``) and ``(3, i, 2)`` (``W_h``). The profile's ``weight_grad_var``
+    is ``W_x``'s (measured; the theory leaves it NaN: its terms across steps do not
+    vanish with few input features).
+
+    Example:
+        >>> from varprop import Network, Dense, analyze
+        >>> from varprop.recurrent import SimpleRNN
+        >>> net = Network((20, 8), [Recurrent(SimpleRNN(8, 64, "tanh")), Dense(64, 2, "glorot_normal")])
+        >>> p = analyze(net)
+        >>> len(p), p.maps[0]["z_var"].shape
+        (2, (20,))
+    """
+
+    cell: Any
+    return_sequences: bool = False
+
+    weighted = True
+    #: its activation is the cell's own: an Act after it is a layer of its own
+    fuses_activation = False
+
+    def __post_init__(self) -> None:
+        from ..recurrent.spec import SimpleRNN
+        if not isinstance(self.cell, SimpleRNN):
+            raise TypeError(f"Recurrent: cell must be a varprop.recurrent.SimpleRNN, got "
+                            f"{type(self.cell).__name__} {self.cell!r}")
+        object.__setattr__(self, "return_sequences",
+                           boolean("return_sequences", self.return_sequences,
+                                   owner="Recurrent"))
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def n_in(self) -> int:
+        return self.cell.input_size
+
+    @property
+    def n_out(self) -> int:
+        return self.cell.units
+
+    def output_width(self, width: Any, position: str) -> Any:
+        from ..recurrent.theory import MAX_STEPS
+        spatial, features = spatial_of(width, "Recurrent", position, 1)
+        if features != self.cell.input_size:
+            raise ValueError(f"{position}: Recurrent expects {self.cell.input_size} input "
+                             f"features per step but receives {features} (input shape "
+                             f"{width!r})")
+        if spatial[0] > MAX_STEPS:
+            raise ValueError(f"{position}: Recurrent takes at most {MAX_STEPS} steps, "
+                             f"got {spatial[0]}")
+        units = self.cell.units
+        return (spatial[0], units) if self.return_sequences else units
+
+    def cache_bytes(self, step: Step, width: Any, batch: int, itemsize: int
+                    ) -> tuple[int, Any]:
+        out = self.output_width(width, "cache")
+        steps, units = width[0], self.cell.units
+        weights = self.cell.input_size * units + units * units
+        return (batch * (numel(width) + 2 * steps * units) + weights) * itemsize, out
+
+    # ------------------------------------------------------------------ parameters
+    def draw(self, run: Any, index: int) -> tuple[tuple[np.ndarray, np.ndarray], Any]:
+        """``((W_x, W_h), b)`` of weighted layer ``index`` from its own streams."""
+        cell = self.cell
+        w_x = cell.kernel_init(cell.kernel_shape, seed=run.stream(index, 0), dtype=run.dtype)
+        w_h = cell.recurrent_init(cell.recurrent_shape, seed=run.stream(index, 2),
+                                  dtype=run.dtype)
+        b = None if cell.bias_init is None else \
+            cell.bias_init((cell.units,), seed=run.stream(index, 1), dtype=run.dtype)
+        return (w_x, w_h), b
+
+    def moments_as_drawn(self) -> Any:
+        """The recurrent kernel's moments (its ``symmetric`` flag marks the profile row:
+        with symmetric input and recurrent kernels and no random bias every unit is
+        the same)."""
+        cell = self.cell
+        w = cell.recurrent_init.moments(cell.recurrent_shape)
+        if not cell.kernel_init.moments(cell.kernel_shape).symmetric:
+            return cell.kernel_init.moments(cell.kernel_shape)
+        return w
+
+    # ------------------------------------------------------------------ arrays
+    def _run(self, run: Any, x: np.ndarray, w_x: np.ndarray, w_h: np.ndarray, b: Any
+             ) -> tuple[np.ndarray, Any]:
+        from ..rnn_kernels import rnn_forward
+        xt = np.ascontiguousarray(np.swapaxes(x, 0, 1))  # (T, B, F): the kernels' layout
+        return xt, rnn_forward(xt, w_x, w_h, b, activation=self.cell.activation,
+                               n_threads=run.n_threads)
+
+    def _output(self, h: np.ndarray) -> np.ndarray:
+        if self.return_sequences:
+            return np.ascontiguousarray(np.swapaxes(h, 0, 1))
+        return np.ascontiguousarray(h[-1])
+
+    def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
+                keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
+        (w_x, w_h), b = run.parameters(self, step.index)
+        xt, r = self._run(run, x, w_x, w_h, b)
+        y2 = None
+        if x2 is not None:
+            r2 = self._run(run, x2, w_x, w_h, b)[1]
+            y2 = self._output(r2.h)
+            if record:
+                run.record_corr(step.index, r.z, r2.z)
+        if record:
+            run.record_forward(step.index, _stats(r.z, r.h))
+            run.record_maps(step.index, z=np.swapaxes(r.z, 0, 1), a=np.swapaxes(r.h, 0, 1))
+        return self._output(r.h), y2, ((xt, w_x, w_h, r.z, r.h) if keep else None)
+
+    def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
+        from ..rnn_kernels import rnn_backward
+        xt, w_x, w_h, z, h = cache
+        if self.return_sequences:
+            grad_h = np.ascontiguousarray(np.swapaxes(grad, 0, 1))
+        else:  # the loss reads the last state only
+            grad_h = np.zeros_like(h)
+            grad_h[-1] = grad
+        g = rnn_backward(xt, w_x, w_h, z, h, grad_h, activation=self.cell.activation,
+                         n_threads=run.n_threads)
+        run.record_backward(step.index, g.grad_z, g.grad_w_x, xt.shape[1])
+        run.record_maps(step.index, grad=np.swapaxes(g.grad_z, 0, 1))
+        run.gradients(step.index, (g.grad_w_x, g.grad_w_h), g.grad_b)
+        return np.ascontiguousarray(np.swapaxes(g.grad_x, 0, 1))
+
+    # ------------------------------------------------------------------ theory
+    def analytic(self, step: Step, analyzer: Any, x: Any, ops: list) -> Any:
+        from ..recurrent.theory import input_term, loss_reads, through_time
+        from ..theory.spatial import SpatialMoments
+        from ._spatial_rules import check_spatial, mark_approximate
+        s = check_spatial(x, self, analyzer)
+        cell = self.cell
+        steps = int(np.size(s.mean))
+        # per unit, step t's input term is F (v_x + m_x^2) E[x_t^2]: the term for
+        # E[x^2] = 1, scaled per step
+        u = input_term(cell, "gaussian", 1.0)
+        scale = np.asarray(s.second, dtype=np.float64).reshape(steps)
+        kernel = cell.kernel_init.moments(cell.kernel_shape)
+        index = len(analyzer.records)
+        if kernel.mean != 0.0 and np.any(np.asarray(s.mean) != 0.0):
+            # a non-centred kernel on inputs with a mean gives every unit a shared
+            # input mean, which the input term (mean 0) leaves out
+            mark_approximate(analyzer, index)
+        records, flags, rule, regime = through_time(cell, steps, u, loss_reads("last", steps),
+                                                    input_scale=scale)
+        field = {name: np.array([getattr(r, name) for r in records])
+                 for name in ("z_mean", "z_var", "a_mean", "a_var", "grad_var")}
+        identical = rule == "identical units"
+        rec = LayerRecord(index, cell.input_size, cell.units, symmetric=identical)
+        rec.z_mean, rec.z_var = _pooled(field["z_mean"], field["z_var"])
+        rec.a_mean, rec.a_var = _pooled(field["a_mean"], field["a_var"])
+        analyzer.records.append(rec)
+        analyzer.add_map(index, "z_var", field["z_var"])
+        analyzer.add_map(index, "a_var", field["a_var"])
+        state = (rec, u, scale, field["grad_var"], flags, regime,
+                 kernel.var + kernel.mean ** 2)
+        ops.append((self._backward_rule, state))
+        if self.return_sequences:
+            second = field["a_var"] + field["a_mean"] ** 2
+            return SpatialMoments(field["a_mean"].copy(), second, cross=None,
+                                  gaussian=False, exact=bool(s.exact))
+        from .._analytic_signal import _Signal
+        return _Signal(float(field["a_mean"][-1]), float(field["a_var"][-1]), identical,
+                       gaussian=False)
+
+    def _backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
+        from ..recurrent.theory import through_time
+        rec, u, scale, grad_last, flags, regime, w_second = state
+        steps = len(scale)
+        if isinstance(g, SpatialGradient):
+            reads = np.asarray(g.total(), dtype=np.float64).reshape(steps)
+        else:
+            reads = np.zeros(steps)
+            reads[-1] = float(g.total())
+        if np.all(reads[:-1] == 0.0):
+            # the forward pass's own recursion read the last state with variance 1:
+            # the backward one is linear in what it reads (0 * inf = 0: nothing read)
+            with np.errstate(invalid="ignore", over="ignore"):
+                grad = np.where(reads[-1] == 0.0, 0.0, reads[-1] * grad_last)
+        else:
+            records, flags, _, regime = through_time(self.cell, steps, u, reads,
+                                                     input_scale=scale)
+            grad = np.array([r.grad_var for r in records])
+        rec.grad_var = float(np.mean(grad))
+        analyzer.add_map(rec.index, "grad_var", grad)
+        _flag(analyzer, rec.index, flags, regime)
+        with np.errstate(invalid="ignore", over="ignore"):
+            g_in = np.where(grad == 0.0, 0.0, self.cell.units * w_second * grad)
+        return SpatialGradient(g_in)
+
+
+def _pooled(mean: np.ndarray, var: np.ndarray) -> tuple[float, float]:
+    """``(mean, variance)`` over every step's entries, as the measurement pools them."""
+    m = float(np.mean(mean))
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = float(np.mean(var + mean * mean)) - m * m
+    return m, max(v, 0.0) if math.isfinite(v) else v
+
+
+def _flag(analyzer: Any, index: int, flags: dict[str, list[int]], regime: Any) -> None:
+    """The steps where the recurrent theory is approximate, kept by layer for the
+    profile's ``meta["approximations"]`` (:mod:`varprop._analytic_spatial`)."""
+    found = getattr(analyzer, "recurrent_flags", None)
+    if found is None:
+        found = analyzer.recurrent_flags = {}
+    found[index] = ({cause: steps for cause, steps in flags.items() if steps},
+                    regime if regime is not None and regime.layers else None)
+
+
+def _stats(z: np.ndarray, h: np.ndarray) -> _PooledStats:
+    """Pooled and per-unit statistics of ``(T, B, H)`` pre-activations and states,
+    accumulated in float64 (an overflowed entry makes the pooled variance inf or NaN,
+    which the profile reports)."""
+    from .._empirical_run import pooled_var
+    units = z.shape[-1]
+    flat = z.reshape(-1, units)
+    return _PooledStats(float(np.mean(z, dtype=np.float64)), pooled_var(z),
+                        float(np.mean(h, dtype=np.float64)), pooled_var(h),
+                        flat.mean(axis=0, dtype=np.float64),
+                        flat.var(axis=0, dtype=np.float64))
