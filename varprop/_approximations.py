@@ -65,7 +65,9 @@ APPROXIMATION_SUMMARIES = {
                  "recurrent kernel at or near criticality, whose leading modes one draw "
                  "follows), identity_input (identity "
                  "recurrence fed repeated tokens), varying_input (identity recurrence fed "
-                 "an input variance that changes with time), coarse_chain (an identity chain "
+                 "an input variance that changes with time), correlated_reads (identity "
+                 "recurrence read at several steps by gradients that share a term), "
+                 "coarse_chain (an identity chain "
                  "spread beyond its grid) or rare_paths (an expected gradient carried by "
                  "chains too rare for the measurement to sample or pin down) (docs/recurrent.md)",
 }

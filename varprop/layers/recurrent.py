@@ -28,10 +28,14 @@ import numpy as np
 
 from .._validate import boolean
 from ..profile import LayerRecord
-from ._spatial import SpatialGradient, numel, spatial_of
+from ._spatial import PairGradient, SpatialGradient, numel, spatial_of
 from .base import Layer, Step
 
 __all__ = ["Recurrent"]
+
+#: The longest sequence whose gradient pairs of steps the analyzer carries back to an
+#: identity-recurrent layer (a (T, T) matrix per layer above it), as for pixels.
+_MAX_PAIR_STEPS = 1024
 
 
 class _PooledStats(NamedTuple):
@@ -209,20 +213,30 @@ class Recurrent(Layer):
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", field["z_var"])
         analyzer.add_map(index, "a_var", field["a_var"])
+        chain = rule != "mean field"
+        if chain and self.return_sequences and steps <= _MAX_PAIR_STEPS:
+            # the exact chain sums what each step reads as independent: have the layers
+            # above send back the reads' pairs of steps, to check it (_backward_rule)
+            analyzer.grad_pairs = True
         state = (rec, u, scale, field["grad_var"], flags, regime,
-                 kernel.var + kernel.mean ** 2)
+                 kernel.var + kernel.mean ** 2, chain)
         ops.append((self._backward_rule, state))
-        if self.return_sequences:
-            second = field["a_var"] + field["a_mean"] ** 2
-            return SpatialMoments(field["a_mean"].copy(), second, cross=None,
-                                  gaussian=False, exact=bool(s.exact))
-        from .._analytic_signal import _Signal
-        return _Signal(float(field["a_mean"][-1]), float(field["a_var"][-1]), identical,
-                       gaussian=False)
+        if not self.return_sequences:
+            from .._analytic_signal import _Signal
+            return _Signal(float(field["a_mean"][-1]), float(field["a_var"][-1]), identical,
+                           gaussian=False)
+        second = field["a_var"] + field["a_mean"] ** 2
+        pairs = None
+        if analyzer.track_cross and not chain and s.cross is not None:
+            # a pooling over time reads the states' pairs of steps
+            from ..recurrent.theory import state_pairs
+            pairs = state_pairs(cell, records, u, scale, np.asarray(s.cross, np.float64))
+        return SpatialMoments(field["a_mean"].copy(), second, cross=pairs, gaussian=False,
+                              exact=bool(s.exact))
 
     def _backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
         from ..recurrent.theory import through_time
-        rec, u, scale, grad_last, flags, regime, w_second = state
+        rec, u, scale, grad_last, flags, regime, w_second, chain = state
         steps = len(scale)
         if isinstance(g, SpatialGradient):
             reads = np.asarray(g.total(), dtype=np.float64).reshape(steps)
@@ -238,12 +252,25 @@ class Recurrent(Layer):
             records, flags, _, regime = through_time(self.cell, steps, u, reads,
                                                      input_scale=scale)
             grad = np.array([r.grad_var for r in records])
+            if chain and not _independent(g):
+                # the exact chain adds the reads' variances: right for independent
+                # reads (a loss on every state, a dense layer over them), not for
+                # reads that share a term (a pooling over time, a layer above)
+                flags["correlated_reads"] = list(range(steps))
         rec.grad_var = float(np.mean(grad))
         analyzer.add_map(rec.index, "grad_var", grad)
         _flag(analyzer, rec.index, flags, regime)
         with np.errstate(invalid="ignore", over="ignore"):
             g_in = np.where(grad == 0.0, 0.0, self.cell.units * w_second * grad)
         return SpatialGradient(g_in)
+
+
+def _independent(g: Any) -> bool:
+    """True when the reads' pairs of steps came back and are uncorrelated."""
+    if not isinstance(g, PairGradient):
+        return False
+    off = g.pairs - np.diag(np.diag(g.pairs))
+    return not np.any(off)
 
 
 def _pooled(mean: np.ndarray, var: np.ndarray) -> tuple[float, float]:

@@ -31,7 +31,7 @@ from ..theory.gaussian import gaussian_cross_moments, gaussian_moments
 from .spec import INPUT_KINDS, LOSSES, SimpleRNN
 
 __all__ = ["analyze_rnn", "InputTerm", "input_term", "RECURRENT_REASONS", "MAX_STEPS",
-           "through_time", "loss_reads"]
+           "through_time", "loss_reads", "state_pairs"]
 
 #: Quadrature nodes over the units' input variances (:meth:`InputTerm.spread`).
 _SPREAD_NODES = 16
@@ -73,6 +73,10 @@ RECURRENT_REASONS = {
                       "seen twice, or a random bias fixed over time) is a one-unit chain "
                       "whose steps are not independent; the exact chain assumes fresh "
                       "Gaussian input terms (the bias is integrated exactly)",
+    "correlated_reads": "identity recurrence inside a network whose layers above read its "
+                        "states at several steps with gradients that share a term (a "
+                        "pooling over time, another recurrent layer): the exact chain adds "
+                        "the reads' variances as if they were independent",
     "varying_input": "identity recurrence inside a network whose layer below hands it an "
                      "input variance that changes from step to step: the exact chain takes "
                      "one input variance for every step, and gets their average",
@@ -258,6 +262,59 @@ def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
         if w.var > 0:
             flags["tied_weights"] = _tied_steps(chi, rnn.units, steps, last_only)
     return records, flags, rule, regime
+
+
+def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
+                scale: np.ndarray, input_pairs: np.ndarray) -> np.ndarray:
+    """``E[h_s h_t]`` of one unit for every pair of steps of one sequence, ``(T, T)``:
+    what a pooling over time needs (docs/recurrent.md, section 2, "Pairs of steps").
+
+    In the mean field ``z_s`` and ``z_t`` are jointly Gaussian with the per-step means
+    and variances of ``records`` and the covariance
+
+        Cov(z_s, z_t) = |w_x|^2 E[x_s x_t] + H v_h E[h_(s-1) h_(t-1)] + v_b
+
+    (``h_-1 = 0``; the input features' ``E[x_s x_t]`` are ``input_pairs``, the unit's
+    column norm ``|w_x|^2`` is integrated over :meth:`InputTerm.spread` as for the
+    variances, ``scale`` the per-step ``E[x_t^2]`` that :func:`through_time` used), so
+    the recursion runs along each diagonal of the matrix, all diagonals at once. Only
+    for the mean-field rule: the identity chain has no Gaussian pair law."""
+    from ..theory.hermite_pairs import hermite_coefficients, mehler_pairs
+    from ..theory.spatial_gauss import pair_cross
+    act = rnn.activation
+    steps = len(records)
+    mean = np.array([r.z_mean for r in records])
+    var = np.array([r.z_var for r in records])
+    shared = np.maximum(var - u.var * scale, 0.0)  # the recurrent and bias terms
+    spread, node_w = u.spread()
+    nodes = len(spread)
+    # every (node, step) marginal: its variance, E[phi^2] and Mehler coefficients
+    v = spread[:, None] * scale[None, :] + shared[None, :]
+    m = np.broadcast_to(mean, v.shape)
+    second = np.stack([_node_moments(act, v[:, t], mean[t])[1] for t in range(steps)], 1)
+    coef = hermite_coefficients(act, m, v, second)
+    flat = np.arange(nodes * steps).reshape(nodes, steps)
+    pairs = np.diag([r.a_var + r.a_mean ** 2 for r in records])
+    w = rnn.recurrent_init.moments(rnn.recurrent_shape)
+    f_var = rnn.units * w.var
+    b_var = _bias(rnn)[1]
+    for s in range(steps - 1):
+        t = np.arange(s + 1, steps)
+        before = pairs[s - 1, t - 1] if s > 0 else np.zeros(t.size)
+        cov = spread[:, None] * input_pairs[s, t][None, :] \
+            + (f_var * before + b_var)[None, :]
+        v_s, v_t = np.broadcast_to(v[:, s:s + 1], cov.shape), v[:, t]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            denom = np.sqrt(v_s * v_t)
+            corr = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+        e, ok = mehler_pairs(coef.take(np.broadcast_to(flat[:, s:s + 1], cov.shape)),
+                             coef.take(flat[:, t]), corr)
+        if not np.all(ok):  # beyond the expansion's bound: the exact pair rule
+            bad = ~ok
+            e[bad] = pair_cross(act, np.full(np.count_nonzero(bad), mean[s]), m[:, t][bad],
+                                v_s[bad], v_t[bad], cov[bad])
+        pairs[s, t] = pairs[t, s] = node_w @ e
+    return pairs
 
 
 def _finite_width(rnn: SimpleRNN, records: list[LayerRecord], injected: float) -> Any:
