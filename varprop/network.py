@@ -92,7 +92,12 @@ class Network:
         return len(self._weighted)  # type: ignore[attr-defined]
 
     def describe(self) -> str:
-        return self.name or f"network of {self.depth} dense layers"
+        if self.name:
+            return self.name
+        kinds = sorted({type(layer).__name__ for layer in self._weighted})  # type: ignore[attr-defined]
+        if kinds == ["Dense"]:
+            return f"network of {self.depth} dense layers"
+        return f"network of {self.depth} weighted layers ({', '.join(kinds)})"
 
 
 def _iter_weighted(steps: Sequence[Step]) -> Iterator[Step]:
