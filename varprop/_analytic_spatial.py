@@ -77,7 +77,8 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
     spatial = net.input_shape[:-1]
     pixels = math.prod(spatial)
     analyzer.track_cross = pixels <= MAX_CROSS_PIXELS and any(
-        isinstance(step.layer, _NEEDS_CROSS) for step in iter_steps(net.steps))
+        isinstance(step.layer, _NEEDS_CROSS) or getattr(step.layer, "needs_input_pairs", False)
+        for step in iter_steps(net.steps))
     track_bcross = pixels <= MAX_CROSS_PIXELS and has_batch_norm(net.steps)
     # set by an overlapping max pool: the readout's rules then carry the gradient's pixel
     # pairs back to it (docs/theory.md, section 8, "Overlapping windows")
@@ -124,7 +125,8 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
             "finite_width_sigma": None,
             "input": "dataset" if inputs is not None else "white noise",
             "pixel_pairs": bool(analyzer.track_cross)}
-    meta["approximations"] += _recurrent_entries(getattr(analyzer, "recurrent_flags", {}))
+    meta["approximations"] += _recurrent_entries(getattr(analyzer, "recurrent_flags", {}),
+                                                 len(records))
     if behind:
         for entry in meta["approximations"]:
             if entry["kind"] == "spatial":
@@ -133,26 +135,37 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
                    maps=analyzer.maps)
 
 
-def _recurrent_entries(flags: dict[int, tuple[dict[str, list[int]], Any]]
+#: Causes that touch only the gradient a recurrent layer sends back: the layers at and
+#: before it. Every other cause changes its forward moments too, which the layers after
+#: it read, and its derivatives, through which the gradient of the layers before it
+#: passes: every layer.
+_BACKWARD_ONLY = ("rare_paths", "correlated_reads")
+
+
+def _recurrent_entries(flags: dict[int, tuple[dict[str, list[int]], Any]], n: int
                        ) -> list[dict[str, Any]]:
     """``meta["approximations"]`` entries for recurrent layers (:class:`~varprop.layers.
     Recurrent`) whose theory is approximate at some steps: kind ``recurrent`` per cause
-    (the steps in ``detail``), and ``finite_width`` where the spread of one network
-    around the mean field passes the threshold (docs/recurrent.md)."""
+    (the layer and its steps in ``detail``), and ``finite_width`` where the spread of one
+    network around the mean field passes the threshold (docs/recurrent.md). ``layers``
+    are the weighted layers whose values the cause reaches (``n`` in all)."""
     from ._approximations import approximations, layer_ranges
+    from .recurrent.gated import GATED_REASONS
     from .recurrent.theory import RECURRENT_REASONS
+    reasons = {**RECURRENT_REASONS, **GATED_REASONS}
     out: list[dict[str, Any]] = []
     for index, (causes, regime) in sorted(flags.items()):
         for cause, steps in causes.items():
             ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}"
                                for a, b in layer_ranges(steps))
-            out.append({"kind": "recurrent", "layers": [[index, index]],
-                        "reason": RECURRENT_REASONS[cause],
-                        "detail": f"{cause} at time steps {ranges}"})
+            reach = [[0, index]] if cause in _BACKWARD_ONLY else [[0, n - 1]]
+            out.append({"kind": "recurrent", "layers": reach, "reason": reasons[cause],
+                        "detail": f"{cause} at time steps {ranges} of layer {index}"})
         if regime is not None:
+            steps = ", ".join(f"{a}-{b}" for a, b in layer_ranges(regime.layers))
             for entry in approximations([], [], finite_width=regime):
-                entry["layers"] = [[index, index]]
-                entry["detail"] += f" (through time, steps {', '.join(f'{a}-{b}' for a, b in layer_ranges(regime.layers))})"
+                entry["layers"] = [[0, n - 1]]
+                entry["detail"] += f" (through time: steps {steps} of layer {index})"
                 out.append(entry)
     return out
 

@@ -67,7 +67,8 @@ APPROXIMATION_SUMMARIES = {
                  "recurrence fed repeated tokens), varying_input (identity recurrence fed "
                  "an input variance that changes with time), correlated_reads (identity "
                  "recurrence read at several steps by gradients that share a term), "
-                 "coarse_chain (an identity chain "
+                 "correlated_input (inputs correlated across steps, accumulated by a "
+                 "gated cell or an identity recurrence), coarse_chain (an identity chain "
                  "spread beyond its grid) or rare_paths (an expected gradient carried by "
                  "chains too rare for the measurement to sample or pin down) (docs/recurrent.md)",
 }

@@ -1,12 +1,13 @@
-"""A simple (Elman) recurrent layer inside a :class:`~varprop.network.Network`:
-validation, parameter draw, array forward and backward through time on the recurrent
-kernels, and the mean-field rule through time, side by side.
+"""A recurrent layer inside a :class:`~varprop.network.Network` (an Elman cell, an LSTM
+or a GRU): validation, parameter draw, array forward and backward through time on the
+recurrent kernels, and the mean-field rule through time, side by side.
 
 The layer reads a sequence ``(batch, T, F)`` (a 1-D "spatial" input whose axis is
 time, channels last, as Keras lays out ``SimpleRNN``'s input) and hands on the last
 state ``(batch, H)`` or every state ``(batch, T, H)`` (``return_sequences``). Its cell
-is a :class:`~varprop.recurrent.SimpleRNN`, the same spec that
-:func:`~varprop.recurrent.analyze_rnn` and :func:`~varprop.recurrent.measure_rnn` take,
+is a :class:`~varprop.recurrent.SimpleRNN`, :class:`~varprop.recurrent.gated.LSTM` or
+:class:`~varprop.recurrent.gated.GRU`, the same specs that
+:func:`~varprop.recurrent.analyze_rnn` and :func:`~varprop.recurrent.analyze_gated` take,
 so one spec holds the cell's facts wherever it is used.
 
 Mean-field rule (docs/recurrent.md): the layer below hands a per-step second moment
@@ -14,8 +15,11 @@ Mean-field rule (docs/recurrent.md): the layer below hands a per-step second mom
 through time is :func:`~varprop.recurrent.theory.through_time`'s, the identity chain's
 exact law included. Backward, the layers above hand ``Var dL/dh_t`` (at the last step
 only, or per step), which is the recursion's "reads"; ``Var dL/dx_t = H (v_x + m_x^2)
-Var dL/dz_t``. The profile row of the layer pools every step, as the measurement pools
-``(batch, T, H)``; ``profile.maps[layer]`` holds the per-step values.
+Var dL/dz_t``. A gated cell's rule is :func:`~varprop.recurrent.gated_theory.
+gated_through_time` (docs/gated.md), with ``Var dL/dx_t = H (v_x + m_x^2) sum_k
+E[delta_k^2]`` from its gate deltas. The profile row of the layer pools every step, as
+the measurement pools ``(batch, T, H)``; ``profile.maps[layer]`` holds the per-step
+values.
 """
 
 from __future__ import annotations
@@ -51,20 +55,28 @@ class _PooledStats(NamedTuple):
 
 @dataclass(frozen=True)
 class Recurrent(Layer):
-    """An Elman recurrent layer ``h_t = phi(x_t W_x + h_{t-1} W_h + b)`` over a sequence.
+    """A recurrent layer over a sequence: an Elman cell ``h_t = phi(x_t W_x + h_{t-1} W_h
+    + b)``, an LSTM or a GRU.
 
     Args:
         cell: a :class:`~varprop.recurrent.SimpleRNN` (sizes, activation and the three
-            initializers).
+            initializers), or a gated cell: :class:`~varprop.recurrent.gated.LSTM`,
+            :class:`~varprop.recurrent.gated.GRU` (``keras_lstm(F, H)``,
+            ``torch_gru(F, H)``, ... give each framework's defaults).
         return_sequences: hand on every state ``(T, H)`` (True) or the last one, a flat
             width ``H`` (False, the default, as Keras).
 
     Its input is a sequence: a ``(T, F)`` feature shape with ``F == cell.input_size``
-    (``Network(input_width=(T, F), ...)``, or a 1-D convolution's output). Its
-    parameters are drawn from the weighted layer's streams ``(3, i, 0)`` (``W_x``),
-    ``(3, i, 1)`` (``b``) and ``(3, i, 2)`` (``W_h``). The profile's ``weight_grad_var``
-    is ``W_x``'s (measured; the theory leaves it NaN: its terms across steps do not
-    vanish with few input features).
+    (``Network(input_width=(T, F), ...)``, or a 1-D convolution's output). An Elman
+    cell's parameters are drawn from the weighted layer's streams ``(3, i, 0)``
+    (``W_x``), ``(3, i, 1)`` (``b``) and ``(3, i, 2)`` (``W_h``); a gated cell's arrays
+    from ``(3, i, key)`` with the keys of
+    :data:`~varprop.recurrent.gated_arrays.PARAM_KEYS`. The profile's
+    ``weight_grad_var`` is the input kernel's (measured; the theory leaves it NaN: its
+    terms across steps do not vanish with few input features). For a gated cell the
+    row's ``z_*`` is the LSTM's cell state ``c_t`` or the GRU's candidate
+    pre-activation, and ``grad_var`` is ``Var dL/dh_t``, as
+    :func:`~varprop.recurrent.analyze_gated` gives them.
 
     Example:
         >>> from varprop import Network, Dense, analyze
@@ -83,10 +95,11 @@ class Recurrent(Layer):
     fuses_activation = False
 
     def __post_init__(self) -> None:
+        from ..recurrent.gated import GatedCell
         from ..recurrent.spec import SimpleRNN
-        if not isinstance(self.cell, SimpleRNN):
-            raise TypeError(f"Recurrent: cell must be a varprop.recurrent.SimpleRNN, got "
-                            f"{type(self.cell).__name__} {self.cell!r}")
+        if not isinstance(self.cell, (SimpleRNN, GatedCell)):
+            raise TypeError(f"Recurrent: cell must be a varprop.recurrent.SimpleRNN, LSTM "
+                            f"or GRU, got {type(self.cell).__name__} {self.cell!r}")
         object.__setattr__(self, "return_sequences",
                            boolean("return_sequences", self.return_sequences,
                                    owner="Recurrent"))
@@ -99,6 +112,19 @@ class Recurrent(Layer):
     @property
     def n_out(self) -> int:
         return self.cell.units
+
+    @property
+    def gated(self) -> bool:
+        """True for an LSTM or GRU cell."""
+        return hasattr(self.cell, "kind")
+
+    @property
+    def needs_input_pairs(self) -> bool:
+        """True when its rule must know whether its inputs are correlated across steps
+        (a gated cell, an identity chain: both accumulate them per unit), so the
+        analyzer carries the pairs of steps up to it."""
+        from ..recurrent.theory import is_chain
+        return self.gated or is_chain(self.cell)
 
     def output_width(self, width: Any, position: str) -> Any:
         from ..recurrent.theory import MAX_STEPS
@@ -117,13 +143,21 @@ class Recurrent(Layer):
                     ) -> tuple[int, Any]:
         out = self.output_width(width, "cache")
         steps, units = width[0], self.cell.units
-        weights = self.cell.input_size * units + units * units
-        return (batch * (numel(width) + 2 * steps * units) + weights) * itemsize, out
+        gates = len(self.cell.gates) if self.gated else 1
+        # per step: z and h (Elman); the gates, h, c and the GRU's s (gated)
+        per_step = 2 if not self.gated else gates + 3
+        weights = (self.cell.input_size + units) * units * gates
+        return (batch * (numel(width) + per_step * steps * units) + weights) * itemsize, out
 
     # ------------------------------------------------------------------ parameters
-    def draw(self, run: Any, index: int) -> tuple[tuple[np.ndarray, np.ndarray], Any]:
-        """``((W_x, W_h), b)`` of weighted layer ``index`` from its own streams."""
+    def draw(self, run: Any, index: int) -> tuple[Any, Any]:
+        """``((W_x, W_h), b)`` of weighted layer ``index`` from its own streams; for a
+        gated cell ``(arrays by name, None)``."""
         cell = self.cell
+        if self.gated:
+            from ..recurrent.gated_arrays import draw_gated_arrays
+            return draw_gated_arrays(cell, lambda key: run.stream(index, key),
+                                     run.dtype), None
         w_x = cell.kernel_init(cell.kernel_shape, seed=run.stream(index, 0), dtype=run.dtype)
         w_h = cell.recurrent_init(cell.recurrent_shape, seed=run.stream(index, 2),
                                   dtype=run.dtype)
@@ -137,7 +171,7 @@ class Recurrent(Layer):
         the same)."""
         cell = self.cell
         w = cell.recurrent_init.moments(cell.recurrent_shape)
-        if not cell.kernel_init.moments(cell.kernel_shape).symmetric:
+        if not cell.kernel_init.moments(cell.kernel_shape).symmetric:  # either decides
             return cell.kernel_init.moments(cell.kernel_shape)
         return w
 
@@ -156,7 +190,10 @@ class Recurrent(Layer):
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        (w_x, w_h), b = run.parameters(self, step.index)
+        weights, b = run.parameters(self, step.index)
+        if self.gated:
+            return self._gated_forward(step, run, x, x2, keep, record, weights)
+        w_x, w_h = weights
         xt, r = self._run(run, x, w_x, w_h, b)
         y2 = None
         if x2 is not None:
@@ -169,16 +206,55 @@ class Recurrent(Layer):
             run.record_maps(step.index, z=np.swapaxes(r.z, 0, 1), a=np.swapaxes(r.h, 0, 1))
         return self._output(r.h), y2, ((xt, w_x, w_h, r.z, r.h) if keep else None)
 
+    def _gated_forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
+                       keep: bool, record: bool, params: dict[str, np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray | None, Any]:
+        from ..gated_kernels import cell_forward
+        cell = self.cell
+
+        def one(xs: np.ndarray) -> tuple[np.ndarray, Any]:
+            xt = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
+            return xt, cell_forward(cell, xt, params, n_threads=run.n_threads)
+
+        xt, f = one(x)
+        # what the gated profiles call z: the LSTM's cell state, the GRU's candidate
+        z = f.c if f.c is not None else f.cand_pre
+        y2 = None
+        if x2 is not None:
+            f2 = one(x2)[1]
+            y2 = self._output(f2.h)
+            if record:
+                run.record_corr(step.index, z, f2.c if f2.c is not None else f2.cand_pre)
+        if record:
+            run.record_forward(step.index, _stats(z, f.h))
+            run.record_maps(step.index, z=np.swapaxes(z, 0, 1), a=np.swapaxes(f.h, 0, 1))
+        return self._output(f.h), y2, ((xt, params, f) if keep else None)
+
+    def _grad_h(self, grad: np.ndarray, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """dL/dh_t from the layers above, time-major (zeros before the last step when
+        only the last state is handed on)."""
+        if self.return_sequences:
+            return np.ascontiguousarray(np.swapaxes(grad, 0, 1))
+        grad_h = np.zeros(shape, dtype)
+        grad_h[-1] = grad
+        return grad_h
+
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
+        if self.gated:
+            from ..gated_kernels import cell_backward
+            xt, params, f = cache
+            g = cell_backward(self.cell, xt, params, f, self._grad_h(grad, f.h.shape,
+                                                                      f.h.dtype),
+                              n_threads=run.n_threads)
+            kernel = "kernel" if self.cell.layout == "keras" else "weight_ih"
+            run.record_backward(step.index, g.grad_h, g.params[kernel], xt.shape[1])
+            run.record_maps(step.index, grad=np.swapaxes(g.grad_h, 0, 1))
+            run.gradients(step.index, g.params, None)
+            return np.ascontiguousarray(np.swapaxes(g.grad_x, 0, 1))
         from ..rnn_kernels import rnn_backward
         xt, w_x, w_h, z, h = cache
-        if self.return_sequences:
-            grad_h = np.ascontiguousarray(np.swapaxes(grad, 0, 1))
-        else:  # the loss reads the last state only
-            grad_h = np.zeros_like(h)
-            grad_h[-1] = grad
-        g = rnn_backward(xt, w_x, w_h, z, h, grad_h, activation=self.cell.activation,
-                         n_threads=run.n_threads)
+        g = rnn_backward(xt, w_x, w_h, z, h, self._grad_h(grad, h.shape, h.dtype),
+                         activation=self.cell.activation, n_threads=run.n_threads)
         run.record_backward(step.index, g.grad_z, g.grad_w_x, xt.shape[1])
         run.record_maps(step.index, grad=np.swapaxes(g.grad_z, 0, 1))
         run.gradients(step.index, (g.grad_w_x, g.grad_w_h), g.grad_b)
@@ -186,10 +262,12 @@ class Recurrent(Layer):
 
     # ------------------------------------------------------------------ theory
     def analytic(self, step: Step, analyzer: Any, x: Any, ops: list) -> Any:
-        from ..recurrent.theory import input_term, loss_reads, through_time
+        from ..recurrent.theory import input_term, is_chain, loss_reads, through_time
         from ..theory.spatial import SpatialMoments
         from ._spatial_rules import check_spatial, mark_approximate
         s = check_spatial(x, self, analyzer)
+        if self.gated:
+            return self._gated_analytic(analyzer, s, ops)
         cell = self.cell
         steps = int(np.size(s.mean))
         # per unit, step t's input term is F (v_x + m_x^2) E[x_t^2]: the term for
@@ -202,8 +280,19 @@ class Recurrent(Layer):
             # a non-centred kernel on inputs with a mean gives every unit a shared
             # input mean, which the input term (mean 0) leaves out
             mark_approximate(analyzer, index)
+        persistent, correlated = 0.0, False
+        if is_chain(cell):
+            # the chain accumulates each unit's input terms over time: a constant input
+            # mean is a random bias fixed per unit (integrated exactly); anything else
+            # correlated across steps is not in its law
+            mu = np.asarray(s.mean, np.float64).reshape(steps)
+            persistent = u.var * float(np.mean(mu * mu))
+            scale = scale - mu * mu
+            correlated = bool(np.ptp(mu) > 0) or _correlated_fresh(s, steps)
         records, flags, rule, regime = through_time(cell, steps, u, loss_reads("last", steps),
-                                                    input_scale=scale)
+                                                    input_scale=scale, persistent=persistent)
+        if correlated:
+            flags["correlated_input"] = list(range(steps))
         field = {name: np.array([getattr(r, name) for r in records])
                  for name in ("z_mean", "z_var", "a_mean", "a_var", "grad_var")}
         identical = rule == "identical units"
@@ -234,20 +323,78 @@ class Recurrent(Layer):
         return SpatialMoments(field["a_mean"].copy(), second, cross=pairs, gaussian=False,
                               exact=bool(s.exact))
 
+    def _gated_analytic(self, analyzer: Any, s: Any, ops: list) -> Any:
+        """The gated cell's rule (:func:`~varprop.recurrent.gated_theory.
+        gated_through_time`): flagged approximate at every step, as the gated theory is
+        (docs/gated.md, section 3)."""
+        from ..recurrent.gated_theory import gated_through_time
+        from ..recurrent.theory import loss_reads
+        from ..theory.spatial import SpatialMoments
+        from ._spatial_rules import mark_approximate
+        cell = self.cell
+        steps = int(np.size(s.mean))
+        kernel = cell.kernel_init.moments(cell.kernel_shape)
+        w_second = kernel.var + kernel.mean ** 2
+        index = len(analyzer.records)
+        if kernel.mean != 0.0 and np.any(np.asarray(s.mean) != 0.0):
+            mark_approximate(analyzer, index)  # a shared input mean, left out
+        in_var = cell.input_size * w_second * np.asarray(s.second, np.float64).reshape(steps)
+        fields, deltas, _ = gated_through_time(cell, steps, 0.0, in_var,
+                                               loss_reads("last", steps))
+        w = cell.recurrent_init.moments(cell.recurrent_shape)
+        rec = LayerRecord(index, cell.input_size, cell.units,
+                          symmetric=bool(kernel.symmetric and w.symmetric))
+        rec.z_mean, rec.z_var = _pooled(fields["z_mean"], fields["z_var"])
+        rec.a_mean, rec.a_var = _pooled(fields["a_mean"], fields["a_var"])
+        analyzer.records.append(rec)
+        analyzer.add_map(index, "z_var", fields["z_var"])
+        analyzer.add_map(index, "a_var", fields["a_var"])
+        flags = {"gated": list(range(steps))}
+        if np.any(np.asarray(s.mean) != 0.0) or _correlated_fresh(s, steps):
+            # the cell's memory accumulates input terms that are not fresh per step
+            flags["correlated_input"] = list(range(steps))
+        if w.mean != 0.0 and not w.symmetric:
+            flags["non_centred"] = list(range(steps))
+        if self.return_sequences and steps <= _MAX_PAIR_STEPS:
+            analyzer.grad_pairs = True  # to check that the reads are independent
+        ops.append((self._gated_backward_rule,
+                    (rec, in_var, fields["grad_var"], deltas, flags, w_second)))
+        if not self.return_sequences:
+            from .._analytic_signal import _Signal
+            return _Signal(float(fields["a_mean"][-1]), float(fields["a_var"][-1]),
+                           gaussian=False)
+        # no pairs of steps for gated states: a pooling over time after them is flagged
+        return SpatialMoments(fields["a_mean"].copy(),
+                              fields["a_var"] + fields["a_mean"] ** 2, cross=None,
+                              gaussian=False, exact=False)
+
+    def _gated_backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
+        from ..recurrent.gated_theory import gated_through_time
+        rec, in_var, grad_last, deltas_last, flags, w_second = state
+        steps = len(in_var)
+        reads = _reads(g, steps)
+        if np.all(reads[:-1] == 0.0):  # linear in what it reads (module doc)
+            grad, deltas = _scaled(reads[-1], grad_last), _scaled(reads[-1], deltas_last)
+        else:
+            fields, deltas, _ = gated_through_time(self.cell, steps, 0.0, in_var, reads)
+            grad = fields["grad_var"]
+            if not _independent(g):
+                # the two-time kernels take the reads as uncorrelated across steps
+                flags = {**flags, "correlated_reads": list(range(steps))}
+        rec.grad_var = float(np.mean(grad))
+        analyzer.add_map(rec.index, "grad_var", grad)
+        _flag(analyzer, rec.index, flags, None)
+        return SpatialGradient(_scaled(self.cell.units * w_second, deltas))
+
     def _backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
         from ..recurrent.theory import through_time
         rec, u, scale, grad_last, flags, regime, w_second, chain = state
         steps = len(scale)
-        if isinstance(g, SpatialGradient):
-            reads = np.asarray(g.total(), dtype=np.float64).reshape(steps)
-        else:
-            reads = np.zeros(steps)
-            reads[-1] = float(g.total())
+        reads = _reads(g, steps)
         if np.all(reads[:-1] == 0.0):
             # the forward pass's own recursion read the last state with variance 1:
-            # the backward one is linear in what it reads (0 * inf = 0: nothing read)
-            with np.errstate(invalid="ignore", over="ignore"):
-                grad = np.where(reads[-1] == 0.0, 0.0, reads[-1] * grad_last)
+            # the backward one is linear in what it reads
+            grad = _scaled(reads[-1], grad_last)
         else:
             records, flags, _, regime = through_time(self.cell, steps, u, reads,
                                                      input_scale=scale)
@@ -260,9 +407,36 @@ class Recurrent(Layer):
         rec.grad_var = float(np.mean(grad))
         analyzer.add_map(rec.index, "grad_var", grad)
         _flag(analyzer, rec.index, flags, regime)
-        with np.errstate(invalid="ignore", over="ignore"):
-            g_in = np.where(grad == 0.0, 0.0, self.cell.units * w_second * grad)
-        return SpatialGradient(g_in)
+        return SpatialGradient(_scaled(self.cell.units * w_second, grad))
+
+
+def _correlated_fresh(s: Any, steps: int) -> bool:
+    """True unless the input's pairs of steps are known to be the means' products only
+    (independent fluctuations per step: white noise, or what zero-mean weights make of
+    it, whose taps reading one input have independent weights)."""
+    if s.cross is None:
+        return steps > 1
+    mu = np.asarray(s.mean, np.float64).reshape(steps)
+    off = np.asarray(s.cross, np.float64) - np.outer(mu, mu)
+    np.fill_diagonal(off, 0.0)
+    top = float(np.max(np.abs(s.second))) if np.size(s.second) else 0.0
+    return bool(np.any(np.abs(off) > 1e-12 * max(top, 1e-300)))
+
+
+def _reads(g: Any, steps: int) -> np.ndarray:
+    """Var dL/dh_t per step from the layers above: a per-step map (every state handed
+    on) or the last state's variance."""
+    if isinstance(g, SpatialGradient):
+        return np.asarray(g.total(), dtype=np.float64).reshape(steps)
+    reads = np.zeros(steps)
+    reads[-1] = float(g.total())
+    return reads
+
+
+def _scaled(k: float, values: np.ndarray) -> np.ndarray:
+    """``k * values`` with ``0 * inf = 0`` (nothing read is nothing sent back)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where((values == 0.0) | (k == 0.0), 0.0, k * values)
 
 
 def _independent(g: Any) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 from .._empirical_run import stream
 from .gated import GatedCell, chrono_bias
 
-__all__ = ["draw_gated_parameters", "canonical", "gated_forward", "gated_backward",
+__all__ = ["draw_gated_parameters", "draw_gated_arrays", "canonical", "gated_forward", "gated_backward",
            "GatedForward", "GatedBackward", "PARAM_KEYS"]
 
 #: Stream keys of a seed's parameters, ``stream(seed, 0, key)``: the input kernel, the
@@ -56,29 +56,37 @@ def _blocks(arr: np.ndarray, order: tuple[int, ...], units: int, axis: int) -> n
 def draw_gated_parameters(cell: GatedCell, seed: int = 0, dtype: Any = np.float32
                           ) -> dict[str, np.ndarray]:
     """One seed's arrays in the cell's layout (names as :attr:`GatedCell.array_shapes`),
-    each from its own stream (:data:`PARAM_KEYS`), with ``unit_forget_bias`` and
-    ``chrono`` applied as the spec documents."""
+    each from its own stream ``stream(seed, 0, key)`` (:data:`PARAM_KEYS`), with
+    ``unit_forget_bias`` and ``chrono`` applied as the spec documents."""
+    return draw_gated_arrays(cell, lambda key: stream(seed, 0, key), dtype)
+
+
+def draw_gated_arrays(cell: GatedCell, streams: Any, dtype: Any = np.float32
+                      ) -> dict[str, np.ndarray]:
+    """:func:`draw_gated_parameters` with the streams given: ``streams(key)`` is the
+    seed of the array with :data:`PARAM_KEYS` key ``key`` (a recurrent layer inside a
+    network draws from its weighted layer's streams)."""
     shapes = cell.array_shapes
     keras = cell.layout == "keras"
     out = {
         "kernel" if keras else "weight_ih":
-            cell.kernel_init(cell.kernel_shape, seed=stream(seed, 0, PARAM_KEYS["kernel"]),
+            cell.kernel_init(cell.kernel_shape, seed=streams(PARAM_KEYS["kernel"]),
                              dtype=dtype),
         "recurrent_kernel" if keras else "weight_hh":
             cell.recurrent_init(cell.recurrent_shape,
-                                seed=stream(seed, 0, PARAM_KEYS["recurrent"]), dtype=dtype),
+                                seed=streams(PARAM_KEYS["recurrent"]), dtype=dtype),
     }
     if cell.bias_init is None:
         return out
     h = cell.units
     if keras:
-        out["bias"] = cell.bias_init(shapes["bias"], seed=stream(seed, 0, PARAM_KEYS["bias"]),
+        out["bias"] = cell.bias_init(shapes["bias"], seed=streams(PARAM_KEYS["bias"]),
                                      dtype=dtype)
     else:
         out["bias_ih"] = cell.bias_init(shapes["bias_ih"],
-                                        seed=stream(seed, 0, PARAM_KEYS["bias"]), dtype=dtype)
+                                        seed=streams(PARAM_KEYS["bias"]), dtype=dtype)
         out["bias_hh"] = cell.bias_init(shapes["bias_hh"],
-                                        seed=stream(seed, 0, PARAM_KEYS["bias_hh"]), dtype=dtype)
+                                        seed=streams(PARAM_KEYS["bias_hh"]), dtype=dtype)
     # the first bias row carries the set values, the second (torch's bias_hh, Keras GRU's
     # recurrent row) is zeroed there, so that the gate's total bias is the set value
     first, second = (out["bias"], None) if keras and cell.kind == "lstm" else \
@@ -94,7 +102,7 @@ def draw_gated_parameters(cell: GatedCell, seed: int = 0, dtype: Any = np.float3
     if getattr(cell, "unit_forget_bias", False):
         put("f", 1.0)
     if cell.chrono is not None:
-        b = chrono_bias(cell.chrono, h, stream(seed, 0, PARAM_KEYS["chrono"]), dtype)
+        b = chrono_bias(cell.chrono, h, streams(PARAM_KEYS["chrono"]), dtype)
         if cell.kind == "lstm":
             put("f", b)
             put("i", -b)

@@ -104,14 +104,17 @@ def _chain_rows(t: int, width: int, keep: np.ndarray, keep2: np.ndarray, p_diag:
 
 
 def lstm_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.ndarray,
-                  factor: float, width: int) -> np.ndarray:
-    """``E[(dL/dh_t)^2]`` per step of the LSTM (module doc); ``factor = H (v_h + m_h^2)``,
+                  factor: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``E[(dL/dh_t)^2]`` per step of the LSTM (module doc), and the gate deltas'
+    ``sum_k E[delta_(k,t)^2]`` per step, the input's gradient without its kernel's
+    factor (``Var dL/dx_t = H (v_x + m_x^2)`` times it); ``factor = H (v_h + m_h^2)``,
     ``width = L + 1`` (1: the one-time recursion)."""
     steps, k = stats["fm"].shape
     a_cell = stats["om"] * stats["dth"]  # E[o tanh'(c)]: the state's entry into the cell
     a2_cell = stats["om2"] * stats["dth2"]
     ig = stats["im"] * stats["gm"]
     grad = np.empty(steps)
+    deltas = np.empty(steps)
     p_next = np.zeros((width, k))
     p_diag = np.zeros((steps, k))
     k_row = np.zeros(width)  # E[e_t e_{t+d}]
@@ -136,6 +139,7 @@ def lstm_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.n
                 + q[0] * stats["th2"][t] * stats["od2"][t])
         row = np.zeros((width, k))
         row[0] = same
+        deltas[t] = float(same @ weights)
         if live > 1:
             s = slice(t + 1, t + live)
             gi = stats["gm"] * stats["id"]  # E[g] E[s'(a_i)]
@@ -151,17 +155,20 @@ def lstm_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.n
                            + q[1:live, None] * tanh_cross * stats["od"][t] * stats["od"][s])
         k_row = factor * (row @ weights)  # E[e_{t-1} e_{t-1+d}]
         p_next = p
-    return grad
+    return grad, deltas
 
 
 def gru_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.ndarray,
-                 factor: float, width: int) -> np.ndarray:
-    """``E[(dL/dh_t)^2]`` per step of the GRU (module doc), as :func:`lstm_backward`."""
+                 factor: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``E[(dL/dh_t)^2]`` per step of the GRU (module doc), and the input's gate deltas,
+    as :func:`lstm_backward`: the candidate's delta reaches ``x_t`` without the reset
+    gate ``r_t`` that scales it on the way to ``h_(t-1)``."""
     steps, k = stats["zm"].shape
     one_z = 1.0 - stats["zm"]
     one_z2 = 1.0 - 2.0 * stats["zm"] + stats["zm2"]
     en = stats["en"]
     grad = np.empty(steps)
+    deltas = np.empty(steps)
     p_next = np.zeros((width, k))
     p_diag = np.zeros((steps, k))
     k_row = np.zeros(width)
@@ -184,6 +191,9 @@ def gru_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.nd
         row = np.zeros((width, k))
         row[0] = p[0] * (stats["zd2"][t] * stats["hn2"][t]
                          + one_z2[t] * (stats["dn_r2"][t] + stats["dn_s2"][t]))
+        deltas[t] = float((p[0] * (stats["zd2"][t] * stats["hn2"][t]
+                                   + one_z2[t] * (stats["dn2"][t] + stats["dn_s2"][t])))
+                          @ weights)
         if live > 1:
             s = slice(t + 1, t + live)
             # E[(h_{t-1} - n_t)(h_{s-1} - n_s)]: the states' kernel, the candidate of t
@@ -204,4 +214,4 @@ def gru_backward(stats: dict[str, np.ndarray], weights: np.ndarray, reads: np.nd
             row[1:live] = z_gate + cand * ((pm - ch) * one_z[s] + ch * own)
         k_row = factor * (row @ weights)
         p_next = p
-    return grad
+    return grad, deltas

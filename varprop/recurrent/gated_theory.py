@@ -72,7 +72,7 @@ from ..theory.gaussian import gaussian_expectation, gaussian_moments
 from .gated import GATED_REASONS, GatedCell, chrono_nodes
 from .gated_backprop import band, gru_backward, lstm_backward
 from .gated_measure import GRAD_MEANING, Z_MEANING
-from .theory import RECURRENT_REASONS, check_run
+from .theory import RECURRENT_REASONS, check_run, loss_reads
 
 __all__ = ["analyze_gated", "gated_approximations", "gate_biases", "GateBias",
            "BACKWARD_RULES"]
@@ -230,22 +230,9 @@ def analyze_gated(cell: GatedCell, steps: int, *, inputs: str = "gaussian",
         in_mean, in_var = kx.mean, kx.var
     else:
         in_mean, in_var = 0.0, cell.input_size * (kx.var + kx.mean ** 2) * input_var
+    fields, _, band_width = gated_through_time(cell, steps, in_mean, np.full(steps, in_var),
+                                               loss_reads(loss, steps), backward)
     n = cell.units
-    # H v_h and H m_h^2 on the variance, H m_h on the mean, H (v_h + m_h^2) backward
-    rec = (n * w.var, n * w.mean ** 2, n * w.mean, n * (w.var + w.mean ** 2))
-    biases, nodes, weights = gate_biases(cell)
-    lstm = cell.kind == "lstm"
-    reads = np.zeros(steps)
-    reads[-1] = 1.0
-    if loss == "sequence":
-        reads[:] = 1.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        fields, stats = (_lstm if lstm else _gru)(steps, in_mean, in_var, rec, biases,
-                                                  nodes, weights)
-        chain = stats["fm" if lstm else "zm"]
-        width = 1 if backward == "fresh" else band(chain, steps) + 1
-        fields["grad_var"] = (lstm_backward if lstm else gru_backward)(
-            stats, weights, reads, rec[3], width)
     symmetric = bool(kx.symmetric and w.symmetric)
     records = [LayerRecord(t, cell.input_size + n, n, symmetric=symmetric,
                            **{k: float(v[t]) for k, v in fields.items()})
@@ -260,8 +247,33 @@ def analyze_gated(cell: GatedCell, steps: int, *, inputs: str = "gaussian",
                          "layout": cell.layout, "grad": GRAD_MEANING,
                          "z": Z_MEANING[cell.kind], "inputs": inputs, "loss": loss,
                          "steps": steps, "units": n, "chrono": cell.chrono,
-                         "backward": backward, "band": width - 1,
+                         "backward": backward, "band": band_width,
                          "approximations": gated_approximations(flags)})
+
+
+def gated_through_time(cell: GatedCell, steps: int, in_mean: float, in_var: np.ndarray,
+                       reads: np.ndarray, backward: str = "tied"
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """The per-step fields of :func:`analyze_gated` (``z_*``, ``a_*``, ``grad_var``) for
+    any per-step input term (mean ``in_mean``, variance ``in_var[t]``: the kernel's
+    ``F (v_x + m_x^2) E[x_t^2]``) and any per-step reads (``Var dL/dh_t`` from outside
+    the recurrence), and the gate deltas' ``sum_k E[delta_(k,t)^2]`` per step, which
+    ``H (v_x + m_x^2)`` turns into ``Var dL/dx_t`` (docs/gated.md, section 3), and the
+    band of two-time kernels carried (0 for ``backward="fresh"``)."""
+    w = cell.recurrent_init.moments(cell.recurrent_shape)
+    n = cell.units
+    # H v_h and H m_h^2 on the variance, H m_h on the mean, H (v_h + m_h^2) backward
+    rec = (n * w.var, n * w.mean ** 2, n * w.mean, n * (w.var + w.mean ** 2))
+    biases, nodes, weights = gate_biases(cell)
+    lstm = cell.kind == "lstm"
+    with np.errstate(over="ignore", invalid="ignore"):
+        fields, stats = (_lstm if lstm else _gru)(steps, in_mean, np.asarray(in_var, float),
+                                                  rec, biases, nodes, weights)
+        chain = stats["fm" if lstm else "zm"]
+        width = 1 if backward == "fresh" else band(chain, steps) + 1
+        fields["grad_var"], deltas = (lstm_backward if lstm else gru_backward)(
+            stats, weights, np.asarray(reads, float), rec[3], width)
+    return fields, deltas, width - 1
 
 
 def _recurrent(rec: tuple[float, float, float, float], weights: np.ndarray,
@@ -298,7 +310,7 @@ def _tanh_moments(q: Any, mean: Any) -> dict[str, np.ndarray]:
             for k, v in (("m", g.e_phi), ("m2", g.e_phi2), ("d", d1), ("d2", g.e_dphi2))}
 
 
-def _lstm(steps: int, in_mean: float, in_var: float, rec: tuple[float, float, float, float],
+def _lstm(steps: int, in_mean: float, in_var: np.ndarray, rec: tuple[float, float, float, float],
           biases: list[GateBias], nodes: np.ndarray, weights: np.ndarray
           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The LSTM's forward recursion: the records' fields and, per step and node, the
@@ -314,8 +326,9 @@ def _lstm(steps: int, in_mean: float, in_var: float, rec: tuple[float, float, fl
 
     for t in range(steps):
         m_rec, q_rec = _recurrent(rec, weights, h_mean, h_second)
-        gate = [_tanh_moments(in_var + q_rec + b.var, in_mean + m_rec + b.at(nodes)) if j == 2
-                else _sigmoid_gate(in_var + q_rec + b.var, in_mean + m_rec + b.at(nodes))
+        gate = [_tanh_moments(in_var[t] + q_rec + b.var, in_mean + m_rec + b.at(nodes))
+                if j == 2 else
+                _sigmoid_gate(in_var[t] + q_rec + b.var, in_mean + m_rec + b.at(nodes))
                 for j, b in enumerate(biases)]
         for name, g in zip("ifgo", gate):
             for key, v in g.items():
@@ -352,13 +365,14 @@ def _candidate(u_mean: float, u_var: float, s_mean: float, s_var: float, r_mean:
     a_mean = u_mean + er * s_mean
     a_second = u_var + u_mean ** 2 + 2.0 * u_mean * er * s_mean + er2 * (s_var + s_mean ** 2)
     return {"en": float(np.sum(ww * g["m"])), "en2": float(np.sum(ww * g["m2"])),
+            "dn2": float(np.sum(ww * g["d2"])),
             "dn_r2": float(np.sum(ww * g["d2"] * rr * rr)),
             "dn_s2": float(np.sum(ww * g["d2"] * ss * ss * dsig * dsig)),
             "tr": float(np.sum(ww * g["d"] * rr)), "ts": float(np.sum(ww * g["d"] * ss * dsig)),
             "a_mean": a_mean, "a_var": max(a_second - a_mean ** 2, 0.0)}
 
 
-def _gru(steps: int, in_mean: float, in_var: float, rec: tuple[float, float, float, float],
+def _gru(steps: int, in_mean: float, in_var: np.ndarray, rec: tuple[float, float, float, float],
          biases: list[GateBias], nodes: np.ndarray, weights: np.ndarray
          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The GRU's forward recursion (docs/gated.md, section 2.2)."""
@@ -373,13 +387,13 @@ def _gru(steps: int, in_mean: float, in_var: float, rec: tuple[float, float, flo
 
     for t in range(steps):
         m_rec, q_rec = _recurrent(rec, weights, h_mean, h_second)
-        z = _sigmoid_gate(in_var + q_rec + z_gate.var, in_mean + m_rec + z_gate.at(nodes))
-        c = _candidate(in_mean + cand.x_mean, in_var + cand.x_var, m_rec + cand.h_mean,
+        z = _sigmoid_gate(in_var[t] + q_rec + z_gate.var, in_mean + m_rec + z_gate.at(nodes))
+        c = _candidate(in_mean + cand.x_mean, in_var[t] + cand.x_var, m_rec + cand.h_mean,
                        q_rec + cand.h_var, in_mean + m_rec + r_gate.mean,
-                       in_var + q_rec + r_gate.var)
+                       in_var[t] + q_rec + r_gate.var)
         for key, v in z.items():
             keep(t, "z" + key, v)
-        for key in ("en", "en2", "dn_r2", "dn_s2", "tr", "ts"):
+        for key in ("en", "en2", "dn2", "dn_r2", "dn_s2", "tr", "ts"):
             keep(t, key, c[key])
         keep(t, "hm_prev", h_mean)
         keep(t, "hn2", h_second - 2.0 * h_mean * c["en"] + c["en2"])  # E[(h_{t-1} - n)^2]

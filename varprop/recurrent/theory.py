@@ -31,7 +31,7 @@ from ..theory.gaussian import gaussian_cross_moments, gaussian_moments
 from .spec import INPUT_KINDS, LOSSES, SimpleRNN
 
 __all__ = ["analyze_rnn", "InputTerm", "input_term", "RECURRENT_REASONS", "MAX_STEPS",
-           "through_time", "loss_reads", "state_pairs"]
+           "through_time", "loss_reads", "state_pairs", "is_chain"]
 
 #: Quadrature nodes over the units' input variances (:meth:`InputTerm.spread`).
 _SPREAD_NODES = 16
@@ -77,6 +77,13 @@ RECURRENT_REASONS = {
                         "states at several steps with gradients that share a term (a "
                         "pooling over time, another recurrent layer): the exact chain adds "
                         "the reads' variances as if they were independent",
+    "correlated_input": "a recurrent layer that accumulates its input terms per unit (a "
+                        "gated cell's memory, an identity recurrence) is handed inputs "
+                        "correlated across steps: a mean (for a gated cell; the identity "
+                        "chain integrates a constant mean exactly, as a random bias fixed "
+                        "per unit, unless it changes with time) or fluctuations "
+                        "correlated across steps; the theory takes each step's input term "
+                        "as fresh",
     "varying_input": "identity recurrence inside a network whose layer below hands it an "
                      "input variance that changes from step to step: the exact chain takes "
                      "one input variance for every step, and gets their average",
@@ -215,9 +222,19 @@ def loss_reads(loss: str, steps: int) -> np.ndarray:
     return reads
 
 
+def is_chain(rnn: SimpleRNN) -> bool:
+    """True when :func:`through_time` takes the one-unit chain (identity recurrence, or
+    every unit the same) rather than the mean field."""
+    w = rnn.recurrent_init.moments(rnn.recurrent_shape)
+    kernel = rnn.kernel_init.moments(rnn.kernel_shape)
+    return bool(w.structure == "identity"
+                or (w.symmetric and kernel.symmetric and _bias(rnn)[1] == 0.0))
+
+
 def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
                  input_scale: np.ndarray | None = None,
-                 input_correlation: float | None = None, samples: int | None = None
+                 input_correlation: float | None = None, samples: int | None = None,
+                 persistent: float = 0.0
                  ) -> tuple[list[LayerRecord], dict[str, list[int]], str, Any]:
     """The theory's per-step records and flags, for any per-step input and gradient.
 
@@ -235,7 +252,8 @@ def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
     flags: dict[str, list[int]] = {}
     regime = None
     kernel = rnn.kernel_init.moments(rnn.kernel_shape)
-    identical = bool(w.symmetric and kernel.symmetric and b_var == 0.0)
+    identical = bool(w.symmetric and kernel.symmetric and b_var == 0.0 and persistent == 0)
+    b_var += persistent
     scale = np.ones(steps) if input_scale is None else np.asarray(input_scale, float)
     if w.structure == "identity" or identical:
         # nothing mixes the units, or every unit is the same: a one-unit Markov chain
