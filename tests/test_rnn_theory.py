@@ -223,3 +223,20 @@ def test_simple_rnn_rejects_bad_fields(kwargs, error, match):
 def test_analyze_rnn_needs_a_simple_rnn():
     with pytest.raises(TypeError, match="rnn"):
         analyze_rnn("rnn", 4)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_identical_units_read_at_every_step(act):
+    """Constant kernels make every unit the same chain; a loss on every state reads it
+    at every step (this raised a TypeError before: the rare-path terms of a one-step
+    read were taken for any read). Against the measurement per seed, float64."""
+    from varprop.recurrent import measure_rnn
+    cell = SimpleRNN(8, 64, act, kernel_init={"name": "constant", "value": 0.05},
+                     recurrent_init={"name": "constant", "value": 0.01})
+    p = analyze_rnn(cell, 10, loss="sequence")
+    m = measure_rnn(cell, 10, loss="sequence", batch=512, seeds=12, dtype=np.float64)
+    for field in ("a_var", "grad_var"):
+        seeds = m.seed_column(field)
+        for t in (0, 5, 9):
+            ratio = seeds[:, t] / getattr(p[t], field)
+            assert abs(ratio.mean() - 1) < _bound(ratio), (field, t)

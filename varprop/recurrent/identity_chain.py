@@ -327,16 +327,16 @@ def chain_moments(act: Any, gain: float, drift: float, sigma: float, steps: int,
         carried = carried_l = carried_s = 0.0
         if f_next is not None:
             g_next = f_next - (1.0 - fresh_share) * read_next
-            # the first hop back scales the product by fresh_share: so its P log P and
-            # P^2 terms
-            first = t == steps - 2 and fresh_share != 1.0
-            h_next = fresh_share * (l_next + math.log(fresh_share) * f_next) if first \
-                else l_next
-            q_next = fresh_share ** 2 * s_next if first else s_next
+            columns = [g_next]
+            if product:  # its rare-path terms: the first hop back scales the product by
+                # fresh_share, so its P log P and P^2 terms (only the last step is read)
+                first = t == steps - 2 and fresh_share != 1.0
+                columns.append(fresh_share * (l_next + math.log(fresh_share) * f_next)
+                               if first else l_next)
+                columns.append(fresh_share ** 2 * s_next if first else s_next)
             # one kernel for the gradient and, where it is one product, its rare-path terms
             both = _carry(laws[t + 1], laws[t], act, gain, drift, sigma,
-                          np.stack([g_next, h_next, q_next], axis=1) if product
-                          else g_next[:, None])
+                          np.stack(columns, axis=1))
             carried = both[:, 0]
             if product:
                 carried_l, carried_s = both[:, 1], both[:, 2]
