@@ -121,6 +121,8 @@ def _simulate(rnn: SimpleRNN, steps: int, batch: int, seeds: int, corr=None):
         rng = np.random.default_rng(1000 + s)
         w_x = np.asarray(rnn.kernel_init(rnn.kernel_shape, seed=rng, dtype=np.float64))
         w_h = np.asarray(rnn.recurrent_init(rnn.recurrent_shape, seed=rng, dtype=np.float64))
+        b = 0.0 if rnn.bias_init is None else \
+            np.asarray(rnn.bias_init((rnn.units,), seed=rng, dtype=np.float64))
         x = rng.standard_normal((steps, batch, rnn.input_size))
         x2 = None if corr is None else \
             corr * x + math.sqrt(1 - corr ** 2) * rng.standard_normal(x.shape)
@@ -128,12 +130,12 @@ def _simulate(rnn: SimpleRNN, steps: int, batch: int, seeds: int, corr=None):
         h2 = np.zeros_like(h)
         zs = []
         for t in range(steps):
-            z = x[t] @ w_x + h @ w_h
+            z = x[t] @ w_x + h @ w_h + b
             h = act.value(z)
             zs.append(z)
             out[s, 0, t], out[s, 1, t] = z.var(), h.var()
             if x2 is not None:
-                z2 = x2[t] @ w_x + h2 @ w_h
+                z2 = x2[t] @ w_x + h2 @ w_h + b
                 h2 = act.value(z2)
                 out[s, 3, t] = (z * z2).sum() / math.sqrt((z * z).sum() * (z2 * z2).sum())
         g_h = rng.standard_normal((batch, rnn.units))
@@ -148,6 +150,17 @@ def _simulate(rnn: SimpleRNN, steps: int, batch: int, seeds: int, corr=None):
                                            ("relu", "orthogonal"), ("gelu", "he_normal")])
 def test_mean_field_matches_a_numpy_simulation(act, recurrent):
     rnn = SimpleRNN(48, 512, act, kernel_init="glorot_normal", recurrent_init=recurrent)
+    _check_against_simulation(rnn)
+
+
+def test_mean_field_with_a_constant_bias_matches_a_numpy_simulation():
+    """A constant bias gives z a mean: z_corr is the uncentred E[z1 z2] / E[z^2] in both
+    (the theory's was centred before: 0.50 at step 0, where both now give 0.80)."""
+    _check_against_simulation(SimpleRNN(48, 512, "tanh", kernel_init="glorot_normal",
+                                        bias_init={"name": "constant", "value": 0.5}))
+
+
+def _check_against_simulation(rnn: SimpleRNN) -> None:
     steps = 16
     p = analyze_rnn(rnn, steps, input_correlation=0.5)
     sim = _simulate(rnn, steps, 32, 10, corr=0.5)

@@ -145,8 +145,9 @@ class Dense(Layer):
                           z_mean=z.mean, z_var=z.var, a_mean=z.mean, a_var=z.var,
                           symmetric=info["symmetric"])
         if not math.isnan(z.cross):
-            rec.z_corr = ((z.cross - z.mean * z.mean) / z.var
-                          if 0 < z.var < math.inf else math.nan)
+            # uncentred, E[z1 z2] / E[z^2], as the measurement pools it (a constant bias
+            # makes the centred and the uncentred correlation differ)
+            rec.z_corr = (z.cross / z.second if 0 < z.second < math.inf else math.nan)
         analyzer.records.append(rec)
         ops.append((self._backward_rule, (rec, info, z)))
         if step.act is None:

@@ -385,7 +385,9 @@ def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: 
                           symmetric=symmetric)
         if c_in is not None:
             cov = u.cross(c_in) * scale[t] + f_var * h_cross + b_var
-            rec.z_corr = cov / var if var > 0 else math.nan
+            # uncentred, E[z1 z2] / E[z^2], as the measurement pools it
+            second = var + mean * mean
+            rec.z_corr = (cov + mean * mean) / second if second > 0 else math.nan
             cm = gaussian_cross_moments(act, var, var, q12=min(cov, var), mean=mean)
             h_cross = float(cm.e_phi_phi)
         records.append(rec)
