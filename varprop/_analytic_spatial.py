@@ -71,11 +71,16 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
                     inputs: Any = None, correlation: float | None = None) -> Profile:
     """:func:`varprop.analyze` for a network whose input has spatial dims."""
     from .theory import spatial as sp
-    if correlation is not None:
-        raise ValueError("input_correlation: the correlation map of convolutional networks "
-                         "is not implemented yet; leave it None")
     spatial = net.input_shape[:-1]
     pixels = math.prod(spatial)
+    if correlation is not None and inputs is not None:
+        raise ValueError("input_correlation: the correlation map starts from white-noise "
+                         "inputs (two inputs of correlation c); with a dataset (inputs=) "
+                         "leave it None")
+    if correlation is not None and pixels > MAX_CROSS_PIXELS:
+        raise ValueError(f"input_correlation: the correlation map of a convolutional "
+                         f"network carries every pair of pixels, for images of at most "
+                         f"{MAX_CROSS_PIXELS} pixels; this input has {pixels}")
     analyzer.track_cross = pixels <= MAX_CROSS_PIXELS and any(
         isinstance(step.layer, _NEEDS_CROSS) or getattr(step.layer, "needs_input_pairs", False)
         for step in iter_steps(net.steps))
@@ -97,6 +102,9 @@ def analyze_spatial(net: Any, analyzer: Any, *, input_mean: float, input_var: fl
         in_mean, in_var = input_mean, input_var
         if track_bcross:
             x.bcross = np.full((pixels, pixels), input_mean * input_mean)
+        if correlation is not None:  # two inputs, pixel by pixel correlated c
+            x.icross = np.full((pixels, pixels), input_mean * input_mean)
+            x.icross[np.diag_indices(pixels)] += correlation * input_var
     out, ops = analyzer.forward(net.steps, x)
     from .layers._spatial_rules import is_spatial
     if is_spatial(out):  # the loss gradient: independent units, diagonal pairs

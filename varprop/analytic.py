@@ -131,7 +131,10 @@ def analyze(
         net: a :class:`~varprop.network.Network` (``varprop.mlp(...)``).
         input_mean, input_var: moments of each input feature (independent features).
         input_correlation: if given, also propagate the correlation ``c`` of two inputs
-            and report each layer's ``z_corr`` (the c-map of Schoenholz et al. 2017).
+            and report each layer's ``z_corr`` (the c-map of Schoenholz et al. 2017;
+            uncentred, ``E[z z'] / E[z^2]``, as the measurement pools it). Convolutional
+            networks carry the two inputs' pixel pairs (images of at most 1024 pixels,
+            white-noise inputs; docs/theory.md, section 8, "The correlation map").
         batch: the batch size that BatchNorm layers normalize over; None (the default)
             is the infinite-batch limit. A finite batch adds the ``O(1/batch)`` terms of
             BatchNorm's gradient (about 1 + 1/batch per BatchNorm; docs/theory.md).

@@ -118,7 +118,9 @@ def flat_signal(s: Any) -> _Signal:
     more than E[x^2] (non-centred weights) this is the units' average."""
     mean = float(np.mean(s.mean))
     second = float(np.mean(s.second))
-    return _Signal(mean, max(second - mean * mean, 0.0), False, second=second,
+    # two correlated inputs: a dense layer sums each flattened unit with its own weight
+    cross = math.nan if s.icross is None else float(np.mean(np.diag(s.icross)))
+    return _Signal(mean, max(second - mean * mean, 0.0), False, cross, second=second,
                    gaussian=bool(s.gaussian) and bool(np.all(s.mean == mean))
                    and bool(np.all(s.second == second)))
 

@@ -258,14 +258,19 @@ class Conv(Layer):
                             fan_channels=fan_channels, kernel=self.kernel_size,
                             stride=self.stride, padding_pairs=geo["padding"],
                             dilation=self.dilation, track_cross=analyzer.track_cross)
-        z.bcross = sp.between_samples(s, lambda m: sp.conv_forward(
-            m, w_mean=w.mean, w_var=w.var, b_mean=b_mean, b_var=b_var,
-            fan_channels=fan_channels, kernel=self.kernel_size, stride=self.stride,
-            padding_pairs=geo["padding"], dilation=self.dilation, track_cross=True))
+        def pairs(m: Any) -> Any:  # the same rule on another sample's pairs
+            return sp.conv_forward(
+                m, w_mean=w.mean, w_var=w.var, b_mean=b_mean, b_var=b_var,
+                fan_channels=fan_channels, kernel=self.kernel_size, stride=self.stride,
+                padding_pairs=geo["padding"], dilation=self.dilation, track_cross=True)
+
+        z.bcross = sp.between_samples(s, pairs)
+        z.icross = sp.between_samples(s, pairs, "icross")
         index = len(analyzer.records)
         z_mean, z_var = sp.pooled(z)
         rec = LayerRecord(index, self.n_in, self.out_channels, z_mean=z_mean, z_var=z_var,
-                          a_mean=z_mean, a_var=z_var, symmetric=bool(w.symmetric))
+                          a_mean=z_mean, a_var=z_var, symmetric=bool(w.symmetric),
+                          z_corr=sp.pooled_correlation(z))
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", z.second - z.mean ** 2)
         if w.structure == "identity" or (w.symmetric and w.mean != 0.0):

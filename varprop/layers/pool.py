@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import boolean
+from ..theory.spatial import between_samples
 from ._spatial import (PairGradient, SpatialGradient, flat_signal, numel, spatial_of,
                        uniform_spatial)
 from .base import Layer, Step
@@ -125,6 +126,8 @@ class MaxPool(_Pool):
             return out
         z, act = pre_activation(s)
         out, argmax_p = sp.max_pool_forward(z, act, self.pool_size, self.stride, pads)
+        out.icross = sp.max_pool_input_pairs(z, act, self.pool_size, self.stride, pads,
+                                             out.mean.ravel())
         if not out.exact:
             mark_approximate(analyzer)
         joint = None
@@ -210,8 +213,12 @@ class AvgPool(_Pool):
         s = check_spatial(x, self, analyzer)
         spatial = tuple(np.shape(s.mean))
         pads = self.pads(spatial)
-        out = sp.avg_pool_forward(s, self.pool_size, self.stride, pads,
-                                  self.count_include_pad)
+        def rule(m: Any) -> Any:
+            return sp.avg_pool_forward(m, self.pool_size, self.stride, pads,
+                                       self.count_include_pad)
+
+        out = rule(s)
+        out.icross = between_samples(s, rule, "icross")
         if not out.exact:
             mark_approximate(analyzer)
         ops.append((_avg_backward, (self.pool_size, self.stride, pads,
@@ -261,8 +268,10 @@ class GlobalAvgPool(Layer):
         if s.cross is None or not s.exact:
             mark_approximate(analyzer)
         ops.append((_global_backward, tuple(np.shape(s.mean))))
+        # two correlated inputs' channel means: the average of all their pixel pairs
+        cross = math.nan if s.icross is None else float(np.mean(s.icross))
         # an average of many pixels of one channel: Gaussian only if they are
-        return _Signal(float(mean), float(var), False, gaussian=bool(s.gaussian))
+        return _Signal(float(mean), float(var), False, cross, gaussian=bool(s.gaussian))
 
 
 def _global_backward(analyzer: Any, spatial: tuple, g: Any) -> SpatialGradient:

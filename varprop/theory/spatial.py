@@ -33,7 +33,8 @@ from .spatial_gauss import pair_cross
 
 __all__ = ["SpatialMoments", "white", "from_data", "resolve_padding", "output_shape",
            "tap_sources", "conv_forward", "conv_backward", "conv_weight_grad_var",
-           "act_forward", "act_backward", "flatten_backward", "pooled", "between_samples"]
+           "act_forward", "act_backward", "flatten_backward", "pooled", "between_samples",
+           "pooled_correlation"]
 
 
 @dataclass
@@ -51,6 +52,9 @@ class SpatialMoments:
     #: ``(P, P)`` E[x_{b,p} x_{b',q}] for two different samples of a batch (which share
     #: the weights: each channel's own offset), carried only where a BatchNorm needs it
     bcross: np.ndarray | None = None
+    #: ``(P, P)`` E[x_p x'_q] of two inputs with a given correlation through the same
+    #: weights (the correlation map, ``analyze(input_correlation=c)``); None: not carried
+    icross: np.ndarray | None = None
 
     @property
     def var(self) -> np.ndarray:
@@ -287,11 +291,25 @@ def pooled(s: SpatialMoments) -> tuple[float, float]:
     return mean, max(var, 0.0) if math.isfinite(var) else var
 
 
-def between_samples(s: SpatialMoments, step: Any) -> np.ndarray | None:
-    """The between-sample pairs ``bcross`` after a layer whose same-sample pair rule is
-    ``step(moments) -> moments``: the rules are the same with ``bcross`` in the place of
+def between_samples(s: SpatialMoments, step: Any, pairs: str = "bcross"
+                    ) -> np.ndarray | None:
+    """The pairs of two different samples after a layer whose same-sample pair rule is
+    ``step(moments) -> moments``: the between-sample pairs ``bcross`` (``pairs``) or the
+    two correlated inputs' ``icross``. The rules are the same with those in the place of
     ``cross`` (a weight multiplies the same tap of both samples), so they run on a copy
-    that carries ``bcross`` as its pairs."""
-    if s.bcross is None:
+    that carries them as its pairs (a rule must then take its diagonal as a pair too,
+    not as ``E[x_p^2]``)."""
+    other = getattr(s, pairs)
+    if other is None:
         return None
-    return step(SpatialMoments(s.mean, s.second, s.bcross, s.gaussian, s.exact)).cross
+    return step(SpatialMoments(s.mean, s.second, other, s.gaussian, s.exact)).cross
+
+
+def pooled_correlation(s: SpatialMoments) -> float:
+    """The correlation of two inputs' layer outputs, pooled over pixels as the
+    measurement pools it: ``mean_p E[x_p x'_p] / mean_p E[x_p^2]`` (uncentred); NaN
+    when ``icross`` is not carried."""
+    if s.icross is None:
+        return math.nan
+    second = float(np.mean(s.second))
+    return float(np.mean(np.diag(s.icross))) / second if 0 < second < math.inf else math.nan

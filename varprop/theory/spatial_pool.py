@@ -25,7 +25,7 @@ from .gaussian import gaussian_moments
 from .spatial import SpatialMoments, tap_sources
 from .spatial_max import QMC_POINTS, clark_max_moments, window_max
 
-__all__ = ["avg_pool_forward", "avg_pool_backward", "global_avg_pool",
+__all__ = ["max_pool_input_pairs", "avg_pool_forward", "avg_pool_backward", "global_avg_pool",
            "global_avg_pool_backward", "max_pool_forward", "max_pool_backward",
            "max_pool_chain_forward", "max_pool_chain_backward", "clark_max_moments",
            "QMC_POINTS"]
@@ -169,6 +169,55 @@ def max_pool_forward(z: SpatialMoments, act: Any, pool: Sequence[int],
         exact = False
     y = SpatialMoments(e1.reshape(out), e2.reshape(out), cross, gaussian=False, exact=exact)
     return (y, route, win) if wins else (y, route)
+
+
+def max_pool_input_pairs(z: SpatialMoments, act: Any, pool: Sequence[int],
+                         stride: Sequence[int], pads: Sequence[tuple[int, int]],
+                         window_means: np.ndarray) -> np.ndarray | None:
+    """``E[M_o M'_o']`` of two correlated inputs' window maxima (``M = max phi(z)`` over
+    window ``o`` of one input, ``M'`` over window ``o'`` of the other), ``(outputs,
+    outputs)``: the correlation map through a max pooling. The two windows' ``2k``
+    pre-activations are jointly Gaussian with the same-sample pairs ``z.cross`` within
+    each and the two inputs' pairs ``z.icross`` between them; the expectation is the
+    quasi-Monte-Carlo rule of single windows
+    (:data:`~varprop.theory.spatial_max.QMC_POINTS` Sobol points, about 2e-4), once per
+    distinct pair of window statistics; two windows whose inputs are uncorrelated (far
+    apart, beyond the receptive fields) are independent, ``E[M] E[M']`` from
+    ``window_means`` (the pool's own per-window ``E[M]``). None when either kind of pairs
+    is not carried."""
+    from .spatial_max import _sobol
+    if z.cross is None or z.icross is None:
+        return None
+    src, out = tap_sources(z.spatial, pool, stride, pads, (1,) * len(pool))
+    p = math.prod(z.spatial)
+    mean = z.mean.ravel()
+    same = z.cross - np.outer(mean, mean)
+    other = z.icross - np.outer(mean, mean)
+    n_out = src.shape[1]
+    windows = [src[:, o][src[:, o] < p] for o in range(n_out)]  # padding: never the max
+    result = np.empty((n_out, n_out))
+    cache: dict[bytes, float] = {}
+    for o in range(n_out):
+        for o2 in range(o, n_out):
+            a, b = windows[o], windows[o2]
+            between = other[np.ix_(a, b)]
+            if not np.any(between):
+                result[o, o2] = result[o2, o] = window_means[o] * window_means[o2]
+                continue
+            mu = np.concatenate([mean[a], mean[b]])
+            cov = np.block([[same[np.ix_(a, a)], between],
+                            [other[np.ix_(b, a)], same[np.ix_(b, b)]]])
+            key = np.concatenate([[a.size], mu, cov.ravel()]).round(14).tobytes()
+            if key not in cache:
+                vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+                root = vecs * np.sqrt(np.maximum(vals, 0.0))  # singular allowed (c = 1)
+                pts = mu + _sobol(mu.size) @ root.T
+                with np.errstate(over="ignore", invalid="ignore"):
+                    phi = np.asarray(act(pts), float)
+                cache[key] = float(np.mean(phi[:, :a.size].max(axis=1)
+                                           * phi[:, a.size:].max(axis=1)))
+            result[o, o2] = result[o2, o] = cache[key]
+    return result
 
 
 def _between_windows(pairs: np.ndarray, mean_in: np.ndarray, src: np.ndarray, p: int,
