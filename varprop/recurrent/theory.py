@@ -310,7 +310,9 @@ def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
     v = spread[:, None] * scale[None, :] + shared[None, :]
     m = np.broadcast_to(mean, v.shape)
     second = np.stack([_node_moments(act, v[:, t], mean[t])[1] for t in range(steps)], 1)
-    coef = hermite_coefficients(act, m, v, second)
+    # a piecewise-linear activation has the exact pair rule in closed form, and its
+    # kink leaves the expansion unbounded: straight to the exact rule
+    coef = None if act.piecewise_linear else hermite_coefficients(act, m, v, second)
     flat = np.arange(nodes * steps).reshape(nodes, steps)
     pairs = np.diag([r.a_var + r.a_mean ** 2 for r in records])
     w = rnn.recurrent_init.moments(rnn.recurrent_shape)
@@ -325,8 +327,10 @@ def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
         with np.errstate(invalid="ignore", divide="ignore"):
             denom = np.sqrt(v_s * v_t)
             corr = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
-        e, ok = mehler_pairs(coef.take(np.broadcast_to(flat[:, s:s + 1], cov.shape)),
-                             coef.take(flat[:, t]), corr)
+        if coef is None:
+            e, ok = np.empty(cov.shape), np.zeros(cov.shape, bool)
+        else:
+            e, ok = mehler_pairs(coef.take(flat[:, s:s + 1]), coef.take(flat[:, t]), corr)
         if not np.all(ok):  # beyond the expansion's bound: the exact pair rule
             bad = ~ok
             e[bad] = pair_cross(act, np.full(np.count_nonzero(bad), mean[s]), m[:, t][bad],

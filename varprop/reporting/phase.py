@@ -112,37 +112,20 @@ class _DualKernel:
 
     so once the Hermite coefficients of ``f(sqrt(q) .)`` are known, the correlation map
     and ``chi_c`` are power series in c, cheap to evaluate and to solve. The coefficients
-    are 1-d integrals, done by composite 8-point Gauss-Legendre on z in [-14, 14] (panel
-    edges at 0, where the registry's kinks sit; panels of 0.1 resolve both the Hermite
-    functions up to order ``K`` and features of f as narrow as 1/sqrt(q) ~ 0.1), with
-    the normalized Hermite functions from their stable three-term recursion. Truncation
-    at ``K = 1000`` leaves ``sum_{k>K} alpha_k^2 c^k``, below 1e-8 of the total for the
+    are :class:`~varprop.theory.hermite_pairs.HermiteBasis`'s (composite Gauss-Legendre
+    over +-14 standard deviations, panels of 0.1 with edges at 0, where the registry's
+    kinks sit, resolving features of f as narrow as 1/sqrt(q) ~ 0.1). Truncation at
+    ``K = 1000`` leaves ``sum_{k>K} alpha_k^2 c^k``, below 1e-8 of the total for the
     c* < 1 of the chaotic phase (tests compare with :func:`~varprop.theory.depth_scales`).
     """
 
-    def __init__(self, order: int = 1000, half_width: float = 14.0, panel: float = 0.1) -> None:
-        x, w = np.polynomial.legendre.leggauss(8)
-        n_panels = 2 * int(round(half_width / panel))
-        edges = np.linspace(-half_width, half_width, n_panels + 1)
-        mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
-        self.z = (mid[:, None] + half[:, None] * x[None, :]).ravel()
-        weights = (half[:, None] * w[None, :]).ravel()
-        # rows: sqrt(w_i phi(z_i)) * He_k(z_i) / sqrt(k!) * sqrt(phi(z_i)), k = 0..order
-        sq = np.sqrt(np.exp(-0.5 * self.z ** 2) / math.sqrt(2 * math.pi))
-        basis = np.empty((order + 1, self.z.size))
-        basis[0] = sq
-        basis[1] = self.z * sq
-        for k in range(1, order):
-            basis[k + 1] = (self.z * basis[k] - math.sqrt(k) * basis[k - 1]) / math.sqrt(k + 1)
-        self.basis = basis * (weights * sq)[None, :]  # (K+1, n): alpha = basis @ f(s z)
+    def __init__(self, order: int = 1000) -> None:
+        from ..theory.hermite_pairs import hermite_basis
+        self.basis = hermite_basis(order)
 
     def spectrum(self, fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray) -> np.ndarray:
         """``alpha_k^2`` for each standard deviation in ``s``: shape (len(s), K+1)."""
-        out = np.empty((s.size, self.basis.shape[0]))
-        for i in range(0, s.size, 256):
-            vals = fn(s[i:i + 256, None] * self.z[None, :])
-            out[i:i + 256] = (vals @ self.basis.T) ** 2
-        return out
+        return self.basis.coefficients(fn, 0.0, s) ** 2
 
 
 def _series(coef2: np.ndarray, c: np.ndarray) -> np.ndarray:
