@@ -83,6 +83,74 @@ def test_analyzer(widths, act, init, mean, var, corr, batch):
         assert not any(math.isnan(r.z_var) for r in p if math.isfinite(r.z_mean))
 
 
+_RECURRENT_INITS = ["glorot_uniform", "orthogonal", "identity", "zeros", "ones", "he_normal",
+                    {"name": "random_normal", "stddev": 0.01}]
+
+
+@st.composite
+def _sequence_network(draw):
+    """A small network over a (T, F) sequence: an optional 1-D convolution, one or two
+    recurrent layers (Elman of any activation and initializer, or a gated cell), and a
+    head (the last state, Flatten, a pooling over time)."""
+    from varprop.recurrent import SimpleRNN
+    from varprop.recurrent.gated import keras_gru, keras_lstm, torch_gru, torch_lstm
+    steps, features = draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    layers, width = [], features
+    if draw(st.booleans()):
+        kernel = draw(st.sampled_from([1, 3]))
+        padding = draw(st.sampled_from(["same", "valid"])) if kernel <= steps else "same"
+        layers += [varprop.Conv(features, 4, kernel, "he_normal", padding=padding,
+                                spatial_dims=1), varprop.Act("relu")]
+        width = 4
+    count = draw(st.integers(1, 2))
+    for i in range(count):
+        units = draw(st.integers(1, 6))
+        kind = draw(st.sampled_from(["elman", "elman", "keras_lstm", "torch_lstm",
+                                     "keras_gru", "torch_gru"]))
+        if kind == "elman":
+            cell = SimpleRNN(width, units, draw(st.sampled_from(ACTIVATION_NAMES)),
+                             kernel_init=draw(st.sampled_from(_RECURRENT_INITS[:1] + ["ones"])),
+                             recurrent_init=draw(st.sampled_from(_RECURRENT_INITS)),
+                             bias_init=draw(st.sampled_from(["zeros", "ones", None,
+                                                             "random_normal"])))
+        else:
+            make = {"keras_lstm": keras_lstm, "torch_lstm": torch_lstm,
+                    "keras_gru": keras_gru, "torch_gru": torch_gru}[kind]
+            cell = make(width, units)
+        last = i == count - 1
+        sequences = (not last) or draw(st.booleans())
+        layers.append(varprop.Recurrent(cell, return_sequences=sequences))
+        width = units
+    if layers[-1].return_sequences:
+        head = draw(st.sampled_from(["flatten", "global", "avg"]))
+        if head == "flatten":
+            flat = varprop.layers.walk(layers, (steps, features))[1]
+            layers += [varprop.Flatten(), varprop.Dense(flat[0] * flat[1], 3, "glorot_normal")]
+        elif head == "global":
+            layers += [varprop.GlobalAvgPool(), varprop.Dense(width, 3, "glorot_normal")]
+        else:
+            layers += [varprop.AvgPool(2, padding=1, spatial_dims=1)]
+    else:
+        layers.append(varprop.Dense(width, 3, "glorot_normal"))
+    return varprop.Network((steps, features), layers)
+
+
+@FUZZ
+@given(net=_sequence_network(), corr=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0])),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_sequence_networks(net, corr, dtype):
+    """Recurrent layers among other layers: analyze and measure return (or refuse by
+    name), with one row per weighted layer; exploding or vanishing values are answers."""
+    p = _call(varprop.analyze, net, input_correlation=corr)
+    if p is not None:
+        assert len(p) == net.depth
+        assert not any(math.isnan(getattr(r, f)) for r in p if math.isfinite(r.z_mean)
+                       for f in ("z_var", "a_var", "grad_var"))
+    m = _call(varprop.measure, net, batch=3, seeds=1, dtype=dtype)
+    if m is not None:
+        assert len(m) == net.depth
+
+
 @FUZZ
 @given(data=st.binary(max_size=64), gz=st.booleans())
 def test_idx(tmp_path_factory, data, gz):
