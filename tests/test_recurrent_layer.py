@@ -378,3 +378,27 @@ def test_correlated_inputs_are_flagged_for_gated_cells_and_integrated_for_the_ch
                               Recurrent(keras_lstm(64, 128))])
     details = [a["detail"] for a in analyze(wide).meta["approximations"]]
     assert not any(d.startswith("correlated_input") for d in details)
+
+
+def test_the_correlation_map_goes_through_the_mean_field():
+    """Two correlated input sequences (input_correlation) through an Elman layer, its
+    every-state output into another and into a pooling over time: z_corr against
+    analyze_rnn alone (the per-step values, pooled) and against measurement (6 seeds,
+    95 % half-widths widened to a false-alarm rate of 1e-4 per layer)."""
+    from varprop import GlobalAvgPool
+    cell = SimpleRNN(16, 256, "tanh", recurrent_init="orthogonal")
+    alone = analyze(Network((12, 16), [Recurrent(cell)]), input_correlation=0.5)
+    per_step = analyze_rnn(cell, 12, input_correlation=0.5)
+    second = np.array([r.z_var + r.z_mean ** 2 for r in per_step])
+    corr = np.array([r.z_corr for r in per_step])
+    assert alone[0].z_corr == pytest.approx(float(np.sum(corr * second) / np.sum(second)),
+                                            rel=1e-12)
+    widen = stats.t.ppf(1 - 0.5e-4, 5) / stats.t.ppf(0.975, 5)
+    upper = SimpleRNN(256, 256, "relu", kernel_init="he_normal", recurrent_init="glorot_normal")
+    for head, last in (([Recurrent(upper), Dense(256, 64, "glorot_normal")], (0.6, 0.7)),
+                       ([GlobalAvgPool(), Dense(256, 64, "glorot_normal")], (0.45, 0.49))):
+        net = Network((12, 16), [Recurrent(cell, return_sequences=True), *head])
+        theory = analyze(net, input_correlation=0.5).column("z_corr")
+        m = measure(net, input_correlation=0.5, batch=256, seeds=6)
+        assert np.all(np.isfinite(theory)) and last[0] < theory[-1] < last[1]
+        assert np.all(np.abs(m.column("z_corr") - theory) <= widen * m.column("z_corr_ci"))

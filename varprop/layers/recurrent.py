@@ -289,8 +289,13 @@ class Recurrent(Layer):
             persistent = u.var * float(np.mean(mu * mu))
             scale = scale - mu * mu
             correlated = bool(np.ptp(mu) > 0) or _correlated_fresh(s, steps)
-        records, flags, rule, regime = through_time(cell, steps, u, loss_reads("last", steps),
-                                                    input_scale=scale, persistent=persistent)
+        # two correlated inputs (the correlation map): the mean field carries their pairs
+        icross = None if is_chain(cell) or s.icross is None else \
+            np.asarray(s.icross, np.float64)
+        records, flags, rule, regime = through_time(
+            cell, steps, u, loss_reads("last", steps), input_scale=scale,
+            persistent=persistent, input_correlation=None if icross is None
+            else np.diag(icross).copy())
         if correlated:
             flags["correlated_input"] = list(range(steps))
         field = {name: np.array([getattr(r, name) for r in records])
@@ -299,6 +304,12 @@ class Recurrent(Layer):
         rec = LayerRecord(index, cell.input_size, cell.units, symmetric=identical)
         rec.z_mean, rec.z_var = _pooled(field["z_mean"], field["z_var"])
         rec.a_mean, rec.a_var = _pooled(field["a_mean"], field["a_var"])
+        h_pairs = None
+        if icross is not None:
+            z_second = field["z_var"] + field["z_mean"] ** 2
+            z_pair = np.array([r.z_corr for r in records]) * z_second
+            rec.z_corr = float(np.sum(z_pair) / np.sum(z_second))
+            h_pairs = _state_pairs_of_inputs(cell.activation, field, z_pair)
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", field["z_var"])
         analyzer.add_map(index, "a_var", field["a_var"])
@@ -313,15 +324,18 @@ class Recurrent(Layer):
         if not self.return_sequences:
             from .._analytic_signal import _Signal
             return _Signal(float(field["a_mean"][-1]), float(field["a_var"][-1]), identical,
+                           math.nan if h_pairs is None else float(h_pairs[-1]),
                            gaussian=False)
         second = field["a_var"] + field["a_mean"] ** 2
-        pairs = None
+        from ..recurrent.theory import state_pairs
+        pairs = other = None
         if analyzer.track_cross and not chain and s.cross is not None:
             # a pooling over time reads the states' pairs of steps
-            from ..recurrent.theory import state_pairs
             pairs = state_pairs(cell, records, u, scale, np.asarray(s.cross, np.float64))
+        if h_pairs is not None:  # and the two inputs' pairs of steps, for the layers above
+            other = state_pairs(cell, records, u, scale, icross, diagonal=h_pairs)
         return SpatialMoments(field["a_mean"].copy(), second, cross=pairs, gaussian=False,
-                              exact=bool(s.exact))
+                              exact=bool(s.exact), icross=other)
 
     def _gated_analytic(self, analyzer: Any, s: Any, ops: list) -> Any:
         """The gated cell's rule (:func:`~varprop.recurrent.gated_theory.
@@ -408,6 +422,19 @@ class Recurrent(Layer):
         analyzer.add_map(rec.index, "grad_var", grad)
         _flag(analyzer, rec.index, flags, regime)
         return SpatialGradient(_scaled(self.cell.units * w_second, grad))
+
+
+def _state_pairs_of_inputs(act: Any, field: dict[str, np.ndarray], z_pair: np.ndarray
+                           ) -> np.ndarray:
+    """``E[h_t h'_t]`` per step of two correlated inputs: the bivariate Gaussian of
+    ``(z_t, z'_t)``, each with the step's mean and variance, and ``E[z_t z'_t] =
+    z_pair[t]``."""
+    from ..theory.gaussian import gaussian_cross_moments
+    out = np.empty(len(z_pair))
+    for t, (mean, var) in enumerate(zip(field["z_mean"], field["z_var"])):
+        cov = min(z_pair[t] - mean * mean, var)
+        out[t] = float(gaussian_cross_moments(act, var, var, q12=cov, mean=mean).e_phi_phi)
+    return out
 
 
 def _correlated_fresh(s: Any, steps: int) -> bool:

@@ -233,8 +233,8 @@ def is_chain(rnn: SimpleRNN) -> bool:
 
 def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
                  input_scale: np.ndarray | None = None,
-                 input_correlation: float | None = None, samples: int | None = None,
-                 persistent: float = 0.0
+                 input_correlation: "float | np.ndarray | None" = None,
+                 samples: int | None = None, persistent: float = 0.0
                  ) -> tuple[list[LayerRecord], dict[str, list[int]], str, Any]:
     """The theory's per-step records and flags, for any per-step input and gradient.
 
@@ -243,7 +243,13 @@ def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
     in it. ``input_scale[t]`` multiplies step t's input term ``u.var`` (a layer below
     whose output variance changes with time; None: 1). The identity chain takes one
     input variance for every step: with a varying one it gets their average and the
-    steps are flagged ``"varying_input"``.
+    steps are flagged ``"varying_input"``. ``persistent``: the variance of a part of each
+    unit's input term that is fixed over time (the layer below hands inputs with a
+    mean); the chain integrates it as a random bias, exactly (the mean field needs
+    nothing: it is in each step's variance, and the units' mixing does not accumulate
+    it). ``input_correlation``: the correlation of two input sequences (every step), or
+    per step the two inputs' ``E[x_t x'_t]`` (in the units of ``input_scale``); the mean
+    field then fills each record's ``z_corr`` (the chain does not).
 
     Returns ``(records, flags by cause, rule name, finite-width regime or None)``.
     """
@@ -283,7 +289,8 @@ def through_time(rnn: SimpleRNN, steps: int, u: InputTerm, reads: np.ndarray, *,
 
 
 def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
-                scale: np.ndarray, input_pairs: np.ndarray) -> np.ndarray:
+                scale: np.ndarray, input_pairs: np.ndarray,
+                diagonal: np.ndarray | None = None) -> np.ndarray:
     """``E[h_s h_t]`` of one unit for every pair of steps of one sequence, ``(T, T)``:
     what a pooling over time needs (docs/recurrent.md, section 2, "Pairs of steps").
 
@@ -296,7 +303,12 @@ def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
     column norm ``|w_x|^2`` is integrated over :meth:`InputTerm.spread` as for the
     variances, ``scale`` the per-step ``E[x_t^2]`` that :func:`through_time` used), so
     the recursion runs along each diagonal of the matrix, all diagonals at once. Only
-    for the mean-field rule: the identity chain has no Gaussian pair law."""
+    for the mean-field rule: the identity chain has no Gaussian pair law.
+
+    The same recursion gives two correlated input sequences' ``E[h_s h'_t]``: pass
+    their ``E[x_s x'_t]`` as ``input_pairs`` and their per-step ``E[h_t h'_t]`` as
+    ``diagonal`` (the recursion never reads the diagonal: ``(s - 1, t - 1)`` of an
+    off-diagonal pair is off the diagonal too)."""
     from ..theory.hermite_pairs import hermite_coefficients, mehler_pairs
     from ..theory.spatial_gauss import pair_cross
     act = rnn.activation
@@ -314,7 +326,8 @@ def state_pairs(rnn: SimpleRNN, records: list[LayerRecord], u: InputTerm,
     # kink leaves the expansion unbounded: straight to the exact rule
     coef = None if act.piecewise_linear else hermite_coefficients(act, m, v, second)
     flat = np.arange(nodes * steps).reshape(nodes, steps)
-    pairs = np.diag([r.a_var + r.a_mean ** 2 for r in records])
+    pairs = np.diag([r.a_var + r.a_mean ** 2 for r in records] if diagonal is None
+                    else np.asarray(diagonal, float))
     w = rnn.recurrent_init.moments(rnn.recurrent_shape)
     f_var = rnn.units * w.var
     b_var = _bias(rnn)[1]
@@ -367,8 +380,8 @@ def recurrent_approximations(flags: dict[str, list[int]]) -> list[dict[str, Any]
 
 
 def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: float,
-                w: Any, reads: np.ndarray, c_in: float | None, scale: np.ndarray
-                ) -> tuple[list[LayerRecord], list[float]]:
+                w: Any, reads: np.ndarray, c_in: "float | np.ndarray | None",
+                scale: np.ndarray) -> tuple[list[LayerRecord], list[float]]:
     act, n = rnn.activation, rnn.units
     symmetric = bool(w.symmetric and rnn.kernel_init.moments(rnn.kernel_shape).symmetric)
     # per-unit recurrent factors: H v_h on the variance, H m_h on the mean (and, for
@@ -388,7 +401,10 @@ def _mean_field(rnn: SimpleRNN, steps: int, u: InputTerm, b_mean: float, b_var: 
                           a_mean=e_phi, a_var=max(e_phi2 - e_phi * e_phi, 0.0),
                           symmetric=symmetric)
         if c_in is not None:
-            cov = u.cross(c_in) * scale[t] + f_var * h_cross + b_var
+            # the input term's pair: a correlation c of the step's E[x^2], or (an array)
+            # each step's E[x_t x'_t] itself
+            pair_in = u.per_corr * c_in[t] if np.ndim(c_in) else u.cross(c_in) * scale[t]
+            cov = pair_in + f_var * h_cross + b_var
             # uncentred, E[z1 z2] / E[z^2], as the measurement pools it
             second = var + mean * mean
             rec.z_corr = (cov + mean * mean) / second if second > 0 else math.nan
