@@ -262,12 +262,18 @@ class Recurrent(Layer):
 
     # ------------------------------------------------------------------ theory
     def analytic(self, step: Step, analyzer: Any, x: Any, ops: list) -> Any:
-        from ..recurrent.theory import input_term, is_chain, loss_reads, through_time
-        from ..theory.spatial import SpatialMoments
-        from ._spatial_rules import check_spatial, mark_approximate
+        from ._spatial_rules import check_spatial
         s = check_spatial(x, self, analyzer)
         if self.gated:
             return self._gated_analytic(analyzer, s, ops)
+        return self._elman_analytic(analyzer, s, ops)
+
+    def _elman_analytic(self, analyzer: Any, s: Any, ops: list) -> Any:
+        """The Elman cell's rule (:func:`~varprop.recurrent.theory.through_time`): the mean
+        field, or the one-unit chain of identity recurrence (module doc)."""
+        from ..recurrent.theory import input_term, is_chain, loss_reads, through_time
+        from ..theory.spatial import SpatialMoments
+        from ._spatial_rules import mark_approximate
         cell = self.cell
         steps = int(np.size(s.mean))
         # per unit, step t's input term is F (v_x + m_x^2) E[x_t^2]: the term for
@@ -287,7 +293,7 @@ class Recurrent(Layer):
             # correlated across steps is not in its law
             mu = np.asarray(s.mean, np.float64).reshape(steps)
             persistent = u.var * float(np.mean(mu * mu))
-            scale = scale - mu * mu
+            scale = np.maximum(scale - mu * mu, 0.0)  # the fresh part per step
             correlated = bool(np.ptp(mu) > 0) or _correlated_fresh(s, steps)
         # two correlated inputs (the correlation map): the mean field carries their pairs
         icross = None if is_chain(cell) or s.icross is None else \
@@ -308,7 +314,8 @@ class Recurrent(Layer):
         if icross is not None:
             z_second = field["z_var"] + field["z_mean"] ** 2
             z_pair = np.array([r.z_corr for r in records]) * z_second
-            rec.z_corr = float(np.sum(z_pair) / np.sum(z_second))
+            total = float(np.sum(z_second))
+            rec.z_corr = float(np.sum(z_pair)) / total if 0 < total < math.inf else math.nan
             h_pairs = _state_pairs_of_inputs(cell.activation, field, z_pair)
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", field["z_var"])
