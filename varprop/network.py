@@ -6,7 +6,11 @@ each a bundle of validation, array code and mean-field rule; re-exported here):
 * :class:`Dense` ``z = x @ W + b`` with its weight and bias initializers,
 * :class:`Act` ``a = phi(z)``,
 * :class:`Residual` ``x + alpha * f(x)`` around a branch of layers,
-* :class:`BatchNorm` and :class:`LayerNorm` (training-mode statistics, no affine).
+* :class:`BatchNorm`, :class:`LayerNorm` and ``GroupNorm`` (training-mode statistics, no
+  affine),
+* ``Conv``, ``MaxPool``, ``AvgPool``, ``GlobalAvgPool`` and ``Flatten`` over images or
+  sequences (channels last; :func:`varprop.cnn` builds the common case),
+* ``Recurrent``: an Elman, LSTM or GRU cell over a ``(T, F)`` sequence.
 
 Specs hold no weights: the analytic side reads the initializers' moments, the empirical
 side draws the weights (seeded) when it measures.
@@ -34,7 +38,7 @@ class Network:
 
     ``input_width`` is an int for flat inputs ``(batch, width)``, or the shape of one
     sample ``(*spatial, channels)`` (channels last, 1 or 2 spatial dims) for a network
-    that starts with convolutions. ``layout="torch"`` says that the arrays given at the
+    that starts with convolutions or, ``(T, F)``, with a recurrent layer. ``layout="torch"`` says that the arrays given at the
     edges (``measure(inputs=...)``, ``analyze(inputs=...)``) are in PyTorch's
     channels-first layout ``(batch, channels, *spatial)``; inside, varprop works
     channels last.
