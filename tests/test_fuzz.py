@@ -135,20 +135,20 @@ def _sequence_network(draw):
     return varprop.Network((steps, features), layers)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=200)  # 40 missed the identical-units defect (commit bdb7af9)
 @given(net=_sequence_network(), corr=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0])),
        dtype=st.sampled_from(["float32", "float64"]))
 def test_sequence_networks(net, corr, dtype):
-    """Recurrent layers among other layers: analyze and measure return (or refuse by
-    name), with one row per weighted layer; exploding or vanishing values are answers."""
-    p = _call(varprop.analyze, net, input_correlation=corr)
-    if p is not None:
-        assert len(p) == net.depth
-        assert not any(math.isnan(getattr(r, f)) for r in p if math.isfinite(r.z_mean)
-                       for f in ("z_var", "a_var", "grad_var"))
-    m = _call(varprop.measure, net, batch=3, seeds=1, dtype=dtype)
-    if m is not None:
-        assert len(m) == net.depth
+    """Recurrent layers among other layers, every network valid by construction:
+    analyze and measure return (no exception at all, not even a TypeError), with one
+    row per weighted layer; exploding or vanishing values are answers."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        p = varprop.analyze(net, input_correlation=corr)
+        m = varprop.measure(net, batch=3, seeds=1, dtype=dtype)
+    assert len(p) == len(m) == net.depth
+    assert not any(math.isnan(getattr(r, f)) for r in p if math.isfinite(r.z_mean)
+                   for f in ("z_var", "a_var", "grad_var"))
 
 
 @FUZZ
