@@ -120,6 +120,7 @@ def test_conv_bitwise_identical_for_any_thread_count(case, monkeypatch):
     shape, kernel, _, _, _, groups, c_out = case
     x, w, b = _data((37,) + shape[1:], kernel, groups, c_out, np.float32)
     monkeypatch.setattr(ck, "CHUNK_BYTES", 12000)  # several chunks, several tiles each
+    monkeypatch.setattr(ck, "weight_grad_blocks", lambda b, i, o: 3)  # dW in row blocks
     runs = [ck.conv_forward(x, w, b, "relu", stats=True, n_threads=t, **_kw(case))
             for t in THREADS]
     grads = [ck.conv_backward(x, w, runs[0].z, runs[0].a, "gelu", n_threads=t, **_kw(case))

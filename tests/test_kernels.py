@@ -397,3 +397,36 @@ def test_pooled_var_matches_numpy_two_pass(dtype):
     assert np.isnan(pooled_var(np.array([1.0, np.nan], dtype)))
     assert np.isnan(pooled_var(np.array([1.0, np.inf], dtype)))  # as np.var: inf - inf
     assert np.isnan(pooled_var(np.zeros(0, dtype)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("blocks", [2, 5, 128], ids=str)
+def test_weight_gradient_row_blocks_match_the_twin_and_are_thread_independent(
+        blocks, dtype, monkeypatch):
+    # docs/kernels.md "The weight gradient": dW split along the batch into row blocks,
+    # summed in block order; 5 leaves a ragged last block, 128 > batch leaves empty ones
+    import varprop.kernels as kernels_module
+    monkeypatch.setattr(kernels_module, "weight_grad_blocks", lambda b, i, o: blocks)
+    shape = (101, 9, 16)
+    x, w, b = _data(shape, dtype)
+    g = np.random.default_rng(7).standard_normal((shape[0], shape[2])).astype(dtype)
+    f = varprop.dense_forward(x, w, b, "tanh")
+    first = None
+    for n in (1, 2, 3, 8):
+        d = varprop.dense_backward(x, w, f.z, g, "tanh", n_threads=n)
+        if first is None:
+            first = d
+            want = ref.dense_backward(x, w, f.z, g, "tanh")
+            tol = 1e-4 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(d.grad_w, want.grad_w, rtol=tol, atol=tol)
+            np.testing.assert_allclose(d.grad_x, want.grad_x, rtol=tol, atol=tol)
+            continue
+        assert np.array_equal(d.grad_w, first.grad_w) and np.array_equal(d.grad_x, first.grad_x)
+
+
+def test_weight_gradient_blocks_depend_on_shape_only():
+    from varprop.kernels import weight_grad_blocks
+    assert list(inspect.signature(weight_grad_blocks).parameters) == ["batch", "n_in", "n_out"]
+    assert weight_grad_blocks(512, 2048, 2048) == 1     # a dense layer: dW has its tiles
+    assert weight_grad_blocks(64 * 784, 144, 32) == 8   # a convolution's small dW
+    assert weight_grad_blocks(1000, 144, 32) == 1        # too few rows to split

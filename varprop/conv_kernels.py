@@ -41,7 +41,8 @@ from ._results import LayerStats, pooled
 from ._threads import resolve_n_threads
 from ._validate import boolean, integer, positive_int, shape_tuple
 from .kernels import (_BACKWARD_BLOCK, ExtensionMissingError, _ceil_div, _dtype_of,
-                      _missing_message, _resolve_activation, _same_dtype, forward_tiles)
+                      _missing_message, _resolve_activation, _same_dtype, forward_tiles,
+                      weight_grad_blocks)
 from .kernels import _extension as _dense_extension
 
 __all__ = ["resolve_padding", "conv_output_shape", "conv_forward", "conv_backward",
@@ -385,6 +386,9 @@ def conv_backward(x: np.ndarray, w: np.ndarray, z: np.ndarray, grad_a: np.ndarra
             block_rows = max(1, min(rows, _BACKWARD_BLOCK // og))
             dx_rows, dx_cols = forward_tiles(rows, taps)
             dw_rows, dw_cols = forward_tiles(taps, og)
+            dw_blocks = weight_grad_blocks(rows, taps, og)
+            dw_part = _workspace("dwparts", x.dtype, (dw_blocks, taps, og)) \
+                if dw_blocks > 1 else None
             for g in range(groups):
                 cols = _columns(x4[lo:hi], geo, g * cg, cg, buf, threads)
                 sl, r = slice(g * og, (g + 1) * og), slice(lo * pix, hi * pix)
@@ -398,7 +402,7 @@ def conv_backward(x: np.ndarray, w: np.ndarray, z: np.ndarray, grad_a: np.ndarra
                 part = np.empty((_ceil_div(rows, block_rows), og), np.float64)
                 dense_ext.backward(cols, wg[g], zg, gag, gzg, gcols, gw_chunk, part,
                                    act.kernel_id, p0, p1, block_rows, dx_rows, dx_cols,
-                                   dw_rows, dw_cols, threads)
+                                   dw_rows, dw_cols, threads, dw_blocks, dw_part)
                 if not direct:
                     conv_ext.col2im(gcols, grad_x[lo:hi], geo.geometry, *geo.out_hw,
                                     g * cg, cg, threads)

@@ -147,6 +147,25 @@ def forward_tiles(rows: int, cols: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
+#: A dW tile's row block of the batch has at least this many rows (a GEMM over fewer
+#: spends more on packing than on products).
+_MIN_INNER_ROWS = 4096
+
+
+def weight_grad_blocks(batch: int, n_in: int, n_out: int) -> int:
+    """How many row blocks of the batch a backward pass splits each dW tile into, from
+    the shape alone: a power of two that brings the dW tiles up to the forward grid's
+    count for a square output of the same work (at most :data:`_MAX_TILES`), with at
+    least :data:`_MIN_INNER_ROWS` rows a block. 1 for the usual dense layer; a
+    convolution's small ``taps x channels`` dW over ``batch x pixels`` rows gets several
+    (docs/kernels.md, "The weight gradient")."""
+    dw_rows, dw_cols = forward_tiles(n_in, n_out)
+    tiles = _ceil_div(n_in, dw_rows) * _ceil_div(n_out, dw_cols)
+    want = min(_MAX_TILES, max(1, batch * max(n_in, n_out) // _MIN_TILE_AREA)) // tiles
+    blocks = max(1, min(want, batch // _MIN_INNER_ROWS))
+    return 1 << (blocks.bit_length() - 1)
+
+
 def _dtype_of(name: str, arr: Any) -> np.dtype:
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
@@ -333,13 +352,16 @@ def dense_backward(
     n_blocks = _ceil_div(batch, block_rows)
     dx_rows, dx_cols = forward_tiles(batch, n_in)
     dw_rows, dw_cols = forward_tiles(n_in, n_out)
+    dw_blocks = weight_grad_blocks(batch, n_in, n_out)
     grad_z = np.empty((batch, n_out), dtype)
     partials = np.empty((n_blocks, n_out), np.float64)
+    dw_partials = np.empty((dw_blocks, n_in, n_out), dtype) if dw_blocks > 1 else None
     p0, p1 = act.kernel_params
     with single_threaded_blas():
         kernels.backward(_c(x), _c(w), _c(z), _c(grad_a), grad_z, grad_x, grad_w,
                           partials, act.kernel_id, p0, p1, block_rows,
-                          dx_rows, dx_cols, dw_rows, dw_cols, threads)
+                          dx_rows, dx_cols, dw_rows, dw_cols, threads, dw_blocks,
+                          dw_partials)
     grad_b = np.sum(partials, axis=0).astype(dtype)
     return DenseGradients(grad_x, grad_w, grad_b, grad_z)
 
