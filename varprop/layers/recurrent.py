@@ -384,9 +384,12 @@ class Recurrent(Layer):
             from .._analytic_signal import _Signal
             return _Signal(float(fields["a_mean"][-1]), float(fields["a_var"][-1]),
                            gaussian=False)
-        # no pairs of steps for gated states: a pooling over time after them is flagged
+        pairs = None
+        if analyzer.track_cross:  # a pooling over time reads the states' pairs of steps
+            from ..recurrent.gated_theory import gated_state_pairs
+            pairs = gated_state_pairs(cell, steps, 0.0, in_var)
         return SpatialMoments(fields["a_mean"].copy(),
-                              fields["a_var"] + fields["a_mean"] ** 2, cross=None,
+                              fields["a_var"] + fields["a_mean"] ** 2, cross=pairs,
                               gaussian=False, exact=False)
 
     def _gated_backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:

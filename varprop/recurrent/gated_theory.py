@@ -276,6 +276,44 @@ def gated_through_time(cell: GatedCell, steps: int, in_mean: float, in_var: np.n
     return fields, deltas, width - 1
 
 
+def gated_state_pairs(cell: GatedCell, steps: int, in_mean: float, in_var: np.ndarray
+                      ) -> np.ndarray:
+    """``E[h_s h_t]`` of one unit for every pair of steps of one sequence, ``(T, T)``:
+    what a pooling over time after a gated layer reads (docs/gated.md, section 2.3).
+
+    The states' two-time kernels follow the forward recursions, as the backward pass's
+    do (:func:`~varprop.recurrent.gated_backprop._forward_kernel`; the gates of
+    different steps independent): the LSTM's cell state ``E[c_s c_t] = E[f_t]
+    E[c_s c_(t-1)] + E[i_t g_t] E[c_s]``, and ``E[h_s h_t] = E[o_s] E[o_t] E[tanh c_s
+    tanh c_t]``, the last to first order in the covariance (Price's theorem); the GRU's
+    state ``E[h_s h_t] = E[z_t] E[h_s h_(t-1)] + E[1 - z_t] E[n_t] E[h_s]``. Per unit
+    class (the keep gate's bias nodes), then averaged; the diagonal is the profile's
+    ``E[h_t^2]``."""
+    from .gated_backprop import _forward_kernel
+    w = cell.recurrent_init.moments(cell.recurrent_shape)
+    n = cell.units
+    rec = (n * w.var, n * w.mean ** 2, n * w.mean, n * (w.var + w.mean ** 2))
+    biases, nodes, weights = gate_biases(cell)
+    lstm = cell.kind == "lstm"
+    with np.errstate(over="ignore", invalid="ignore"):
+        fields, st = (_lstm if lstm else _gru)(steps, in_mean, np.asarray(in_var, float),
+                                               rec, biases, nodes, weights)
+        pairs = np.diag(fields["a_var"] + fields["a_mean"] ** 2)
+        for s in range(steps - 1):
+            width, t = steps - s, slice(s, steps)
+            if lstm:
+                kc = _forward_kernel(s, width, st["c2"], st["cm"], st["fm"],
+                                     st["im"] * st["gm"])
+                row = st["om"][s] * st["om"][t] * (
+                    st["th"][s] * st["th"][t]
+                    + st["dth"][s] * st["dth"][t] * (kc - st["cm"][s] * st["cm"][t]))
+            else:
+                row = _forward_kernel(s, width, st["h2"], st["hm"], st["zm"],
+                                      (1.0 - st["zm"]) * st["en"])
+            pairs[s, s + 1:] = pairs[s + 1:, s] = (row @ weights)[1:]
+    return pairs
+
+
 def _recurrent(rec: tuple[float, float, float, float], weights: np.ndarray,
                h_mean: np.ndarray, h_second: np.ndarray) -> tuple[float, float]:
     """The recurrent term's (mean, variance) from the states' moments over the nodes:
