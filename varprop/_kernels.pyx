@@ -522,6 +522,6 @@ def backward(x, w, z, grad_a, grad_z, grad_x, grad_w, bias_partials, kind, p0, p
         _release(v, held)
 
 
-# activation_apply, pooled_var and the instruction-set switches (kept in a second file to
-# keep each under 500 lines; textually part of this module)
+# activation_apply, pooled_var and the instruction-set switches (kept in a second file, so
+# that neither grows long; textually part of this module)
 include "_kernels_misc.pxi"

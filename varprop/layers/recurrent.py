@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from .._validate import boolean
 from ..profile import LayerRecord
-from ._spatial import PairGradient, SpatialGradient, numel, spatial_of
+from ._recurrent_rules import (correlated_fresh, independent_reads, input_state_pairs,
+                               keep_flags, pooled_over_steps, reads_from, scaled,
+                               step_stats)
+from ._spatial import SpatialGradient, numel, spatial_of
 from .base import Layer, Step
 
 __all__ = ["Recurrent"]
@@ -40,17 +43,6 @@ __all__ = ["Recurrent"]
 #: The longest sequence whose gradient pairs of steps the analyzer carries back to an
 #: identity-recurrent layer (a (T, T) matrix per layer above it), as for pixels.
 _MAX_PAIR_STEPS = 1024
-
-
-class _PooledStats(NamedTuple):
-    """What :meth:`SeedRun.record_forward` reads of a kernel's statistics."""
-
-    z_pooled_mean: float
-    z_pooled_var: float
-    a_pooled_mean: float
-    a_pooled_var: float
-    z_mean: np.ndarray
-    z_var: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -202,7 +194,7 @@ class Recurrent(Layer):
             if record:
                 run.record_corr(step.index, r.z, r2.z)
         if record:
-            run.record_forward(step.index, _stats(r.z, r.h))
+            run.record_forward(step.index, step_stats(r.z, r.h))
             run.record_maps(step.index, z=np.swapaxes(r.z, 0, 1), a=np.swapaxes(r.h, 0, 1))
         return self._output(r.h), y2, ((xt, w_x, w_h, r.z, r.h) if keep else None)
 
@@ -226,7 +218,7 @@ class Recurrent(Layer):
             if record:
                 run.record_corr(step.index, z, f2.c if f2.c is not None else f2.cand_pre)
         if record:
-            run.record_forward(step.index, _stats(z, f.h))
+            run.record_forward(step.index, step_stats(z, f.h))
             run.record_maps(step.index, z=np.swapaxes(z, 0, 1), a=np.swapaxes(f.h, 0, 1))
         return self._output(f.h), y2, ((xt, params, f) if keep else None)
 
@@ -294,7 +286,7 @@ class Recurrent(Layer):
             mu = np.asarray(s.mean, np.float64).reshape(steps)
             persistent = u.var * float(np.mean(mu * mu))
             scale = np.maximum(scale - mu * mu, 0.0)  # the fresh part per step
-            correlated = bool(np.ptp(mu) > 0) or _correlated_fresh(s, steps)
+            correlated = bool(np.ptp(mu) > 0) or correlated_fresh(s, steps)
         # two correlated inputs (the correlation map): the mean field carries their pairs
         icross = None if is_chain(cell) or s.icross is None else \
             np.asarray(s.icross, np.float64)
@@ -308,15 +300,15 @@ class Recurrent(Layer):
                  for name in ("z_mean", "z_var", "a_mean", "a_var", "grad_var")}
         identical = rule == "identical units"
         rec = LayerRecord(index, cell.input_size, cell.units, symmetric=identical)
-        rec.z_mean, rec.z_var = _pooled(field["z_mean"], field["z_var"])
-        rec.a_mean, rec.a_var = _pooled(field["a_mean"], field["a_var"])
+        rec.z_mean, rec.z_var = pooled_over_steps(field["z_mean"], field["z_var"])
+        rec.a_mean, rec.a_var = pooled_over_steps(field["a_mean"], field["a_var"])
         h_pairs = None
         if icross is not None:
             z_second = field["z_var"] + field["z_mean"] ** 2
             z_pair = np.array([r.z_corr for r in records]) * z_second
             total = float(np.sum(z_second))
             rec.z_corr = float(np.sum(z_pair)) / total if 0 < total < math.inf else math.nan
-            h_pairs = _state_pairs_of_inputs(cell.activation, field, z_pair)
+            h_pairs = input_state_pairs(cell.activation, field, z_pair)
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", field["z_var"])
         analyzer.add_map(index, "a_var", field["a_var"])
@@ -365,13 +357,13 @@ class Recurrent(Layer):
         w = cell.recurrent_init.moments(cell.recurrent_shape)
         rec = LayerRecord(index, cell.input_size, cell.units,
                           symmetric=bool(kernel.symmetric and w.symmetric))
-        rec.z_mean, rec.z_var = _pooled(fields["z_mean"], fields["z_var"])
-        rec.a_mean, rec.a_var = _pooled(fields["a_mean"], fields["a_var"])
+        rec.z_mean, rec.z_var = pooled_over_steps(fields["z_mean"], fields["z_var"])
+        rec.a_mean, rec.a_var = pooled_over_steps(fields["a_mean"], fields["a_var"])
         analyzer.records.append(rec)
         analyzer.add_map(index, "z_var", fields["z_var"])
         analyzer.add_map(index, "a_var", fields["a_var"])
         flags = {"gated": list(range(steps))}
-        if np.any(np.asarray(s.mean) != 0.0) or _correlated_fresh(s, steps):
+        if np.any(np.asarray(s.mean) != 0.0) or correlated_fresh(s, steps):
             # the cell's memory accumulates input terms that are not fresh per step
             flags["correlated_input"] = list(range(steps))
         if w.mean != 0.0 and not w.symmetric:
@@ -396,120 +388,39 @@ class Recurrent(Layer):
         from ..recurrent.gated_theory import gated_through_time
         rec, in_var, grad_last, deltas_last, flags, w_second = state
         steps = len(in_var)
-        reads = _reads(g, steps)
+        reads = reads_from(g, steps)
         if np.all(reads[:-1] == 0.0):  # linear in what it reads (module doc)
-            grad, deltas = _scaled(reads[-1], grad_last), _scaled(reads[-1], deltas_last)
+            grad, deltas = scaled(reads[-1], grad_last), scaled(reads[-1], deltas_last)
         else:
             fields, deltas, _ = gated_through_time(self.cell, steps, 0.0, in_var, reads)
             grad = fields["grad_var"]
-            if not _independent(g):
+            if not independent_reads(g):
                 # the two-time kernels take the reads as uncorrelated across steps
                 flags = {**flags, "correlated_reads": list(range(steps))}
         rec.grad_var = float(np.mean(grad))
         analyzer.add_map(rec.index, "grad_var", grad)
-        _flag(analyzer, rec.index, flags, None)
-        return SpatialGradient(_scaled(self.cell.units * w_second, deltas))
+        keep_flags(analyzer, rec.index, flags, None)
+        return SpatialGradient(scaled(self.cell.units * w_second, deltas))
 
     def _backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
         from ..recurrent.theory import through_time
         rec, u, scale, grad_last, flags, regime, w_second, chain = state
         steps = len(scale)
-        reads = _reads(g, steps)
+        reads = reads_from(g, steps)
         if np.all(reads[:-1] == 0.0):
             # the forward pass's own recursion read the last state with variance 1:
             # the backward one is linear in what it reads
-            grad = _scaled(reads[-1], grad_last)
+            grad = scaled(reads[-1], grad_last)
         else:
             records, flags, _, regime = through_time(self.cell, steps, u, reads,
                                                      input_scale=scale)
             grad = np.array([r.grad_var for r in records])
-            if chain and not _independent(g):
+            if chain and not independent_reads(g):
                 # the exact chain adds the reads' variances: right for independent
                 # reads (a loss on every state, a dense layer over them), not for
                 # reads that share a term (a pooling over time, a layer above)
                 flags["correlated_reads"] = list(range(steps))
         rec.grad_var = float(np.mean(grad))
         analyzer.add_map(rec.index, "grad_var", grad)
-        _flag(analyzer, rec.index, flags, regime)
-        return SpatialGradient(_scaled(self.cell.units * w_second, grad))
-
-
-def _state_pairs_of_inputs(act: Any, field: dict[str, np.ndarray], z_pair: np.ndarray
-                           ) -> np.ndarray:
-    """``E[h_t h'_t]`` per step of two correlated inputs: the bivariate Gaussian of
-    ``(z_t, z'_t)``, each with the step's mean and variance, and ``E[z_t z'_t] =
-    z_pair[t]``."""
-    from ..theory.gaussian import gaussian_cross_moments
-    out = np.empty(len(z_pair))
-    for t, (mean, var) in enumerate(zip(field["z_mean"], field["z_var"])):
-        cov = min(z_pair[t] - mean * mean, var)
-        out[t] = float(gaussian_cross_moments(act, var, var, q12=cov, mean=mean).e_phi_phi)
-    return out
-
-
-def _correlated_fresh(s: Any, steps: int) -> bool:
-    """True unless the input's pairs of steps are known to be the means' products only
-    (independent fluctuations per step: white noise, or what zero-mean weights make of
-    it, whose taps reading one input have independent weights)."""
-    if s.cross is None:
-        return steps > 1
-    mu = np.asarray(s.mean, np.float64).reshape(steps)
-    off = np.asarray(s.cross, np.float64) - np.outer(mu, mu)
-    np.fill_diagonal(off, 0.0)
-    top = float(np.max(np.abs(s.second))) if np.size(s.second) else 0.0
-    return bool(np.any(np.abs(off) > 1e-12 * max(top, 1e-300)))
-
-
-def _reads(g: Any, steps: int) -> np.ndarray:
-    """Var dL/dh_t per step from the layers above: a per-step map (every state handed
-    on) or the last state's variance."""
-    if isinstance(g, SpatialGradient):
-        return np.asarray(g.total(), dtype=np.float64).reshape(steps)
-    reads = np.zeros(steps)
-    reads[-1] = float(g.total())
-    return reads
-
-
-def _scaled(k: float, values: np.ndarray) -> np.ndarray:
-    """``k * values`` with ``0 * inf = 0`` (nothing read is nothing sent back)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.where((values == 0.0) | (k == 0.0), 0.0, k * values)
-
-
-def _independent(g: Any) -> bool:
-    """True when the reads' pairs of steps came back and are uncorrelated."""
-    if not isinstance(g, PairGradient):
-        return False
-    off = g.pairs - np.diag(np.diag(g.pairs))
-    return not np.any(off)
-
-
-def _pooled(mean: np.ndarray, var: np.ndarray) -> tuple[float, float]:
-    """``(mean, variance)`` over every step's entries, as the measurement pools them."""
-    m = float(np.mean(mean))
-    with np.errstate(over="ignore", invalid="ignore"):
-        v = float(np.mean(var + mean * mean)) - m * m
-    return m, max(v, 0.0) if math.isfinite(v) else v
-
-
-def _flag(analyzer: Any, index: int, flags: dict[str, list[int]], regime: Any) -> None:
-    """The steps where the recurrent theory is approximate, kept by layer for the
-    profile's ``meta["approximations"]`` (:mod:`varprop._analytic_spatial`)."""
-    found = getattr(analyzer, "recurrent_flags", None)
-    if found is None:
-        found = analyzer.recurrent_flags = {}
-    found[index] = ({cause: steps for cause, steps in flags.items() if steps},
-                    regime if regime is not None and regime.layers else None)
-
-
-def _stats(z: np.ndarray, h: np.ndarray) -> _PooledStats:
-    """Pooled and per-unit statistics of ``(T, B, H)`` pre-activations and states,
-    accumulated in float64 (an overflowed entry makes the pooled variance inf or NaN,
-    which the profile reports)."""
-    from .._empirical_run import pooled_var
-    units = z.shape[-1]
-    flat = z.reshape(-1, units)
-    return _PooledStats(float(np.mean(z, dtype=np.float64)), pooled_var(z),
-                        float(np.mean(h, dtype=np.float64)), pooled_var(h),
-                        flat.mean(axis=0, dtype=np.float64),
-                        flat.var(axis=0, dtype=np.float64))
+        keep_flags(analyzer, rec.index, flags, regime)
+        return SpatialGradient(scaled(self.cell.units * w_second, grad))
