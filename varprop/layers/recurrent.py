@@ -16,7 +16,7 @@ through time is :func:`~varprop.recurrent.theory.through_time`'s, the identity c
 exact law included. Backward, the layers above hand ``Var dL/dh_t`` (at the last step
 only, or per step), which is the recursion's "reads"; ``Var dL/dx_t = H (v_x + m_x^2)
 Var dL/dz_t``. A gated cell's rule is :func:`~varprop.recurrent.gated_theory.
-gated_through_time` (docs/gated.md), with ``Var dL/dx_t = H (v_x + m_x^2) sum_k
+gated_forward_law` (docs/gated.md), with ``Var dL/dx_t = H (v_x + m_x^2) sum_k
 E[delta_k^2]`` from its gate deltas. The profile row of the layer pools every step, as
 the measurement pools ``(batch, T, H)``; ``profile.maps[layer]`` holds the per-step
 values.
@@ -338,9 +338,10 @@ class Recurrent(Layer):
 
     def _gated_analytic(self, analyzer: Any, s: Any, ops: list) -> Any:
         """The gated cell's rule (:func:`~varprop.recurrent.gated_theory.
-        gated_through_time`): flagged approximate at every step, as the gated theory is
-        (docs/gated.md, section 3)."""
-        from ..recurrent.gated_theory import gated_through_time
+        gated_forward_law`, run once: the backward rule and the pairs of steps read it):
+        flagged approximate at every step, as the gated theory is (docs/gated.md,
+        section 3)."""
+        from ..recurrent.gated_theory import gated_backward_law, gated_forward_law
         from ..recurrent.theory import loss_reads
         from ..theory.spatial import SpatialMoments
         from ._spatial_rules import mark_approximate
@@ -352,8 +353,9 @@ class Recurrent(Layer):
         if kernel.mean != 0.0 and np.any(np.asarray(s.mean) != 0.0):
             mark_approximate(analyzer, index)  # a shared input mean, left out
         in_var = cell.input_size * w_second * np.asarray(s.second, np.float64).reshape(steps)
-        fields, deltas, _ = gated_through_time(cell, steps, 0.0, in_var,
-                                               loss_reads("last", steps))
+        law = gated_forward_law(cell, steps, 0.0, in_var)
+        fields = law.fields
+        grad_last, deltas, _ = gated_backward_law(law, loss_reads("last", steps))
         w = cell.recurrent_init.moments(cell.recurrent_shape)
         rec = LayerRecord(index, cell.input_size, cell.units,
                           symmetric=bool(kernel.symmetric and w.symmetric))
@@ -371,7 +373,7 @@ class Recurrent(Layer):
         if self.return_sequences and steps <= _MAX_PAIR_STEPS:
             analyzer.grad_pairs = True  # to check that the reads are independent
         ops.append((self._gated_backward_rule,
-                    (rec, in_var, fields["grad_var"], deltas, flags, w_second)))
+                    (rec, law, grad_last, deltas, flags, w_second)))
         if not self.return_sequences:
             from .._analytic_signal import _Signal
             return _Signal(float(fields["a_mean"][-1]), float(fields["a_var"][-1]),
@@ -379,21 +381,20 @@ class Recurrent(Layer):
         pairs = None
         if analyzer.track_cross:  # a pooling over time reads the states' pairs of steps
             from ..recurrent.gated_theory import gated_state_pairs
-            pairs = gated_state_pairs(cell, steps, 0.0, in_var)
+            pairs = gated_state_pairs(law)
         return SpatialMoments(fields["a_mean"].copy(),
                               fields["a_var"] + fields["a_mean"] ** 2, cross=pairs,
                               gaussian=False, exact=False)
 
     def _gated_backward_rule(self, analyzer: Any, state: tuple, g: Any) -> SpatialGradient:
-        from ..recurrent.gated_theory import gated_through_time
-        rec, in_var, grad_last, deltas_last, flags, w_second = state
-        steps = len(in_var)
+        from ..recurrent.gated_theory import gated_backward_law
+        rec, law, grad_last, deltas_last, flags, w_second = state
+        steps = len(grad_last)
         reads = reads_from(g, steps)
         if np.all(reads[:-1] == 0.0):  # linear in what it reads (module doc)
             grad, deltas = scaled(reads[-1], grad_last), scaled(reads[-1], deltas_last)
         else:
-            fields, deltas, _ = gated_through_time(self.cell, steps, 0.0, in_var, reads)
-            grad = fields["grad_var"]
+            grad, deltas, _ = gated_backward_law(law, reads)
             if not independent_reads(g):
                 # the two-time kernels take the reads as uncorrelated across steps
                 flags = {**flags, "correlated_reads": list(range(steps))}

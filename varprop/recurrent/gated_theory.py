@@ -60,7 +60,7 @@ approximations whose measured size docs/gated.md gives (section 3).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -230,8 +230,10 @@ def analyze_gated(cell: GatedCell, steps: int, *, inputs: str = "gaussian",
         in_mean, in_var = kx.mean, kx.var
     else:
         in_mean, in_var = 0.0, cell.input_size * (kx.var + kx.mean ** 2) * input_var
-    fields, _, band_width = gated_through_time(cell, steps, in_mean, np.full(steps, in_var),
-                                               loss_reads(loss, steps), backward)
+    law = gated_forward_law(cell, steps, in_mean, np.full(steps, in_var))
+    fields = dict(law.fields)
+    fields["grad_var"], _, band_width = gated_backward_law(law, loss_reads(loss, steps),
+                                                           backward)
     n = cell.units
     symmetric = bool(kx.symmetric and w.symmetric)
     records = [LayerRecord(t, cell.input_size + n, n, symmetric=symmetric,
@@ -251,15 +253,23 @@ def analyze_gated(cell: GatedCell, steps: int, *, inputs: str = "gaussian",
                          "approximations": gated_approximations(flags)})
 
 
-def gated_through_time(cell: GatedCell, steps: int, in_mean: float, in_var: np.ndarray,
-                       reads: np.ndarray, backward: str = "tied"
-                       ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-    """The per-step fields of :func:`analyze_gated` (``z_*``, ``a_*``, ``grad_var``) for
-    any per-step input term (mean ``in_mean``, variance ``in_var[t]``: the kernel's
-    ``F (v_x + m_x^2) E[x_t^2]``) and any per-step reads (``Var dL/dh_t`` from outside
-    the recurrence), and the gate deltas' ``sum_k E[delta_(k,t)^2]`` per step, which
-    ``H (v_x + m_x^2)`` turns into ``Var dL/dx_t`` (docs/gated.md, section 3), and the
-    band of two-time kernels carried (0 for ``backward="fresh"``)."""
+class GatedLaw(NamedTuple):
+    """One forward pass of the gated mean field (:func:`gated_forward_law`): the
+    profile's per-step fields, the per-step, per-unit-class moments the backward pass
+    and the pairs of steps read, the classes' weights, ``H (v_h + m_h^2)`` and the cell
+    kind."""
+
+    fields: dict[str, np.ndarray]
+    stats: dict[str, np.ndarray]
+    weights: np.ndarray
+    factor: float
+    lstm: bool
+
+
+def gated_forward_law(cell: GatedCell, steps: int, in_mean: float, in_var: np.ndarray
+                      ) -> GatedLaw:
+    """The forward recursion of :func:`analyze_gated` for any per-step input term (mean
+    ``in_mean``, variance ``in_var[t]``: the kernel's ``F (v_x + m_x^2) E[x_t^2]``)."""
     w = cell.recurrent_init.moments(cell.recurrent_shape)
     n = cell.units
     # H v_h and H m_h^2 on the variance, H m_h on the mean, H (v_h + m_h^2) backward
@@ -269,17 +279,28 @@ def gated_through_time(cell: GatedCell, steps: int, in_mean: float, in_var: np.n
     with np.errstate(over="ignore", invalid="ignore"):
         fields, stats = (_lstm if lstm else _gru)(steps, in_mean, np.asarray(in_var, float),
                                                   rec, biases, nodes, weights)
-        chain = stats["fm" if lstm else "zm"]
-        width = 1 if backward == "fresh" else band(chain, steps) + 1
-        fields["grad_var"], deltas = (lstm_backward if lstm else gru_backward)(
-            stats, weights, np.asarray(reads, float), rec[3], width)
-    return fields, deltas, width - 1
+    return GatedLaw(fields, stats, weights, rec[3], lstm)
 
 
-def gated_state_pairs(cell: GatedCell, steps: int, in_mean: float, in_var: np.ndarray
-                      ) -> np.ndarray:
-    """``E[h_s h_t]`` of one unit for every pair of steps of one sequence, ``(T, T)``:
-    what a pooling over time after a gated layer reads (docs/gated.md, section 2.3).
+def gated_backward_law(law: GatedLaw, reads: np.ndarray, backward: str = "tied"
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(Var dL/dh_t, the gate deltas' sum_k E[delta_(k,t)^2], band)`` per step of a
+    forward ``law`` for any per-step reads (``Var dL/dh_t`` from outside the
+    recurrence). ``H (v_x + m_x^2)`` times the deltas is ``Var dL/dx_t`` (docs/gated.md,
+    section 2.3); the band of two-time kernels carried is 0 for ``backward="fresh"``."""
+    steps = len(law.fields["a_var"])
+    chain = law.stats["fm" if law.lstm else "zm"]
+    width = 1 if backward == "fresh" else band(chain, steps) + 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad, deltas = (lstm_backward if law.lstm else gru_backward)(
+            law.stats, law.weights, np.asarray(reads, float), law.factor, width)
+    return grad, deltas, width - 1
+
+
+def gated_state_pairs(law: GatedLaw) -> np.ndarray:
+    """``E[h_s h_t]`` of one unit for every pair of steps of one sequence, ``(T, T)``,
+    from a forward ``law``: what a pooling over time after a gated layer reads
+    (docs/gated.md, section 2.3).
 
     The states' two-time kernels follow the forward recursions, as the backward pass's
     do (:func:`~varprop.recurrent.gated_backprop._forward_kernel`; the gates of
@@ -290,18 +311,13 @@ def gated_state_pairs(cell: GatedCell, steps: int, in_mean: float, in_var: np.nd
     class (the keep gate's bias nodes), then averaged; the diagonal is the profile's
     ``E[h_t^2]``."""
     from .gated_backprop import _forward_kernel
-    w = cell.recurrent_init.moments(cell.recurrent_shape)
-    n = cell.units
-    rec = (n * w.var, n * w.mean ** 2, n * w.mean, n * (w.var + w.mean ** 2))
-    biases, nodes, weights = gate_biases(cell)
-    lstm = cell.kind == "lstm"
+    st, fields = law.stats, law.fields
+    steps = len(fields["a_var"])
     with np.errstate(over="ignore", invalid="ignore"):
-        fields, st = (_lstm if lstm else _gru)(steps, in_mean, np.asarray(in_var, float),
-                                               rec, biases, nodes, weights)
         pairs = np.diag(fields["a_var"] + fields["a_mean"] ** 2)
         for s in range(steps - 1):
             width, t = steps - s, slice(s, steps)
-            if lstm:
+            if law.lstm:
                 kc = _forward_kernel(s, width, st["c2"], st["cm"], st["fm"],
                                      st["im"] * st["gm"])
                 row = st["om"][s] * st["om"][t] * (
@@ -310,7 +326,7 @@ def gated_state_pairs(cell: GatedCell, steps: int, in_mean: float, in_var: np.nd
             else:
                 row = _forward_kernel(s, width, st["h2"], st["hm"], st["zm"],
                                       (1.0 - st["zm"]) * st["en"])
-            pairs[s, s + 1:] = pairs[s + 1:, s] = (row @ weights)[1:]
+            pairs[s, s + 1:] = pairs[s + 1:, s] = (row @ law.weights)[1:]
     return pairs
 
 
