@@ -33,32 +33,51 @@ def _cell(act="tanh", units=16, inputs=5, **kw):
 
 
 # --------------------------------------------------------------------------- arrays
+def _round_trip(layer, shape, dtype, data_seed, base):
+    """The layer's forward and backward in one seed's run on a batch-major input that is
+    not C-contiguous in the kernels' time-major order: ``(the input time-major, the
+    run, y, dL/dx, the dL/dy it got)``."""
+    batch, steps, features = shape
+    net = Network((steps, features), [layer])
+    rng = np.random.default_rng(data_seed)
+    x = np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+    run = SeedRun(net.steps, 1, base, np.dtype(dtype), 1)
+    y, _, cache = run.forward(net.steps[0], x, None, keep=True, record=True)
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    gx = run.backward(net.steps[0], cache, grad)
+    return np.ascontiguousarray(np.swapaxes(x, 0, 1)), run, y, gx, grad
+
+
+def _time_major(grad, states, sequences):
+    """dL/dh_t as the numpy twins take it, (T, B, H): every state's, or the last's."""
+    grad_h = np.zeros_like(states)
+    if sequences:
+        grad_h[...] = np.swapaxes(grad, 0, 1)
+    else:
+        grad_h[-1] = grad
+    return grad_h
+
+
+def _same_arrays(y, gx, states, grad_x, sequences, rtol):
+    """The layer's output and input gradient against the twin's (time-major) ones."""
+    want = np.swapaxes(states, 0, 1) if sequences else states[-1]
+    np.testing.assert_allclose(y, want, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(gx, np.swapaxes(grad_x, 0, 1), rtol=rtol * 10,
+                               atol=rtol * 10)
+
+
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 @pytest.mark.parametrize("sequences", [False, True])
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 def test_forward_and_backward_are_the_numpy_recurrence(dtype, rtol, sequences, act):
     steps, batch = 7, 6
     layer = Recurrent(_cell(act), return_sequences=sequences)
-    net = Network((steps, 5), [layer])
-    rng = np.random.default_rng(3)
-    # a batch-major input that is not C-contiguous in the kernels' time-major order
-    x = np.asfortranarray(rng.standard_normal((batch, steps, 5)).astype(dtype))
-    run = SeedRun(net.steps, 1, 11, np.dtype(dtype), 1)
-    y, _, cache = run.forward(net.steps[0], x, None, keep=True, record=True)
+    xt, run, y, gx, grad = _round_trip(layer, (batch, steps, 5), dtype, 3, 11)
     (w_x, w_h), b = layer.draw(run, 0)
-    ref = ref_forward(np.swapaxes(x, 0, 1), w_x, w_h, b, activation=act)
-    want = np.swapaxes(ref.h, 0, 1) if sequences else ref.h[-1]
-    np.testing.assert_allclose(y, want, rtol=rtol, atol=rtol)
-    grad = rng.standard_normal(y.shape).astype(dtype)
-    gx = run.backward(net.steps[0], cache, grad)
-    grad_h = np.zeros_like(ref.h)
-    if sequences:
-        grad_h[...] = np.swapaxes(grad, 0, 1)
-    else:
-        grad_h[-1] = grad
-    g = ref_backward(np.swapaxes(x, 0, 1), w_x, w_h, ref.z, ref.h, grad_h, activation=act)
-    np.testing.assert_allclose(gx, np.swapaxes(g.grad_x, 0, 1), rtol=rtol * 10,
-                               atol=rtol * 10)
+    ref = ref_forward(xt, w_x, w_h, b, activation=act)
+    g = ref_backward(xt, w_x, w_h, ref.z, ref.h, _time_major(grad, ref.h, sequences),
+                     activation=act)
+    _same_arrays(y, gx, ref.h, g.grad_x, sequences, rtol)
     # the records are the statistics of those arrays
     row = {name: run.values[i, 0] for i, name in enumerate(FIELDS)}
     z, gz = np.asarray(ref.z, np.float64), np.asarray(g.grad_z, np.float64)
@@ -284,26 +303,11 @@ def test_gated_arrays_are_the_numpy_cells(make, dtype, rtol, sequences):
     steps, batch, features = 6, 5, 7
     cell = GATED[make](features, 12)
     layer = Recurrent(cell, return_sequences=sequences)
-    net = Network((steps, features), [layer])
-    rng = np.random.default_rng(5)
-    x = np.asfortranarray(rng.standard_normal((batch, steps, features)).astype(dtype))
-    run = SeedRun(net.steps, 1, 13, np.dtype(dtype), 1)
-    y, _, cache = run.forward(net.steps[0], x, None, keep=True, record=True)
+    xt, run, y, gx, grad = _round_trip(layer, (batch, steps, features), dtype, 5, 13)
     params, _ = layer.draw(run, 0)
-    xt = np.ascontiguousarray(np.swapaxes(x, 0, 1))
     ref = gated_forward(cell, xt, params)
-    want = np.swapaxes(ref.h, 0, 1) if sequences else ref.h[-1]
-    np.testing.assert_allclose(y, want, rtol=rtol, atol=rtol)
-    grad = rng.standard_normal(y.shape).astype(dtype)
-    gx = run.backward(net.steps[0], cache, grad)
-    grad_h = np.zeros_like(ref.h)
-    if sequences:
-        grad_h[...] = np.swapaxes(grad, 0, 1)
-    else:
-        grad_h[-1] = grad
-    g = gated_backward(cell, xt, params, ref, grad_h)
-    np.testing.assert_allclose(gx, np.swapaxes(g.grad_x, 0, 1), rtol=rtol * 10,
-                               atol=rtol * 10)
+    g = gated_backward(cell, xt, params, ref, _time_major(grad, ref.h, sequences))
+    _same_arrays(y, gx, ref.h, g.grad_x, sequences, rtol)
     z = ref.c if ref.c is not None else ref.cand_pre
     row = {name: run.values[i, 0] for i, name in enumerate(FIELDS)}
     assert row["z_var"] == pytest.approx(np.var(np.asarray(z, np.float64)), rel=rtol * 10)
