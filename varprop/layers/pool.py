@@ -85,7 +85,7 @@ class MaxPool(_Pool):
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        from ..conv_kernels import max_pool_forward
+        from ..pool_kernels import max_pool_forward
         kw = {"stride": self.stride, "padding": self.pads(x.shape[1:-1]),
               "n_threads": run.n_threads}
         y, arg = max_pool_forward(x, self.pool_size, **kw)
@@ -93,7 +93,7 @@ class MaxPool(_Pool):
         return y, y2, ((arg, x.shape) if keep else None)
 
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
-        from ..conv_kernels import max_pool_backward
+        from ..pool_kernels import max_pool_backward
         arg, shape = cache
         return max_pool_backward(grad, arg, shape, n_threads=run.n_threads)
 
@@ -197,14 +197,14 @@ class AvgPool(_Pool):
 
     def forward(self, step: Step, run: Any, x: np.ndarray, x2: np.ndarray | None,
                 keep: bool, record: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
-        from ..conv_kernels import avg_pool_forward
+        from ..pool_kernels import avg_pool_forward
         kw = self._kw(x.shape[1:-1], run)
         y = avg_pool_forward(x, self.pool_size, **kw)
         y2 = None if x2 is None else avg_pool_forward(x2, self.pool_size, **kw)
         return y, y2, (x.shape if keep else None)
 
     def backward(self, step: Step, run: Any, cache: Any, grad: np.ndarray) -> np.ndarray:
-        from ..conv_kernels import avg_pool_backward
+        from ..pool_kernels import avg_pool_backward
         return avg_pool_backward(grad, cache, self.pool_size, **self._kw(cache[1:-1], run))
 
     def analytic(self, step: Step, analyzer: Any, x: Any, ops: list) -> Any:
