@@ -163,8 +163,14 @@ VP_INLINE double dphi_elu(double x, double p0, double p1, int lo)
 VP_INLINE double dphi_gelu(double x, double p0, double p1, int lo)
 {
     (void)p0; (void)p1;
+    /* Phi(x) + x phi(x), one exp for both (the tail's density is exp(-xc^2 / 2): both
+     * clip |x| at 40, VP_GATE_CLIP). For x <= 0 the sum cancels to zero near x = -0.75;
+     * written as density * (ratio + x / sqrt(2 pi)), the cancellation happens before the
+     * exp's rounding error enters, which then stays relative. */
     double xc = clip_gate(x);
-    return vp_normal_cdf_p(x, lo) + xc * VP_INV_SQRT_2PI * vp_exp_p(-0.5 * xc * xc, lo);
+    vp_normal_tail q = vp_normal_tail_p(fabs(x), lo);
+    double slope = xc * VP_INV_SQRT_2PI;
+    return x > 0.0 ? (1.0 - q.tail) + slope * q.density : q.density * (q.ratio + slope);
 }
 
 VP_INLINE double dphi_gelu_tanh(double x, double p0, double p1, int lo)

@@ -15,8 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "vp_erfc_coeffs.h"
-
 /* Forced inlining: the loops of csrc/vp_activations.c are compiled once per instruction
  * set (target attributes), and a call left out of line would make a loop scalar. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -24,6 +22,8 @@
 #else
 #define VP_INLINE static inline
 #endif
+
+#include "vp_erfc_coeffs.h"
 
 #define VP_LOG2E 1.4426950408889634074
 #define VP_LN2_HI 6.93147180369123816490e-01 /* ln 2 split so k * hi is exact */
@@ -33,10 +33,6 @@
 #define VP_INV_SQRT_2PI 0.39894228040143267794
 #define VP_EXP_MIN (-708.0) /* below: exp underflows to the subnormal range; return 0 */
 #define VP_EXP_MAX 709.78
-/* Chebyshev terms of erfc for float data (csrc/vp_erfc_coeffs.h): the dropped ones sum
- * to 2.3e-14, small even where gelu' cancels to zero near x = -0.75 (17 terms gave
- * 5e-7 relative there) */
-#define VP_ERFC_NCOEFF_FLOAT 21
 
 /* 2^(k - 1) for kd = k + VP_SHIFTER, built from the exponent bits (k - 1 in [-1022, 1023]). */
 VP_INLINE double vp_pow2_km1(double kd)
@@ -162,24 +158,40 @@ VP_INLINE vp_logistic vp_sigmoid_p(double x, int lo)
     return out;
 }
 
-/* Upper normal tail Q(a) = P(Z > a) = erfc(a / sqrt 2) / 2 for a >= 0 (a may be NaN).
- * erfc(y) = exp(-y^2) / (1 + 2y) * sum_n c_n T_n(t), t = (y - K) / (y + K)
- * (Schonfelder 1978), the series summed by Clenshaw's recurrence. */
-VP_INLINE double vp_normal_upper_tail_p(double a, int lo)
+/* Upper normal tail Q(a) = P(Z > a) = erfc(a / sqrt 2) / 2 for a >= 0 (a may be NaN),
+ * and exp(-a^2 / 2), which it is built on and gelu' needs too.
+ * erfc(y) = exp(-y^2) / (1 + 2y) * f(t), t = (y - K) / (y + K) (Schonfelder 1978), f a
+ * Chebyshev series written as a polynomial in t (csrc/vp_erfc_coeffs.h). a is clipped
+ * at 40: Q(40) is below the smallest double. */
+typedef struct {
+    double tail;    /* Q(a) = density * ratio */
+    double density; /* exp(-min(a, 40)^2 / 2) */
+    double ratio;   /* Q(a) / density, a Mills ratio over sqrt(2 pi) */
+} vp_normal_tail;
+
+VP_INLINE vp_normal_tail vp_normal_tail_p(double a, int lo)
 {
-    double ac = a > 40.0 ? 40.0 : a; /* Q(40) is below the smallest double */
+    double ac = a > 40.0 ? 40.0 : a;
     double y = ac * VP_INV_SQRT2;
-    double t = (y - VP_ERFC_K) / (y + VP_ERFC_K);
-    double b1 = 0.0, b2 = 0.0;
-#pragma GCC unroll 32
-    for (int n = (lo ? VP_ERFC_NCOEFF_FLOAT : VP_ERFC_NCOEFF) - 1; n >= 1; n--) {
-        double b0 = 2.0 * t * b1 - b2 + vp_erfc_cheb[n];
-        b2 = b1;
-        b1 = b0;
+    double w = 1.0 + 2.0 * y;
+    double t, inv_w;
+    if (lo) { /* float data: one division for both, a few ulp of double more */
+        double d = 1.0 / ((y + VP_ERFC_K) * w);
+        t = (y - VP_ERFC_K) * w * d;
+        inv_w = (y + VP_ERFC_K) * d;
+    } else { /* double data: each quotient rounded once (gelu' cancels near x = -0.75) */
+        t = (y - VP_ERFC_K) / (y + VP_ERFC_K);
+        inv_w = 1.0 / w;
     }
-    double series = t * b1 - b2 + vp_erfc_cheb[0];
-    return 0.5 * vp_exp_p(-0.5 * ac * ac, lo) / (1.0 + 2.0 * y) * series;
+    double series = lo ? vp_erfc_series_lo(t) : vp_erfc_series(t);
+    vp_normal_tail out;
+    out.density = vp_exp_p(-0.5 * ac * ac, lo);
+    out.ratio = 0.5 * inv_w * series;
+    out.tail = out.density * out.ratio;
+    return out;
 }
+
+VP_INLINE double vp_normal_upper_tail_p(double a, int lo) { return vp_normal_tail_p(a, lo).tail; }
 
 /* The standard normal CDF Phi(x). */
 VP_INLINE double vp_normal_cdf_p(double x, int lo)
